@@ -1,0 +1,228 @@
+//! The multilingual-e5-small encoder (BERT) in candle, read straight from the E5S1 blob.
+//!
+//! The dense weights are dequantised to f32 once at load (about 85 MB); the 250k × 384 word
+//! embedding table stays in its `Q4_0` blocks (54 MB instead of 384 MB in f32) and only the rows a
+//! batch looks up are expanded. Run in f32: with f16, BERT's masked attention yields NaN.
+
+use std::sync::Arc;
+
+use candle_core::{D, DType, Device, Module, Tensor};
+use candle_nn::{LayerNorm, Linear};
+
+use super::blob::{Blob, BlobError, Encoding, Q4_BLOCK, Q4_BLOCK_BYTES, dequantize_q4_0};
+
+/// Layers whose mean-pooled outputs, averaged, form the "upper" half of the classifier features.
+/// Deeper pooled features were measured to help a head by about 0.02 F1 (MODEL-NOTES.md).
+pub const UPPER_LAYERS: std::ops::Range<usize> = 8..11;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("model shape mismatch: {0}")]
+    Shape(String),
+    #[error("token id {id} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    #[error("sequence of {len} tokens exceeds the {max} positions of the model")]
+    TooLong { len: usize, max: usize },
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    ffn_in: Linear,
+    ffn_out: Linear,
+    output_norm: LayerNorm,
+}
+
+/// Mean-pooled encoder outputs of one sequence (not normalised).
+#[derive(Debug, Clone)]
+pub struct Pooled {
+    /// Mean over tokens of the last layer: the e5 sentence embedding before L2 normalisation.
+    pub last: Vec<f32>,
+    /// Mean over tokens of the average of the layers in `UPPER_LAYERS`.
+    pub upper: Vec<f32>,
+}
+
+pub struct Encoder {
+    blob: Arc<Blob>,
+    hidden: usize,
+    heads: usize,
+    vocab: usize,
+    max_positions: usize,
+    /// Byte offset of each word-embedding row inside `emb.word`'s Q4_0 data.
+    word_row_bytes: usize,
+    positions: Tensor,
+    token_type0: Tensor,
+    embedding_norm: LayerNorm,
+    layers: Vec<Layer>,
+    device: Device,
+}
+
+impl Encoder {
+    pub fn load(blob: Arc<Blob>) -> Result<Self, EncoderError> {
+        let h = blob.header.clone();
+        let device = Device::Cpu;
+        let tensor = |name: &str, shape: &[usize]| -> Result<Tensor, EncoderError> {
+            let values = blob.f32_values(name, shape.iter().product())?;
+            Ok(Tensor::from_vec(values, shape, &device)?)
+        };
+        let linear = |prefix: &str, out_dim: usize, in_dim: usize| -> Result<Linear, EncoderError> {
+            Ok(Linear::new(tensor(&format!("{prefix}.w"), &[out_dim, in_dim])?, Some(tensor(&format!("{prefix}.b"), &[out_dim])?)))
+        };
+        let norm = |prefix: &str| -> Result<LayerNorm, EncoderError> {
+            Ok(LayerNorm::new(tensor(&format!("{prefix}.w"), &[h.hidden])?, tensor(&format!("{prefix}.b"), &[h.hidden])?, h.layer_norm_eps))
+        };
+
+        let word = blob.entry("emb.word")?;
+        if word.encoding != Encoding::Q4_0 || word.elements != h.vocab * h.hidden || h.hidden % Q4_BLOCK != 0 {
+            return Err(EncoderError::Shape(format!(
+                "emb.word must be Q4_0 blocks of [{}, {}], found {:?} with {} elements",
+                h.vocab, h.hidden, word.encoding, word.elements
+            )));
+        }
+        let positions = tensor("emb.pos", &[h.max_positions, h.hidden])?;
+        let token_type0 = Tensor::from_vec(blob.f32_prefix("emb.type", h.hidden)?, h.hidden, &device)?;
+        let embedding_norm = norm("emb.ln")?;
+        let layers = (0..h.layers)
+            .map(|i| {
+                Ok(Layer {
+                    query: linear(&format!("l{i}.q"), h.hidden, h.hidden)?,
+                    key: linear(&format!("l{i}.k"), h.hidden, h.hidden)?,
+                    value: linear(&format!("l{i}.v"), h.hidden, h.hidden)?,
+                    attention_out: linear(&format!("l{i}.ao"), h.hidden, h.hidden)?,
+                    attention_norm: norm(&format!("l{i}.aln"))?,
+                    ffn_in: linear(&format!("l{i}.fi"), h.ffn, h.hidden)?,
+                    ffn_out: linear(&format!("l{i}.fo"), h.hidden, h.ffn)?,
+                    output_norm: norm(&format!("l{i}.oln"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, EncoderError>>()?;
+        if h.layers < UPPER_LAYERS.end {
+            return Err(EncoderError::Shape(format!("{} layers; the features need {}", h.layers, UPPER_LAYERS.end)));
+        }
+        Ok(Encoder {
+            word_row_bytes: h.hidden / Q4_BLOCK * Q4_BLOCK_BYTES,
+            hidden: h.hidden,
+            heads: h.heads,
+            vocab: h.vocab,
+            max_positions: h.max_positions,
+            blob,
+            positions,
+            token_type0,
+            embedding_norm,
+            layers,
+            device,
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Expands the word-embedding rows of `ids` (padded batch, row-major) from their Q4_0 blocks.
+    fn word_embeddings(&self, ids: &[u32]) -> Result<Vec<f32>, EncoderError> {
+        let table = self.blob.raw("emb.word")?;
+        let mut out = vec![0f32; ids.len() * self.hidden];
+        for (&id, dst) in ids.iter().zip(out.chunks_exact_mut(self.hidden)) {
+            if id as usize >= self.vocab {
+                return Err(EncoderError::TokenOutOfRange { id, vocab: self.vocab });
+            }
+            let start = id as usize * self.word_row_bytes;
+            dequantize_q4_0(&table[start..start + self.word_row_bytes], dst);
+        }
+        Ok(out)
+    }
+
+    /// Runs a batch of token sequences (each with its special tokens, at most `max_positions`
+    /// long) and returns each sequence's pooled outputs, in input order.
+    pub fn forward(&self, sequences: &[Vec<u32>]) -> Result<Vec<Pooled>, EncoderError> {
+        let batch = sequences.len();
+        if batch == 0 {
+            return Ok(Vec::new());
+        }
+        let seq_len = sequences.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        if seq_len > self.max_positions {
+            return Err(EncoderError::TooLong { len: seq_len, max: self.max_positions });
+        }
+        let (hidden, heads) = (self.hidden, self.heads);
+        let head_dim = hidden / heads;
+
+        // Padded ids (pad with 1, XLM-R's <pad>; masked out anyway) and the 0/1 mask.
+        let mut ids = vec![1u32; batch * seq_len];
+        let mut mask = vec![0f32; batch * seq_len];
+        for (b, seq) in sequences.iter().enumerate() {
+            ids[b * seq_len..b * seq_len + seq.len()].copy_from_slice(seq);
+            mask[b * seq_len..b * seq_len + seq.len()].fill(1.0);
+        }
+        let mask = Tensor::from_vec(mask, (batch, seq_len), &self.device)?;
+
+        let words = Tensor::from_vec(self.word_embeddings(&ids)?, (batch, seq_len, hidden), &self.device)?;
+        let positions = self.positions.narrow(0, 0, seq_len)?.unsqueeze(0)?;
+        let x = words.broadcast_add(&positions)?.broadcast_add(&self.token_type0)?;
+        let mut x = self.embedding_norm.forward(&x)?.reshape((batch * seq_len, hidden))?;
+
+        // Additive attention bias: 0 where attended, a large negative (not −inf, which turns
+        // 0 × −inf into NaN) on padding. Shape [batch, 1, 1, seq].
+        let bias = ((&mask - 1.0)? * 1e9)?.reshape((batch, 1, 1, seq_len))?;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let split_heads = |t: Tensor| -> candle_core::Result<Tensor> {
+            t.reshape((batch, seq_len, heads, head_dim))?.transpose(1, 2)?.contiguous()
+        };
+
+        let mut upper_sum: Option<Tensor> = None;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let q = split_heads(layer.query.forward(&x)?)?;
+            let k = split_heads(layer.key.forward(&x)?)?;
+            let v = split_heads(layer.value.forward(&x)?)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let context = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((batch * seq_len, hidden))?;
+            let attended = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + &x)?)?;
+            let ffn = layer.ffn_out.forward(&layer.ffn_in.forward(&attended)?.gelu_erf()?)?;
+            x = layer.output_norm.forward(&(ffn + &attended)?)?;
+            if UPPER_LAYERS.contains(&i) {
+                upper_sum = Some(match upper_sum {
+                    None => x.clone(),
+                    Some(sum) => (sum + &x)?,
+                });
+            }
+        }
+        let upper = match upper_sum {
+            Some(sum) => (sum / UPPER_LAYERS.len() as f64)?,
+            None => return Err(EncoderError::Shape("no upper layers were pooled".into())),
+        };
+
+        let last = mean_pool(&x.reshape((batch, seq_len, hidden))?, &mask)?.to_vec2::<f32>()?;
+        let upper = mean_pool(&upper.reshape((batch, seq_len, hidden))?, &mask)?.to_vec2::<f32>()?;
+        Ok(last.into_iter().zip(upper).map(|(last, upper)| Pooled { last, upper }).collect())
+    }
+}
+
+/// Mean over the tokens the mask keeps: [batch, seq, hidden] → [batch, hidden].
+fn mean_pool(x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let counts = mask.sum_keepdim(D::Minus1)?.clamp(1.0, f64::MAX)?; // [batch, 1]
+    let summed = x.broadcast_mul(&mask.unsqueeze(D::Minus1)?)?.sum(1)?; // [batch, hidden]
+    summed.broadcast_div(&counts)?.to_dtype(DType::F32)
+}
+
+/// L2-normalises a vector in place (leaves a zero vector as it is).
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
