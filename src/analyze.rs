@@ -1,1 +1,235 @@
+//! Text analysis: a text in, its language, label scores, flags and severity out; and the
+//! `calmline analyze` command in its readable and JSON-lines forms (format: DESIGN.md, "Texts").
 
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+use crate::config::AnalyzeArgs;
+use crate::error::Error;
+use crate::labels::{Label, LabelScores};
+use crate::model::Classifier;
+use crate::policy::Severity;
+
+/// Texts longer than this are refused: windowing handles any length, but one megabyte-sized
+/// "turn" is an upload error, not a conversation turn.
+pub const MAX_TEXT_BYTES: usize = 256 * 1024;
+
+/// One text to analyse, with the caller's optional language hint.
+#[derive(Debug, Clone, Copy)]
+pub struct TextInput<'a> {
+    pub text: &'a str,
+    pub lang: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Analysis {
+    pub language: String,
+    pub scores: Scores,
+    pub flags: Vec<Label>,
+    pub severity: Severity,
+}
+
+/// Label scores serialised as a map in label order, rounded to 4 decimals.
+#[derive(Debug, Clone, Copy)]
+pub struct Scores(pub LabelScores);
+
+impl Serialize for Scores {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(Label::ALL.len()))?;
+        for (label, score) in self.0.iter() {
+            map.serialize_entry(label.name(), &((score as f64 * 1e4).round() / 1e4))?;
+        }
+        map.end()
+    }
+}
+
+/// Checks one text before it reaches the model.
+pub fn validate(input: &TextInput) -> Result<(), Error> {
+    if input.text.trim().is_empty() {
+        return Err(Error::Validation("text is empty".into()));
+    }
+    if input.text.len() > MAX_TEXT_BYTES {
+        return Err(Error::Validation(format!("text is {} bytes; the limit is {MAX_TEXT_BYTES}", input.text.len())));
+    }
+    if let Some(lang) = input.lang {
+        if lang.is_empty() || lang.len() > 16 || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(Error::Validation("lang must be a language code such as \"hu\" or \"pt-BR\"".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Analyses valid texts in one model call (callers validate first).
+pub fn analyze(classifier: &Classifier, inputs: &[TextInput]) -> Result<Vec<Analysis>, Error> {
+    let texts: Vec<&str> = inputs.iter().map(|i| i.text).collect();
+    let scores = classifier.scores(&texts)?;
+    Ok(inputs
+        .iter()
+        .zip(scores)
+        .map(|(input, scores)| {
+            let flags = classifier.head.flags(&scores);
+            Analysis {
+                language: input.lang.map(str::to_string).unwrap_or_else(|| crate::lang::detect(input.text).to_string()),
+                severity: Severity::of(&flags, &scores),
+                scores: Scores(scores),
+                flags,
+            }
+        })
+        .collect())
+}
+
+pub fn run_cli(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let classifier = Classifier::load(&args.model.models).context("loading the model")?;
+    match &args.text {
+        Some(text) => {
+            let input = TextInput { text, lang: None };
+            validate(&input)?;
+            let analysis = analyze(&classifier, &[input])?.remove(0);
+            print_readable(&classifier, &analysis);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::stdout().lock();
+            let summary = analyze_jsonl(&classifier, stdin, stdout, args.batch as usize)?;
+            if summary.failed > 0 {
+                eprintln!("{} of {} lines failed", summary.failed, summary.lines);
+                Ok(ExitCode::from(1))
+            } else {
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+fn print_readable(classifier: &Classifier, a: &Analysis) {
+    let flags: Vec<&str> = a.flags.iter().map(|l| l.name()).collect();
+    println!("language  {}", a.language);
+    println!("severity  {}", a.severity.name());
+    println!("flags     {}", if flags.is_empty() { "none".to_string() } else { flags.join(", ") });
+    println!("scores");
+    for (label, score) in a.scores.0.iter() {
+        let threshold = classifier.head.threshold(label);
+        let bar_len = (score * 20.0).round() as usize;
+        let bar: String = "█".repeat(bar_len) + &"·".repeat(20 - bar_len.min(20));
+        let mark = if score >= threshold { "  ◀ flagged" } else { "" };
+        println!("  {:<18} {score:.3} {bar} (threshold {threshold:.2}){mark}", label.name());
+    }
+    println!("model     {}", classifier.model_version());
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct JsonlSummary {
+    pub lines: usize,
+    pub failed: usize,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonlInput {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    text: Option<serde_json::Value>,
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+/// A line read from the input, before or after the model ran.
+enum Pending {
+    Failed { id: Option<serde_json::Value>, line: usize, error: String },
+    Ready { id: Option<serde_json::Value>, line: usize, text: String, lang: Option<String> },
+}
+
+/// Reads JSON lines, analyses them in batches of `batch`, and writes one line per input line,
+/// in order. A line that cannot be read or analysed yields `{"id" | "line", "error"}` and the
+/// run goes on; only an I/O failure of the streams themselves stops it.
+pub fn analyze_jsonl(classifier: &Classifier, mut input: impl BufRead, mut output: impl Write, batch: usize) -> anyhow::Result<JsonlSummary> {
+    let mut summary = JsonlSummary::default();
+    let mut pending = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let read = input.read_until(b'\n', &mut buf).context("reading stdin")?;
+        if read == 0 {
+            break;
+        }
+        summary.lines += 1;
+        pending.push(parse_line(&buf, summary.lines));
+        if pending.iter().filter(|p| matches!(p, Pending::Ready { .. })).count() >= batch {
+            summary.failed += flush(classifier, &mut pending, &mut output)?;
+        }
+    }
+    summary.failed += flush(classifier, &mut pending, &mut output)?;
+    Ok(summary)
+}
+
+fn parse_line(raw: &[u8], line: usize) -> Pending {
+    let fail = |id, error: &str| Pending::Failed { id, line, error: error.to_string() };
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return fail(None, "line is not valid UTF-8");
+    };
+    let text = text.trim_end_matches(['\n', '\r']);
+    if text.trim().is_empty() {
+        return fail(None, "empty line");
+    }
+    let parsed: JsonlInput = match serde_json::from_str(text) {
+        Ok(p) => p,
+        Err(e) => return fail(None, &format!("not a JSON object with a \"text\" field: {e}")),
+    };
+    let id = parsed.id;
+    let text = match parsed.text {
+        Some(serde_json::Value::String(s)) => s,
+        Some(_) => return fail(id, "\"text\" must be a string"),
+        None => return fail(id, "missing \"text\""),
+    };
+    if let Err(e) = validate(&TextInput { text: &text, lang: parsed.lang.as_deref() }) {
+        return fail(id, &e.to_string());
+    }
+    Pending::Ready { id, line, text, lang: parsed.lang }
+}
+
+/// Runs the model on the ready lines, writes every pending line in order, returns the failures.
+fn flush(classifier: &Classifier, pending: &mut Vec<Pending>, output: &mut impl Write) -> anyhow::Result<usize> {
+    let inputs: Vec<TextInput> = pending
+        .iter()
+        .filter_map(|p| match p {
+            Pending::Ready { text, lang, .. } => Some(TextInput { text, lang: lang.as_deref() }),
+            Pending::Failed { .. } => None,
+        })
+        .collect();
+    let mut results = match analyze(classifier, &inputs) {
+        Ok(r) => r.into_iter().map(Ok).collect::<Vec<_>>(),
+        Err(e) => inputs.iter().map(|_| Err(e.to_string())).collect(),
+    }
+    .into_iter();
+    let mut failed = 0;
+    for p in pending.drain(..) {
+        let (id, line, result) = match p {
+            Pending::Failed { id, line, error } => (id, line, Err(error)),
+            Pending::Ready { id, line, .. } => (id, line, results.next().unwrap_or_else(|| Err("no result".into()))),
+        };
+        let mut object = serde_json::Map::new();
+        match id {
+            Some(id) => object.insert("id".into(), id),
+            None => object.insert("line".into(), line.into()),
+        };
+        match result {
+            Ok(analysis) => {
+                if let serde_json::Value::Object(fields) = serde_json::to_value(&analysis)? {
+                    object.extend(fields);
+                }
+            }
+            Err(error) => {
+                failed += 1;
+                object.insert("error".into(), error.into());
+            }
+        }
+        serde_json::to_writer(&mut *output, &object)?;
+        output.write_all(b"\n")?;
+    }
+    output.flush()?;
+    Ok(failed)
+}

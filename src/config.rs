@@ -1,1 +1,97 @@
+//! Command-line and environment configuration. Every flag is also an environment variable
+//! (`CALMLINE_*`); nothing else in calmline reads the environment.
 
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "calmline", version, about = "Detects frustration, rudeness and abuse in conversations and guides the agent")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score one text (readable) or JSON lines from stdin (`--jsonl`).
+    Analyze(AnalyzeArgs),
+    /// Train the label head on the frozen encoder from the public data sets.
+    Train(TrainArgs),
+    /// Re-score the held-out test splits with the committed head (the model card's numbers).
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Folder with the head (`head.json`, `head.safetensors`) and, under `base/`, the encoder
+    /// blob and tokenizer fetched by `make setup`.
+    #[arg(long, env = "CALMLINE_MODELS", default_value = "models")]
+    pub models: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Read `{"id": …, "text": …, "lang": …}` lines from stdin and write one result line each,
+    /// in order; unreadable lines get an error object and the run goes on.
+    #[arg(long, conflicts_with = "text")]
+    pub jsonl: bool,
+    /// Texts per model call in `--jsonl` mode: larger batches raise throughput, smaller ones
+    /// give the first results sooner.
+    #[arg(long, env = "CALMLINE_ANALYZE_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch: u32,
+    /// The text to analyse (readable output).
+    #[arg(required_unless_present = "jsonl")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Folder holding the public data sets (see `../shared/data/MANIFEST.md`).
+    #[arg(long, env = "CALMLINE_DATA", default_value = "../shared/data")]
+    pub data: PathBuf,
+    /// Cache of embedded training texts; safe to delete.
+    #[arg(long, env = "CALMLINE_CACHE", default_value = "models/cache")]
+    pub cache: PathBuf,
+    /// Most training texts per data set and language (keeps one set from dominating).
+    #[arg(long, default_value_t = 2500)]
+    pub cap_train: usize,
+    /// Most dev texts per data set and language.
+    #[arg(long, default_value_t = 500)]
+    pub cap_dev: usize,
+    /// Most test texts per data set and language.
+    #[arg(long, default_value_t = 1000)]
+    pub cap_test: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Full-batch optimiser steps.
+    #[arg(long, default_value_t = 600)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 0.01)]
+    pub learning_rate: f64,
+    /// L2 penalty on the head's weights.
+    #[arg(long, default_value_t = 1e-4)]
+    pub l2: f64,
+    /// Version string reported with every result of this head.
+    #[arg(long, default_value = "e5-small-q4+frozen-head-1")]
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Where to write the report as JSON (Markdown goes to stdout).
+    #[arg(long, default_value = "models/eval-test.json")]
+    pub out: PathBuf,
+}

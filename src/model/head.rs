@@ -111,6 +111,12 @@ impl Head {
         std::fs::write(&meta_path, text + "\n").map_err(|e| write_err(&meta_path, e.to_string()))
     }
 
+    /// The same weights with new thresholds (validated like a loaded head).
+    pub fn with_thresholds(self, thresholds: BTreeMap<Label, f32>) -> Result<Self, HeadError> {
+        let meta = HeadMeta { thresholds, ..self.meta };
+        Head::new(meta, self.weight, self.bias)
+    }
+
     pub fn feature_dim(&self) -> usize {
         self.meta.feature_dim
     }

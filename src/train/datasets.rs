@@ -1,0 +1,567 @@
+//! Readers for the public data sets in `../shared/data` and the mapping of each one's labels to
+//! calmline's seven (see `models/README.md`, "Label mapping"). A label a set does not annotate is
+//! `None`: the loss is masked there. Official test splits are kept as `Split::Test` and are
+//! never trained on or used for thresholds; sets without official splits are split 80/10/10 by a
+//! hash of the text, so the split of a text never changes between runs.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::labels::{LABEL_COUNT, Label};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Dev,
+    Test,
+}
+
+/// Per-label target: `Some(true)` positive, `Some(false)` negative, `None` not annotated.
+pub type Targets = [Option<bool>; LABEL_COUNT];
+
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub source: &'static str,
+    pub lang: &'static str,
+    pub split: Split,
+    pub text: String,
+    pub targets: Targets,
+}
+
+/// Caps per source, language and split, so that no single set dominates and embedding the
+/// whole collection fits in minutes on two cores. Sampling is deterministic.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    pub train: usize,
+    pub dev: usize,
+    pub test: usize,
+}
+
+impl Caps {
+    fn of(&self, split: Split) -> usize {
+        match split {
+            Split::Train => self.train,
+            Split::Dev => self.dev,
+            Split::Test => self.test,
+        }
+    }
+}
+
+/// Builds targets from (label, value) pairs; everything else is masked.
+fn targets(pairs: &[(Label, bool)]) -> Targets {
+    let mut t = [None; LABEL_COUNT];
+    for &(label, value) in pairs {
+        t[label.index()] = Some(value);
+    }
+    t
+}
+
+/// All abuse labels negative: a text its annotators found clean of any offence.
+fn clean(extra: &[(Label, bool)]) -> Targets {
+    use Label::*;
+    let mut pairs = vec![(Rudeness, false), (Insult, false), (Profanity, false), (Threat, false), (IdentityAttack, false), (SexualHarassment, false)];
+    pairs.extend_from_slice(extra);
+    targets(&pairs)
+}
+
+/// FNV-1a: a stable hash for deterministic splits (std's hasher may change between releases).
+pub fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+fn hash_split(text: &str) -> Split {
+    match stable_hash(text) % 10 {
+        0 => Split::Test,
+        1 => Split::Dev,
+        _ => Split::Train,
+    }
+}
+
+fn csv_rows(path: &Path, delimiter: u8, has_headers: bool) -> Result<Vec<csv::StringRecord>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(has_headers)
+        .flexible(true)
+        .quoting(delimiter == b',')
+        .from_path(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut rows = Vec::new();
+    for row in reader.records() {
+        match row {
+            Ok(r) => rows.push(r),
+            Err(e) if e.is_io_error() => return Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(_) => continue, // a malformed row in a public set: skip it, the rest is usable
+        }
+    }
+    Ok(rows)
+}
+
+fn headers(path: &Path, delimiter: u8) -> Result<csv::StringRecord> {
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).from_path(path)?;
+    Ok(reader.headers()?.clone())
+}
+
+fn column(headers: &csv::StringRecord, name: &str) -> Result<usize> {
+    headers.iter().position(|h| h.trim_start_matches('\u{feff}') == name).with_context(|| format!("no column `{name}`"))
+}
+
+/// One source's reader: the examples of every split, uncapped.
+type Reader = fn(&Path) -> Result<Vec<Example>>;
+
+/// Every source used for training and evaluation, by folder name in `../shared/data`.
+pub const SOURCES: &[(&str, Reader)] = &[
+    ("goemotions_en", goemotions),
+    ("convabuse_en", convabuse),
+    ("germeval2018_de", germeval),
+    ("told_br_pt", told_br),
+    ("tydip_en", tydip),
+    ("xed", xed),
+    ("hebemo_he", hebemo),
+    ("olah450_taxonomy_he", olah),
+    ("mlma_en_fr_ar", mlma),
+    ("en_edos_sexism", edos),
+    ("en_davidson_hateoffensive", davidson),
+    ("de_gahd", gahd),
+    ("en_stanford_politeness", stanford_politeness),
+    ("tr_offenseval2020_coltekin", offenseval_tr),
+    ("da_dkhate", dkhate),
+    ("ko_kocohub_hate", kocohub),
+    ("zh_cold", cold),
+    ("ur_roman_urdu_ruhsold", ruhsold),
+];
+
+/// Loads every source found under `data_dir`, capped per source, language and split.
+pub fn load_all(data_dir: &Path, caps: Caps) -> Result<Vec<Example>> {
+    let mut all = Vec::new();
+    for (name, reader) in SOURCES {
+        let dir = data_dir.join(name);
+        if !dir.is_dir() {
+            eprintln!("warning: data set {name} not found under {}; skipped", data_dir.display());
+            continue;
+        }
+        let examples = reader(&dir).with_context(|| format!("loading data set {name}"))?;
+        all.extend(cap(examples, caps));
+    }
+    Ok(all)
+}
+
+/// Deterministic sample of at most the cap per (language, split), keeping input order.
+fn cap(examples: Vec<Example>, caps: Caps) -> Vec<Example> {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<(&str, Split), Vec<Example>> = BTreeMap::new();
+    for e in examples {
+        if !e.text.trim().is_empty() {
+            groups.entry((e.lang, e.split)).or_default().push(e);
+        }
+    }
+    let mut out = Vec::new();
+    for ((_, split), mut group) in groups {
+        let limit = caps.of(split);
+        if group.len() > limit {
+            // Keep the texts with the smallest hashes: a fixed, content-based sample.
+            group.sort_by_key(|e| stable_hash(&e.text));
+            group.truncate(limit);
+        }
+        out.extend(group);
+    }
+    out
+}
+
+fn goemotions(dir: &Path) -> Result<Vec<Example>> {
+    // Ids (emotions.txt): 2 anger, 3 annoyance, 9 disappointment, 10 disapproval.
+    let mut out = Vec::new();
+    for (file, split) in [("train.tsv", Split::Train), ("dev.tsv", Split::Dev), ("test.tsv", Split::Test)] {
+        for row in csv_rows(&dir.join(file), b'\t', false)? {
+            let ids: Vec<&str> = row.get(1).unwrap_or("").split(',').collect();
+            let frustrated = ids.iter().any(|i| matches!(*i, "2" | "3" | "9"));
+            let disapproval_only = !frustrated && ids.contains(&"10");
+            let t = if disapproval_only { [None; LABEL_COUNT] } else { targets(&[(Label::Frustration, frustrated)]) };
+            out.push(Example { source: "goemotions_en", lang: "en", split, text: row[0].to_string(), targets: t });
+        }
+    }
+    Ok(out)
+}
+
+fn convabuse(dir: &Path) -> Result<Vec<Example>> {
+    use Label::*;
+    let mut out = Vec::new();
+    for (file, split) in [
+        ("ConvAbuseEMNLPtrain.csv", Split::Train),
+        ("ConvAbuseEMNLPvalid.csv", Split::Dev),
+        ("ConvAbuseEMNLPtest.csv", Split::Test),
+    ] {
+        let path = dir.join(file);
+        let head = headers(&path, b',')?;
+        let user = column(&head, "user")?;
+        let col = |name: &str| head.iter().position(|h| h == name);
+        for row in csv_rows(&path, b',', true)? {
+            let ticked = |name: &str| col(name).and_then(|i| row.get(i)).map(|v| v.trim() == "1").unwrap_or(false);
+            let (mut ratings, mut sexual, mut identity) = (Vec::new(), 0, 0);
+            for a in 1..=8 {
+                let rating = [1, 0, -1, -2, -3].into_iter().find(|r| ticked(&format!("Annotator{a}_is_abuse.{r}")));
+                let Some(rating) = rating else { continue };
+                ratings.push(rating as f32);
+                sexual += ticked(&format!("Annotator{a}_sex_harassment")) as usize;
+                identity += ["sexist", "homophobic", "racist", "transphobic", "ableist"]
+                    .iter()
+                    .any(|k| ticked(&format!("Annotator{a}_{k}"))) as usize;
+            }
+            if ratings.is_empty() {
+                continue;
+            }
+            // Mean rating: 1 not abusive, 0 ambiguous, -1 mildly … -3 strongly abusive.
+            let m = ratings.iter().sum::<f32>() / ratings.len() as f32;
+            let half = ratings.len().div_ceil(2);
+            let abusive = m <= -1.0;
+            let mut pairs = vec![];
+            if m < 0.0 {
+                pairs.push((Rudeness, true));
+            } else if m >= 0.5 {
+                pairs.extend([(Rudeness, false), (Insult, false), (Threat, false)]);
+            }
+            if abusive {
+                pairs.push((Insult, true));
+            }
+            if abusive || m >= 0.5 {
+                pairs.push((SexualHarassment, abusive && sexual >= half));
+                pairs.push((IdentityAttack, abusive && identity >= half));
+            }
+            let text = row.get(user).unwrap_or("").to_string();
+            out.push(Example { source: "convabuse_en", lang: "en", split, text, targets: targets(&pairs) });
+        }
+    }
+    Ok(out)
+}
+
+fn germeval(dir: &Path) -> Result<Vec<Example>> {
+    use Label::*;
+    let mut out = Vec::new();
+    for (file, official_test) in [("germeval2018.training.txt", false), ("germeval2018.test.txt", true)] {
+        for row in csv_rows(&dir.join(file), b'\t', false)? {
+            let (text, coarse, fine) = (row[0].to_string(), row.get(1).unwrap_or(""), row.get(2).unwrap_or(""));
+            let t = match (coarse, fine) {
+                ("OTHER", _) => clean(&[]),
+                ("OFFENSE", "INSULT") => targets(&[(Rudeness, true), (Insult, true)]),
+                ("OFFENSE", "ABUSE") => targets(&[(Rudeness, true), (Insult, true)]),
+                ("OFFENSE", "PROFANITY") => targets(&[(Rudeness, true), (Profanity, true), (Insult, false), (IdentityAttack, false)]),
+                _ => continue,
+            };
+            // The official release has no dev split: a tenth of train, by text hash, serves.
+            let split = if official_test { Split::Test } else if stable_hash(&text) % 10 == 0 { Split::Dev } else { Split::Train };
+            out.push(Example { source: "germeval2018_de", lang: "de", split, text, targets: t });
+        }
+    }
+    Ok(out)
+}
+
+fn told_br(dir: &Path) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for (file, split) in [
+        ("ptbr_train_2annotator.csv", Split::Train),
+        ("ptbr_validation_2annotator.csv", Split::Dev),
+        ("ptbr_test_2annotator.csv", Split::Test),
+    ] {
+        for row in csv_rows(&dir.join("splits_2annotator").join(file), b',', true)? {
+            let t = match row.get(1) {
+                Some("1") => targets(&[(Label::Rudeness, true)]),
+                Some("0") => clean(&[]),
+                _ => continue,
+            };
+            out.push(Example { source: "told_br_pt", lang: "pt", split, text: row[0].to_string(), targets: t });
+        }
+    }
+    Ok(out)
+}
+
+fn tydip(dir: &Path) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for (file, official_test) in [("en_train_binary.csv", false), ("en_test_binary.csv", true)] {
+        for row in csv_rows(&dir.join("binary").join(file), b',', true)? {
+            let Ok(score) = row.get(1).unwrap_or("").parse::<f32>() else { continue };
+            let text = row[0].to_string();
+            let split = if official_test { Split::Test } else if stable_hash(&text) % 10 == 0 { Split::Dev } else { Split::Train };
+            out.push(Example { source: "tydip_en", lang: "en", split, text, targets: targets(&[(Label::Rudeness, score < 0.0)]) });
+        }
+    }
+    Ok(out)
+}
+
+fn xed(dir: &Path) -> Result<Vec<Example>> {
+    // XED label 1 is anger: the closest signal of frustration in hu, he, de, es, fr.
+    let mut out = Vec::new();
+    let files: [(&str, &'static str); 6] = [
+        ("en-annotated.tsv", "en"),
+        ("projections/hu-projections.tsv", "hu"),
+        ("projections/he-projections.tsv", "he"),
+        ("projections/de-projections.tsv", "de"),
+        ("projections/es-projections.tsv", "es"),
+        ("projections/fr-projections.tsv", "fr"),
+    ];
+    for (file, lang) in files {
+        for row in csv_rows(&dir.join(file), b'\t', false)? {
+            let text = row[0].to_string();
+            let anger = row.get(1).unwrap_or("").split(',').any(|l| l.trim() == "1");
+            let split = hash_split(&text);
+            out.push(Example { source: "xed", lang, split, text, targets: targets(&[(Label::Frustration, anger)]) });
+        }
+    }
+    Ok(out)
+}
+
+fn hebemo(dir: &Path) -> Result<Vec<Example>> {
+    use Label::*;
+    let mut out = Vec::new();
+    for (file, test) in [("hebemo_main_covid.csv", false), ("hebemo_test_insample_covid.csv", true)] {
+        let path = dir.join(file);
+        let head = headers(&path, b',')?;
+        let (text_col, anger_col, disgust_col) = (column(&head, "text")?, column(&head, "anger_agreed")?, column(&head, "disgust_agreed")?);
+        for row in csv_rows(&path, b',', true)? {
+            let agreed = |c: usize| row.get(c).and_then(|v| v.trim().parse::<f32>().ok());
+            let text = row.get(text_col).unwrap_or("").to_string();
+            let mut pairs = Vec::new();
+            match agreed(anger_col) {
+                Some(v) if v >= 1.0 => pairs.push((Frustration, true)),
+                Some(_) => pairs.push((Frustration, false)),
+                None => {}
+            }
+            // Comments agreed to carry neither anger nor disgust serve as Hebrew negatives for
+            // abuse: without them OLaH-450 teaches that Hebrew itself is abusive.
+            if matches!(agreed(anger_col), Some(v) if v < 1.0) && matches!(agreed(disgust_col), Some(v) if v < 1.0) {
+                pairs.extend([(Insult, false), (IdentityAttack, false), (Threat, false), (Rudeness, false)]);
+            }
+            if pairs.is_empty() {
+                continue;
+            }
+            let split = if test { Split::Test } else if stable_hash(&text) % 10 == 0 { Split::Dev } else { Split::Train };
+            out.push(Example { source: "hebemo_he", lang: "he", split, text, targets: targets(&pairs) });
+        }
+    }
+    Ok(out)
+}
+
+fn olah(dir: &Path) -> Result<Vec<Example>> {
+    use Label::*;
+    let path = dir.join("olah450_final_annotations_merged.csv");
+    let head = headers(&path, b',')?;
+    let (text, offensive, threat, kind) = (column(&head, "text")?, column(&head, "t00_offensive")?, column(&head, "t04B_threat")?, column(&head, "t04_insult_or_hate")?);
+    let mut out = Vec::new();
+    for row in csv_rows(&path, b',', true)? {
+        if row.get(offensive) != Some("yes") {
+            continue;
+        }
+        let hate = row.get(kind) == Some("Hate speech");
+        let t = targets(&[
+            (Rudeness, true),
+            (Insult, true),
+            (IdentityAttack, hate),
+            (Threat, row.get(threat).is_some_and(|v| v.eq_ignore_ascii_case("yes"))),
+        ]);
+        let text = row.get(text).unwrap_or("").to_string();
+        out.push(Example { source: "olah450_taxonomy_he", lang: "he", split: hash_split(&text), text, targets: t });
+    }
+    Ok(out)
+}
+
+fn mlma(dir: &Path) -> Result<Vec<Example>> {
+    use Label::*;
+    let mut out = Vec::new();
+    for (file, lang) in [("en_dataset_with_stop_words.csv", "en"), ("fr_dataset.csv", "fr"), ("ar_dataset.csv", "ar")] {
+        let path = dir.join(file);
+        let head = headers(&path, b',')?;
+        let (text, sentiment) = (column(&head, "tweet")?, column(&head, "sentiment")?);
+        for row in csv_rows(&path, b',', true)? {
+            let kinds: Vec<&str> = row.get(sentiment).unwrap_or("").split('_').collect();
+            let t = if kinds == ["normal"] {
+                clean(&[])
+            } else {
+                let mut pairs = vec![(Rudeness, kinds.iter().any(|k| matches!(*k, "offensive" | "abusive" | "hateful" | "disrespectful")))];
+                if kinds.contains(&"hateful") {
+                    pairs.push((IdentityAttack, true));
+                }
+                if kinds.contains(&"abusive") {
+                    pairs.push((Insult, true));
+                }
+                targets(&pairs)
+            };
+            let text = row.get(text).unwrap_or("").to_string();
+            out.push(Example { source: "mlma_en_fr_ar", lang, split: hash_split(&text), text, targets: t });
+        }
+    }
+    Ok(out)
+}
+
+fn edos(dir: &Path) -> Result<Vec<Example>> {
+    use Label::*;
+    let path = dir.join("data_edos_labelled_aggregated.csv");
+    let mut out = Vec::new();
+    for row in csv_rows(&path, b',', true)? {
+        let (text, sexist, category, vector, split) = (&row[1], &row[2], &row[3], &row[4], &row[5]);
+        let split = match split {
+            "train" => Split::Train,
+            "dev" => Split::Dev,
+            "test" => Split::Test,
+            _ => continue,
+        };
+        let t = if sexist == "not sexist" {
+            targets(&[(IdentityAttack, false), (Threat, false), (SexualHarassment, false)])
+        } else {
+            let mut pairs = vec![(IdentityAttack, true), (Threat, category.starts_with("1."))];
+            if vector.starts_with("2.3") {
+                pairs.push((SexualHarassment, true));
+            }
+            targets(&pairs)
+        };
+        out.push(Example { source: "en_edos_sexism", lang: "en", split, text: text.to_string(), targets: t });
+    }
+    Ok(out)
+}
+
+fn davidson(dir: &Path) -> Result<Vec<Example>> {
+    use Label::*;
+    let mut out = Vec::new();
+    for row in csv_rows(&dir.join("data_labeled_data.csv"), b',', true)? {
+        let t = match row.get(5) {
+            Some("0") => targets(&[(IdentityAttack, true), (Rudeness, true)]),
+            Some("1") => targets(&[(Profanity, true), (Rudeness, true)]),
+            Some("2") => clean(&[]),
+            _ => continue,
+        };
+        let text = row.get(6).unwrap_or("").to_string();
+        out.push(Example { source: "en_davidson_hateoffensive", lang: "en", split: hash_split(&text), text, targets: t });
+    }
+    Ok(out)
+}
+
+fn gahd(dir: &Path) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for row in csv_rows(&dir.join("gahd.csv"), b',', true)? {
+        let split = match row.get(4) {
+            Some("train") => Split::Train,
+            Some("dev") => Split::Dev,
+            Some("test") => Split::Test,
+            _ => continue,
+        };
+        let t = targets(&[(Label::IdentityAttack, row.get(2) == Some("1"))]);
+        out.push(Example { source: "de_gahd", lang: "de", split, text: row[1].to_string(), targets: t });
+    }
+    Ok(out)
+}
+
+fn stanford_politeness(dir: &Path) -> Result<Vec<Example>> {
+    // The usual binarisation: bottom quartile of the normalised score impolite, top quartile polite.
+    let mut out = Vec::new();
+    for file in ["wikipedia.annotated.csv", "stack-exchange.annotated.csv"] {
+        let rows = csv_rows(&dir.join(file), b',', true)?;
+        let mut scored: Vec<(String, f32)> =
+            rows.iter().filter_map(|r| Some((r.get(2)?.to_string(), r.get(13)?.parse().ok()?))).collect();
+        let mut scores: Vec<f32> = scored.iter().map(|s| s.1).collect();
+        scores.sort_by(f32::total_cmp);
+        if scores.is_empty() {
+            continue;
+        }
+        let (low, high) = (scores[scores.len() / 4], scores[scores.len() * 3 / 4]);
+        for (text, score) in scored.drain(..) {
+            let rude = if score <= low { true } else if score >= high { false } else { continue };
+            out.push(Example { source: "en_stanford_politeness", lang: "en", split: hash_split(&text), text, targets: targets(&[(Label::Rudeness, rude)]) });
+        }
+    }
+    Ok(out)
+}
+
+/// OLID level A (OFF/NOT): offensive maps to rudeness, not offensive to clean.
+fn olid(label: &str) -> Option<Targets> {
+    match label.trim() {
+        "OFF" => Some(targets(&[(Label::Rudeness, true)])),
+        "NOT" => Some(clean(&[])),
+        _ => None,
+    }
+}
+
+fn offenseval_tr(dir: &Path) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for row in csv_rows(&dir.join("offenseval-tr-training-v1.tsv"), b'\t', false)? {
+        let (Some(text), Some(t)) = (row.get(1), row.get(2).and_then(olid)) else { continue };
+        out.push(Example { source: "tr_offenseval2020_coltekin", lang: "tr", split: if stable_hash(text) % 10 == 0 { Split::Dev } else { Split::Train }, text: text.to_string(), targets: t });
+    }
+    let gold: std::collections::HashMap<String, String> = csv_rows(&dir.join("offenseval-tr-labela-v1.tsv"), b',', false)?
+        .into_iter()
+        .filter_map(|r| Some((r.get(0)?.to_string(), r.get(1)?.to_string())))
+        .collect();
+    for row in csv_rows(&dir.join("offenseval-tr-testset-v1.tsv"), b'\t', true)? {
+        let (Some(id), Some(text)) = (row.get(0), row.get(1)) else { continue };
+        let Some(t) = gold.get(id).and_then(|l| olid(l)) else { continue };
+        out.push(Example { source: "tr_offenseval2020_coltekin", lang: "tr", split: Split::Test, text: text.to_string(), targets: t });
+    }
+    Ok(out)
+}
+
+fn dkhate(dir: &Path) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for (file, official_test) in [
+        ("data_hate-speech_oe20da_data_offenseval-da-training-v1.tsv", false),
+        ("data_hate-speech_oe20da_data_offenseval-da-test-v1.tsv", true),
+    ] {
+        for row in csv_rows(&dir.join(file), b'\t', true)? {
+            let (Some(text), Some(t)) = (row.get(1), row.get(2).and_then(olid)) else { continue };
+            let split = if official_test { Split::Test } else if stable_hash(text) % 10 == 0 { Split::Dev } else { Split::Train };
+            out.push(Example { source: "da_dkhate", lang: "da", split, text: text.to_string(), targets: t });
+        }
+    }
+    Ok(out)
+}
+
+fn kocohub(dir: &Path) -> Result<Vec<Example>> {
+    use Label::*;
+    let mut out = Vec::new();
+    // The test labels are not public: dev is the held-out test, a tenth of train the dev.
+    for (file, official_test) in [("labeled_train.tsv", false), ("labeled_dev.tsv", true)] {
+        for row in csv_rows(&dir.join(file), b'\t', true)? {
+            let t = match row.get(3) {
+                Some("hate") => targets(&[(Rudeness, true), (IdentityAttack, true)]),
+                Some("offensive") => targets(&[(Rudeness, true), (IdentityAttack, false)]),
+                Some("none") => clean(&[]),
+                _ => continue,
+            };
+            let text = row[0].to_string();
+            let split = if official_test { Split::Test } else if stable_hash(&text) % 10 == 0 { Split::Dev } else { Split::Train };
+            out.push(Example { source: "ko_kocohub_hate", lang: "ko", split, text, targets: t });
+        }
+    }
+    Ok(out)
+}
+
+fn cold(dir: &Path) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for (file, split) in [("COLDataset_train.csv", Split::Train), ("COLDataset_dev.csv", Split::Dev), ("COLDataset_test.csv", Split::Test)] {
+        let path = dir.join(file);
+        let head = headers(&path, b',')?;
+        let (text, label) = (column(&head, "TEXT")?, column(&head, "label")?);
+        for row in csv_rows(&path, b',', true)? {
+            let t = match row.get(label) {
+                Some("1") => targets(&[(Label::Rudeness, true)]),
+                Some("0") => clean(&[]),
+                _ => continue,
+            };
+            out.push(Example { source: "zh_cold", lang: "zh", split, text: row.get(text).unwrap_or("").to_string(), targets: t });
+        }
+    }
+    Ok(out)
+}
+
+fn ruhsold(dir: &Path) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for (file, split) in [("task_1_train.tsv", Split::Train), ("task_1_validation.tsv", Split::Dev), ("task_1_test.tsv", Split::Test)] {
+        for row in csv_rows(&dir.join(file), b'\t', false)? {
+            // Task 1: 0 abusive/offensive, 1 normal.
+            let t = match row.get(1).map(str::trim) {
+                Some("0") => targets(&[(Label::Rudeness, true)]),
+                Some("1") => clean(&[]),
+                _ => continue,
+            };
+            out.push(Example { source: "ur_roman_urdu_ruhsold", lang: "ur", split, text: row[0].to_string(), targets: t });
+        }
+    }
+    Ok(out)
+}

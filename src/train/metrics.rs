@@ -1,0 +1,116 @@
+//! Binary classification metrics: precision, recall, F1, ROC AUC, and threshold search.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct BinaryMetrics {
+    pub n: usize,
+    pub positives: usize,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// ROC AUC; `None` when only one class is present.
+    pub auc: Option<f64>,
+    /// Macro-F1 over the positive and the negative class (how GermEval and ToLD-Br report).
+    pub macro_f1: f64,
+    pub accuracy: f64,
+}
+
+/// Metrics of `scores` against `truth` at `threshold`.
+pub fn binary_metrics(scores: &[f32], truth: &[bool], threshold: f32) -> BinaryMetrics {
+    let (mut tp, mut fp, mut tn, mut fn_) = (0usize, 0usize, 0usize, 0usize);
+    for (&s, &t) in scores.iter().zip(truth) {
+        match (s >= threshold, t) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, false) => tn += 1,
+            (false, true) => fn_ += 1,
+        }
+    }
+    let f1_of = |tp: usize, fp: usize, fn_: usize| {
+        let denom = 2 * tp + fp + fn_;
+        if denom == 0 { 0.0 } else { 2.0 * tp as f64 / denom as f64 }
+    };
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let f1 = f1_of(tp, fp, fn_);
+    BinaryMetrics {
+        n: scores.len(),
+        positives: tp + fn_,
+        precision: ratio(tp, tp + fp),
+        recall: ratio(tp, tp + fn_),
+        f1,
+        auc: roc_auc(scores, truth),
+        macro_f1: (f1 + f1_of(tn, fn_, fp)) / 2.0,
+        accuracy: ratio(tp + tn, scores.len()),
+    }
+}
+
+/// ROC AUC by the rank-sum (Mann–Whitney) formula, ties counted half.
+pub fn roc_auc(scores: &[f32], truth: &[bool]) -> Option<f64> {
+    let positives = truth.iter().filter(|&&t| t).count();
+    let negatives = truth.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let mut rank_sum = 0f64;
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        let average_rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum += average_rank * order[i..=j].iter().filter(|&&k| truth[k]).count() as f64;
+        i = j + 1;
+    }
+    let p = positives as f64;
+    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * negatives as f64))
+}
+
+/// The threshold in 0.02..=0.98 that maximises F1 (ties: the lower one). `None` without positives.
+pub fn best_f1_threshold(scores: &[f32], truth: &[bool]) -> Option<f32> {
+    if !truth.iter().any(|&t| t) {
+        return None;
+    }
+    (1..50)
+        .map(|i| i as f32 * 0.02)
+        .map(|t| (t, binary_metrics(scores, truth, t).f1))
+        .fold(None, |best: Option<(f32, f64)>, (t, f1)| match best {
+            Some((_, b)) if b >= f1 => best,
+            _ => Some((t, f1)),
+        })
+        .map(|(t, _)| t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perfect_ranking_has_auc_one_and_inverted_zero() {
+        let s = [0.1, 0.4, 0.35, 0.8];
+        let t = [false, false, true, true];
+        assert!((roc_auc(&s, &t).unwrap() - 0.75).abs() < 1e-12);
+        assert_eq!(roc_auc(&[0.1, 0.9], &[false, true]), Some(1.0));
+        assert_eq!(roc_auc(&[0.9, 0.1], &[false, true]), Some(0.0));
+        assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]), Some(0.5));
+        assert_eq!(roc_auc(&[0.5], &[true]), None);
+    }
+
+    #[test]
+    fn f1_and_macro_f1_by_hand() {
+        // tp=1 fp=1 fn=1 tn=1
+        let m = binary_metrics(&[0.9, 0.8, 0.1, 0.2], &[true, false, true, false], 0.5);
+        assert_eq!((m.precision, m.recall, m.f1, m.macro_f1, m.accuracy), (0.5, 0.5, 0.5, 0.5, 0.5));
+        assert_eq!(m.positives, 2);
+    }
+
+    #[test]
+    fn threshold_search_separates_the_classes() {
+        let t = best_f1_threshold(&[0.1, 0.2, 0.7, 0.9], &[false, false, true, true]).unwrap();
+        assert!(t > 0.2 && t <= 0.7, "{t}");
+        assert_eq!(best_f1_threshold(&[0.1], &[false]), None);
+    }
+}
