@@ -12,11 +12,15 @@ use crate::config::AnalyzeArgs;
 use crate::error::Error;
 use crate::labels::{Label, LabelScores};
 use crate::model::Classifier;
-use crate::policy::Severity;
+use crate::policy::{Policy, Severity};
 
 /// Texts longer than this are refused: windowing handles any length, but one megabyte-sized
 /// "turn" is an upload error, not a conversation turn.
 pub const MAX_TEXT_BYTES: usize = 256 * 1024;
+
+/// A JSON line longer than this is answered with an error without being held in memory whole
+/// (room for a text at the limit with JSON escaping).
+pub const MAX_LINE_BYTES: usize = 4 * MAX_TEXT_BYTES;
 
 /// One text to analyse, with the caller's optional language hint.
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +68,7 @@ pub fn validate(input: &TextInput) -> Result<(), Error> {
 }
 
 /// Analyses valid texts in one model call (callers validate first).
-pub fn analyze(classifier: &Classifier, inputs: &[TextInput]) -> Result<Vec<Analysis>, Error> {
+pub fn analyze(classifier: &Classifier, policy: &Policy, inputs: &[TextInput]) -> Result<Vec<Analysis>, Error> {
     let texts: Vec<&str> = inputs.iter().map(|i| i.text).collect();
     let scores = classifier.scores(&texts)?;
     Ok(inputs
@@ -74,7 +78,7 @@ pub fn analyze(classifier: &Classifier, inputs: &[TextInput]) -> Result<Vec<Anal
             let flags = classifier.head.flags(&scores);
             Analysis {
                 language: input.lang.map(str::to_string).unwrap_or_else(|| crate::lang::detect(input.text).to_string()),
-                severity: Severity::of(&flags, &scores),
+                severity: policy.severity_of(&flags, &scores),
                 scores: Scores(scores),
                 flags,
             }
@@ -83,19 +87,21 @@ pub fn analyze(classifier: &Classifier, inputs: &[TextInput]) -> Result<Vec<Anal
 }
 
 pub fn run_cli(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let policy = args.policy.load()?;
     let classifier = Classifier::load(&args.model.models).context("loading the model")?;
+    let engine = Engine { classifier: &classifier, policy: &policy };
     match &args.text {
         Some(text) => {
             let input = TextInput { text, lang: None };
             validate(&input)?;
-            let analysis = analyze(&classifier, &[input])?.remove(0);
+            let analysis = analyze(&classifier, &policy, &[input])?.remove(0);
             print_readable(&classifier, &analysis);
             Ok(ExitCode::SUCCESS)
         }
         None => {
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
-            let summary = analyze_jsonl(&classifier, stdin, stdout, args.batch as usize)?;
+            let summary = analyze_jsonl(engine, stdin, stdout, args.batch as usize)?;
             if summary.failed > 0 {
                 eprintln!("{} of {} lines failed", summary.failed, summary.lines);
                 Ok(ExitCode::from(1))
@@ -146,24 +152,66 @@ enum Pending {
 /// Reads JSON lines, analyses them in batches of `batch`, and writes one line per input line,
 /// in order. A line that cannot be read or analysed yields `{"id" | "line", "error"}` and the
 /// run goes on; only an I/O failure of the streams themselves stops it.
-pub fn analyze_jsonl(classifier: &Classifier, mut input: impl BufRead, mut output: impl Write, batch: usize) -> anyhow::Result<JsonlSummary> {
+/// The model and the policy a run uses.
+#[derive(Clone, Copy)]
+pub struct Engine<'a> {
+    pub classifier: &'a Classifier,
+    pub policy: &'a Policy,
+}
+
+pub fn analyze_jsonl(engine: Engine, mut input: impl BufRead, mut output: impl Write, batch: usize) -> anyhow::Result<JsonlSummary> {
     let mut summary = JsonlSummary::default();
     let mut pending = Vec::new();
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        let read = input.read_until(b'\n', &mut buf).context("reading stdin")?;
-        if read == 0 {
-            break;
-        }
+        let line = match read_bounded_line(&mut input, &mut buf, MAX_LINE_BYTES).context("reading stdin")? {
+            Line::End => break,
+            Line::Complete => parse_line(&buf, summary.lines + 1),
+            Line::TooLong => Pending::Failed {
+                id: None,
+                line: summary.lines + 1,
+                error: format!("line is longer than {MAX_LINE_BYTES} bytes"),
+            },
+        };
         summary.lines += 1;
-        pending.push(parse_line(&buf, summary.lines));
+        pending.push(line);
         if pending.iter().filter(|p| matches!(p, Pending::Ready { .. })).count() >= batch {
-            summary.failed += flush(classifier, &mut pending, &mut output)?;
+            summary.failed += flush(engine, &mut pending, &mut output)?;
         }
     }
-    summary.failed += flush(classifier, &mut pending, &mut output)?;
+    summary.failed += flush(engine, &mut pending, &mut output)?;
     Ok(summary)
+}
+
+enum Line {
+    End,
+    Complete,
+    TooLong,
+}
+
+/// Reads up to the next newline into `buf`, keeping at most `max` bytes; the rest of a longer
+/// line is read and dropped so memory stays bounded whatever the input.
+fn read_bounded_line(input: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Line> {
+    let mut seen = 0usize;
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(if seen == 0 { Line::End } else if seen > max { Line::TooLong } else { Line::Complete });
+        }
+        let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if seen + used <= max {
+            buf.extend_from_slice(&chunk[..used]);
+        }
+        seen += used;
+        input.consume(used);
+        if done {
+            return Ok(if seen > max { Line::TooLong } else { Line::Complete });
+        }
+    }
 }
 
 fn parse_line(raw: &[u8], line: usize) -> Pending {
@@ -192,7 +240,7 @@ fn parse_line(raw: &[u8], line: usize) -> Pending {
 }
 
 /// Runs the model on the ready lines, writes every pending line in order, returns the failures.
-fn flush(classifier: &Classifier, pending: &mut Vec<Pending>, output: &mut impl Write) -> anyhow::Result<usize> {
+fn flush(engine: Engine, pending: &mut Vec<Pending>, output: &mut impl Write) -> anyhow::Result<usize> {
     let inputs: Vec<TextInput> = pending
         .iter()
         .filter_map(|p| match p {
@@ -200,7 +248,7 @@ fn flush(classifier: &Classifier, pending: &mut Vec<Pending>, output: &mut impl 
             Pending::Failed { .. } => None,
         })
         .collect();
-    let mut results = match analyze(classifier, &inputs) {
+    let mut results = match analyze(engine.classifier, engine.policy, &inputs) {
         Ok(r) => r.into_iter().map(Ok).collect::<Vec<_>>(),
         Err(e) => inputs.iter().map(|_| Err(e.to_string())).collect(),
     }

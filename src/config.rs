@@ -31,9 +31,28 @@ pub struct ModelArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// Policy file (severity rules, the guidance ladder, hints); the embedded
+    /// `models/policy.toml` when not given. A bad file stops start-up with its place named.
+    #[arg(long, env = "CALMLINE_POLICY")]
+    pub policy: Option<PathBuf>,
+}
+
+impl PolicyArgs {
+    pub fn load(&self) -> Result<crate::policy::Policy, crate::policy::PolicyError> {
+        match &self.policy {
+            Some(path) => crate::policy::Policy::load(path),
+            None => Ok(crate::policy::Policy::embedded()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct AnalyzeArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Read `{"id": …, "text": …, "lang": …}` lines from stdin and write one result line each,
     /// in order; unreadable lines get an error object and the run goes on.
     #[arg(long, conflicts_with = "text")]

@@ -5,9 +5,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use calmline::analyze::{JsonlSummary, analyze_jsonl};
+use calmline::analyze::{Engine, JsonlSummary, analyze_jsonl};
 use calmline::labels::Label;
 use calmline::model::Classifier;
+use calmline::policy::Policy;
 
 fn classifier() -> &'static Classifier {
     static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
@@ -16,7 +17,9 @@ fn classifier() -> &'static Classifier {
 
 fn run_jsonl(input: &[u8], batch: usize) -> (Vec<serde_json::Value>, JsonlSummary) {
     let mut out = Vec::new();
-    let summary = analyze_jsonl(classifier(), input, &mut out, batch).unwrap();
+    let policy = Policy::embedded();
+    let engine = Engine { classifier: classifier(), policy: &policy };
+    let summary = analyze_jsonl(engine, input, &mut out, batch).unwrap();
     let lines = String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     (lines, summary)
 }
@@ -72,6 +75,21 @@ fn every_line_is_answered_in_order_and_bad_lines_get_error_objects() {
     assert_eq!(out[10]["line"], 11);
     assert_eq!(out[11]["id"], "he");
     assert_eq!(out[11]["language"], "he");
+}
+
+#[test]
+fn an_oversized_line_is_refused_without_stopping_the_run() {
+    let huge = format!("{{\"id\": \"big\", \"text\": \"{}\"}}\n", "a".repeat(calmline::analyze::MAX_LINE_BYTES));
+    let over_text_limit = format!("{{\"id\": \"long\", \"text\": \"{}\"}}\n", "b ".repeat(calmline::analyze::MAX_TEXT_BYTES));
+    let input = format!("{huge}{over_text_limit}{{\"id\": \"ok\", \"text\": \"Thanks!\"}}\n");
+    let (out, summary) = run_jsonl(input.as_bytes(), 8);
+    assert_eq!(summary, JsonlSummary { lines: 3, failed: 2 });
+    assert_eq!(out[0]["line"], 1);
+    assert!(out[0]["error"].as_str().unwrap().contains("longer than"));
+    assert_eq!(out[1]["id"], "long");
+    assert!(out[1]["error"].as_str().unwrap().contains("limit"));
+    assert_eq!(out[2]["id"], "ok");
+    assert!(out[2].get("error").is_none());
 }
 
 #[test]

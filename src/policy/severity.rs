@@ -1,13 +1,10 @@
-//! A turn's severity from its flags and scores.
-//!
-//! Interim rule until the policy file of the service issue carries it as data: harm to a person
-//! ranks above incivility, incivility above frustration (DESIGN.md "Guidance: the ladder").
+//! A turn's severity, from its flags and scores, by the rules of the policy file.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::labels::{Label, LabelScores};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     None,
@@ -17,10 +14,9 @@ pub enum Severity {
     Critical,
 }
 
-/// Scores at or above this make a flagged harm label count as severe.
-const SEVERE_SCORE: f32 = 0.9;
-
 impl Severity {
+    pub const ALL: [Severity; 5] = [Severity::None, Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
+
     pub fn name(self) -> &'static str {
         match self {
             Severity::None => "none",
@@ -30,50 +26,37 @@ impl Severity {
             Severity::Critical => "critical",
         }
     }
+}
 
-    /// - critical: a threat, or a flagged identity attack or sexual harassment scored severe
-    /// - high: identity attack or sexual harassment, or an insult scored severe
-    /// - medium: an insult or rudeness
-    /// - low: frustration or profanity only
-    pub fn of(flags: &[Label], scores: &LabelScores) -> Severity {
-        use Label::*;
-        let has = |l: Label| flags.contains(&l);
-        let severe = |l: Label| has(l) && scores.get(l) >= SEVERE_SCORE;
-        if has(Threat) || severe(IdentityAttack) || severe(SexualHarassment) {
+/// `[severity]` of the policy: for each level, the labels whose flag raises a turn to it, and
+/// the labels that do so only when scored at least `severe_score`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityRules {
+    pub severe_score: f32,
+    pub critical: Vec<Label>,
+    pub critical_if_severe: Vec<Label>,
+    pub high: Vec<Label>,
+    pub high_if_severe: Vec<Label>,
+    pub medium: Vec<Label>,
+    pub low: Vec<Label>,
+}
+
+impl SeverityRules {
+    /// The highest level whose condition holds (levels are tried from critical down).
+    pub fn of(&self, flags: &[Label], scores: &LabelScores) -> Severity {
+        let any_flag = |labels: &[Label]| labels.iter().any(|l| flags.contains(l));
+        let any_severe = |labels: &[Label]| labels.iter().any(|&l| flags.contains(&l) && scores.get(l) >= self.severe_score);
+        if any_flag(&self.critical) || any_severe(&self.critical_if_severe) {
             Severity::Critical
-        } else if has(IdentityAttack) || has(SexualHarassment) || severe(Insult) {
+        } else if any_flag(&self.high) || any_severe(&self.high_if_severe) {
             Severity::High
-        } else if has(Insult) || has(Rudeness) {
+        } else if any_flag(&self.medium) {
             Severity::Medium
-        } else if has(Frustration) || has(Profanity) {
+        } else if any_flag(&self.low) {
             Severity::Low
         } else {
             Severity::None
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use Label::*;
-
-    fn scores(pairs: &[(Label, f32)]) -> LabelScores {
-        let mut s = LabelScores::default();
-        for &(l, v) in pairs {
-            s.0[l.index()] = v;
-        }
-        s
-    }
-
-    #[test]
-    fn harm_ranks_above_incivility_above_frustration() {
-        assert_eq!(Severity::of(&[], &scores(&[])), Severity::None);
-        assert_eq!(Severity::of(&[Frustration, Profanity], &scores(&[(Frustration, 0.99)])), Severity::Low);
-        assert_eq!(Severity::of(&[Rudeness], &scores(&[(Rudeness, 0.6)])), Severity::Medium);
-        assert_eq!(Severity::of(&[Insult], &scores(&[(Insult, 0.7)])), Severity::Medium);
-        assert_eq!(Severity::of(&[Insult], &scores(&[(Insult, 0.95)])), Severity::High);
-        assert_eq!(Severity::of(&[SexualHarassment], &scores(&[(SexualHarassment, 0.6)])), Severity::High);
-        assert_eq!(Severity::of(&[Threat], &scores(&[(Threat, 0.5)])), Severity::Critical);
     }
 }
