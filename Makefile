@@ -4,13 +4,27 @@ CALMLINE = ./target/release/calmline
 
 .PHONY: setup run test train eval demo
 
+PYTHON ?= python3
+INTEROP_VENV = .venv-interop
+
 ## Fetch and verify the encoder blob and tokenizer into models/base/ (skipped when present).
 setup:
 	@./models/fetch.sh
 
-## Build and run calmline's main job on the default model (until the service lands: a demo of
-## `calmline analyze`, readable and as JSON lines).
+## The Python grpcio client used by the interop test (tests/interop/), in its own virtualenv.
+$(INTEROP_VENV)/.installed: tests/interop/requirements.txt
+	$(PYTHON) -m venv $(INTEROP_VENV)
+	$(INTEROP_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+	@touch $@
+
+## Build and run the service on the default model: gRPC on 127.0.0.1:50051, metrics on
+## 127.0.0.1:9464 (override with CALMLINE_LISTEN / CALMLINE_METRICS_LISTEN). Ctrl-C drains and stops.
 run: setup
+	$(CARGO) build --release
+	$(CALMLINE) serve
+
+## A short demo of `calmline analyze`, readable and as JSON lines.
+demo: setup
 	$(CARGO) build --release
 	$(CALMLINE) analyze "This is the third time I'm calling, and the router STILL doesn't work!"
 	@printf '%s\n' \
@@ -20,8 +34,8 @@ run: setup
 	  '{"id": "de-1", "text": "Ich warte seit zwei Wochen auf eine Antwort, das ist eine Frechheit."}' \
 	  | $(CALMLINE) analyze --jsonl
 
-## Run every test against the real model.
-test: setup
+## Run every test against the real model (and the Python interop client).
+test: setup $(INTEROP_VENV)/.installed
 	$(CARGO) test --locked
 
 ## Retrain the frozen-encoder head from ../shared/data (features cached in models/cache/).

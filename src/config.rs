@@ -14,6 +14,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gRPC service (Triage, health, reflection) and its metrics endpoint.
+    Serve(ServeArgs),
     /// Score one text (readable) or JSON lines from stdin (`--jsonl`).
     Analyze(AnalyzeArgs),
     /// Train the label head on the frozen encoder from the public data sets.
@@ -64,6 +66,44 @@ pub struct AnalyzeArgs {
     /// The text to analyse (readable output).
     #[arg(required_unless_present = "jsonl")]
     pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// gRPC address. Loopback by default: exposing it is a deliberate choice.
+    #[arg(long, env = "CALMLINE_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: std::net::SocketAddr,
+    /// Prometheus metrics address (`GET /metrics`), on its own port so it can stay internal.
+    #[arg(long, env = "CALMLINE_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Requests admitted at once; more are refused with RESOURCE_EXHAUSTED at once. Higher
+    /// absorbs bursts, lower bounds latency and memory.
+    #[arg(long, env = "CALMLINE_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight: u32,
+    /// Tokenizer threads (each holds its own tokenizer). On 2 cores one is enough: the
+    /// encoder needs the rest.
+    #[arg(long, env = "CALMLINE_TOKENIZER_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub tokenizer_workers: u32,
+    /// Texts per encoder batch: larger raises throughput under load.
+    #[arg(long, env = "CALMLINE_MAX_BATCH_TEXTS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_batch_texts: u32,
+    /// Padded tokens (texts × longest) per encoder batch: bounds one batch's latency and memory.
+    #[arg(long, env = "CALMLINE_MAX_BATCH_TOKENS", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]
+    pub max_batch_tokens: u32,
+    /// How long the first text of a batch waits for others, in milliseconds: higher batches
+    /// more under load, at that much latency when idle.
+    #[arg(long, env = "CALMLINE_MAX_WAIT_MS", default_value_t = 2)]
+    pub max_wait_ms: u64,
+    /// Largest gRPC message accepted, in bytes.
+    #[arg(long, env = "CALMLINE_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Log format: "text" or "json". Logs never contain customer text.
+    #[arg(long, env = "CALMLINE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,12 +1,22 @@
-//! The one error type of calmline's core.
+//! The one error type of calmline's core. The gRPC layer maps each variant to a status code
+//! (`grpc::status`), exhaustively.
 
 use crate::model::ModelError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The client's input cannot be analysed (empty, malformed, wrong encoding ...).
+    /// The client's input cannot be analysed (empty, oversized, malformed, unknown enum …).
     #[error("invalid input: {0}")]
     Validation(String),
+    /// Admission is full: refused at once rather than queued without bound.
+    #[error("server is at capacity ({0} requests in flight); retry with backoff")]
+    Overloaded(usize),
+    /// The caller's deadline passed before the work was done.
+    #[error("deadline exceeded before the turn was scored")]
+    DeadlineExceeded,
+    /// The pipeline is not running (still warming up, or shutting down).
+    #[error("not ready: {0}")]
+    Unavailable(String),
     /// The model could not be loaded or could not run.
     #[error(transparent)]
     Model(#[from] ModelError),

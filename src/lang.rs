@@ -10,6 +10,13 @@ pub fn detect(text: &str) -> &'static str {
     }
 }
 
+/// Every code `detect` can return: a closed set, safe as a metric label.
+pub static KNOWN_CODES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    let mut codes: Vec<&'static str> = whatlang::Lang::all().iter().map(|&l| iso_639_1(l)).collect();
+    codes.push("und");
+    codes
+});
+
 fn iso_639_1(lang: whatlang::Lang) -> &'static str {
     use whatlang::Lang::*;
     match lang {

@@ -1,14 +1,23 @@
 //! calmline: detects frustration, rudeness and abuse in contact-center conversations and tells
-//! the agent what to do next. The core (`model`, `policy`, `analyze`, `train`) knows nothing of
-//! the command line or transport; `main.rs` is a thin adapter over it.
+//! the agent what to do next.
+//!
+//! The core (`model`, `infer`, `policy`, `conversation`, `analyze`, `train`) knows nothing of
+//! tonic; `grpc` and the CLI in `main.rs` are thin adapters over it, so the same pipeline serves
+//! the RPCs, the batch commands and the evaluator.
 
 pub mod analyze;
 pub mod config;
+pub mod conversation;
 pub mod error;
+pub mod grpc;
+pub mod infer;
 pub mod labels;
 pub mod lang;
+pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod server;
 pub mod train;
 
 pub use error::Error;
+pub use server::run;

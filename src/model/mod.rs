@@ -76,36 +76,46 @@ impl FeatureExtractor {
 
     /// Pooled outputs of every window of every text: `result[i]` holds text i's windows.
     pub fn pooled(&self, texts: &[&str]) -> Result<Vec<Vec<Pooled>>, ModelError> {
-        let mut windows: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut owners = Vec::new();
+        let mut windows = Vec::new();
         for (i, text) in texts.iter().enumerate() {
-            windows.extend(self.tokenizer.windows(text)?.into_iter().map(|w| (i, w)));
+            for w in self.tokenizer.windows(text)? {
+                owners.push(i);
+                windows.push(w);
+            }
         }
+        let mut out: Vec<Vec<Pooled>> = vec![Vec::new(); texts.len()];
+        for (owner, p) in owners.into_iter().zip(self.pooled_windows(&windows)?) {
+            out[owner].push(p);
+        }
+        Ok(out)
+    }
+
+    /// Runs token windows through the encoder in length-sorted batches within `limits`, and
+    /// returns their pooled outputs in input order.
+    pub fn pooled_windows(&self, windows: &[Vec<u32>]) -> Result<Vec<Pooled>, ModelError> {
         // Sort by length so each batch pads little; keep the original position to scatter back.
         let mut order: Vec<usize> = (0..windows.len()).collect();
-        order.sort_by_key(|&w| windows[w].1.len());
+        order.sort_by_key(|&w| windows[w].len());
         let mut pooled: Vec<Option<Pooled>> = vec![None; windows.len()];
         let mut start = 0;
         while start < order.len() {
-            let mut end = start;
+            let mut end = start + 1;
             while end < order.len() {
-                let longest = windows[order[end]].1.len();
                 let count = end - start + 1;
-                if end > start && (count > self.limits.max_sequences || count * longest > self.limits.max_tokens) {
+                let longest = windows[order[end]].len();
+                if count > self.limits.max_sequences || count * longest > self.limits.max_tokens {
                     break;
                 }
                 end += 1;
             }
-            let batch: Vec<Vec<u32>> = order[start..end].iter().map(|&w| windows[w].1.clone()).collect();
+            let batch: Vec<Vec<u32>> = order[start..end].iter().map(|&w| windows[w].clone()).collect();
             for (&w, p) in order[start..end].iter().zip(self.encoder.forward(&batch)?) {
                 pooled[w] = Some(p);
             }
             start = end;
         }
-        let mut out: Vec<Vec<Pooled>> = vec![Vec::new(); texts.len()];
-        for ((text, _), p) in windows.into_iter().zip(pooled) {
-            out[text].push(p.expect("every window belongs to exactly one batch"));
-        }
-        Ok(out)
+        Ok(pooled.into_iter().map(|p| p.expect("every window belongs to exactly one batch")).collect())
     }
 
     /// Head features of each window of each text (see `FEATURES`).
@@ -127,7 +137,8 @@ impl FeatureExtractor {
     }
 }
 
-fn features_of(p: Pooled) -> Vec<f32> {
+/// The head's features of one window (see `FEATURES`).
+pub fn features_of(p: Pooled) -> Vec<f32> {
     let Pooled { mut last, mut upper } = p;
     l2_normalize(&mut last);
     l2_normalize(&mut upper);

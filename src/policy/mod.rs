@@ -123,6 +123,8 @@ pub struct Policy {
 /// the stream; calmline itself keeps nothing between calls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationState {
+    /// Turns so far, customer and agent.
+    pub turns: u32,
     /// Customer turns so far.
     pub customer_turns: u32,
     /// Abusive turns not yet cooled down.

@@ -1,0 +1,189 @@
+//! Turns and conversations: one turn's assessment (scores → flags → severity → guidance), and a
+//! whole transcript's report. The gRPC service and the batch scorer both go through here.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::analyze::{MAX_TEXT_BYTES, TextInput, validate};
+use crate::error::Error;
+use crate::infer::{Admitted, Pipeline, Scored, StageTimings};
+use crate::labels::{Label, LabelScores};
+use crate::metrics as m;
+use crate::policy::{Action, ConversationState, Guidance, Policy, Severity};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Speaker {
+    Customer,
+    Agent,
+}
+
+/// One turn as a caller sends it.
+#[derive(Debug, Clone)]
+pub struct TurnInput {
+    pub speaker: Speaker,
+    pub text: String,
+    pub lang: Option<String>,
+}
+
+impl TurnInput {
+    pub fn validate(&self) -> Result<(), Error> {
+        validate(&TextInput { text: &self.text, lang: self.lang.as_deref() })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TurnAssessment {
+    pub turn_index: u32,
+    pub speaker: Speaker,
+    #[serde(skip)]
+    pub scores: LabelScores,
+    pub flags: Vec<Label>,
+    pub severity: Severity,
+    pub language: String,
+    /// Customer turns only.
+    pub guidance: Option<Guidance>,
+    #[serde(skip)]
+    pub timings: StageTimings,
+}
+
+/// Turns scores into an assessment and moves the conversation state on. Agent turns are
+/// scored but leave the ladder where it is and get no guidance.
+pub fn assess(policy: &Policy, pipeline: &Pipeline, state: &mut ConversationState, turn: &TurnInput, scored: Scored, locale: &str) -> TurnAssessment {
+    let head = &pipeline.classifier().head;
+    let flags = head.flags(&scored.scores);
+    let severity = policy.severity_of(&flags, &scored.scores);
+    let language = turn.lang.clone().unwrap_or_else(|| crate::lang::detect(&turn.text).to_string());
+    let turn_index = state.turns;
+    state.turns = state.turns.saturating_add(1);
+    let guidance = match turn.speaker {
+        Speaker::Customer => {
+            let lang_label = m::language_label(&language);
+            for label in &flags {
+                metrics::counter!(m::DETECTIONS_TOTAL, "label" => label.name(), "language" => lang_label).increment(1);
+            }
+            let g = policy.customer_turn(state, &flags, severity, locale);
+            metrics::counter!(m::GUIDANCE_TOTAL, "action" => g.action.name()).increment(1);
+            Some(g)
+        }
+        Speaker::Agent => None,
+    };
+    TurnAssessment { turn_index, speaker: turn.speaker, scores: scored.scores, flags, severity, language, guidance, timings: scored.timings }
+}
+
+/// Scores one (validated) turn of an admitted request through the pipeline and assesses it.
+pub async fn analyze_turn(
+    policy: &Policy,
+    pipeline: &Pipeline,
+    admitted: &Admitted,
+    state: &mut ConversationState,
+    turn: &TurnInput,
+    locale: &str,
+    deadline: Option<Instant>,
+) -> Result<TurnAssessment, Error> {
+    turn.validate()?;
+    let scored = pipeline.score(admitted, &[turn.text.as_str()], deadline).await?.remove(0);
+    Ok(assess(policy, pipeline, state, turn, scored, locale))
+}
+
+/// Most turns in one transcript.
+pub const MAX_TURNS_PER_TRANSCRIPT: usize = 2000;
+
+#[derive(Debug, Clone)]
+pub struct TranscriptInput {
+    pub id: String,
+    pub locale: String,
+    pub agent_id: String,
+    pub turns: Vec<TurnInput>,
+}
+
+/// A moment where the guidance reached SET_BOUNDARY or above.
+#[derive(Debug, Clone, Serialize)]
+pub struct Incident {
+    pub turn_index: u32,
+    pub action: Action,
+    pub severity: Severity,
+    pub labels: Vec<Label>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TranscriptSummary {
+    pub customer_turns: u32,
+    pub agent_turns: u32,
+    pub max_severity: Severity,
+    pub max_action: Action,
+    /// Customer turns flagged, per label, in label order (labels never flagged are left out).
+    pub flagged_turns: Vec<(Label, u32)>,
+    pub final_state: ConversationState,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TranscriptReport {
+    pub id: String,
+    pub agent_id: String,
+    pub turns: Vec<TurnAssessment>,
+    pub incidents: Vec<Incident>,
+    pub summary: TranscriptSummary,
+}
+
+impl TranscriptInput {
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.turns.is_empty() {
+            return Err(Error::Validation(format!("transcript {:?} has no turns", self.id)));
+        }
+        if self.turns.len() > MAX_TURNS_PER_TRANSCRIPT {
+            return Err(Error::Validation(format!("transcript has {} turns; the limit is {MAX_TURNS_PER_TRANSCRIPT}", self.turns.len())));
+        }
+        for (i, turn) in self.turns.iter().enumerate() {
+            turn.validate().map_err(|e| Error::Validation(format!("turn {i}: {}", e.to_string().trim_start_matches("invalid input: "))))?;
+        }
+        Ok(())
+    }
+}
+
+/// Scores a whole transcript: every turn as it would have been assessed live, in order, with
+/// the state carried through; then its incidents and summary.
+pub async fn score_transcript(
+    policy: &Policy,
+    pipeline: &Pipeline,
+    admitted: &Admitted,
+    transcript: &TranscriptInput,
+    deadline: Option<Instant>,
+) -> Result<TranscriptReport, Error> {
+    transcript.validate()?;
+    let texts: Vec<&str> = transcript.turns.iter().map(|t| t.text.as_str()).collect();
+    let scored = pipeline.score(admitted, &texts, deadline).await?;
+    let mut state = ConversationState::default();
+    let turns: Vec<TurnAssessment> =
+        transcript.turns.iter().zip(scored).map(|(turn, s)| assess(policy, pipeline, &mut state, turn, s, &transcript.locale)).collect();
+    Ok(report(transcript, turns, state))
+}
+
+fn report(transcript: &TranscriptInput, turns: Vec<TurnAssessment>, final_state: ConversationState) -> TranscriptReport {
+    let customer: Vec<&TurnAssessment> = turns.iter().filter(|t| t.speaker == Speaker::Customer).collect();
+    let incidents = customer
+        .iter()
+        .filter_map(|t| {
+            let g = t.guidance.as_ref()?;
+            (g.action >= Action::SetBoundary).then(|| Incident { turn_index: t.turn_index, action: g.action, severity: t.severity, labels: g.evidence.clone() })
+        })
+        .collect();
+    let flagged_turns = Label::ALL
+        .into_iter()
+        .map(|l| (l, customer.iter().filter(|t| t.flags.contains(&l)).count() as u32))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    let summary = TranscriptSummary {
+        customer_turns: customer.len() as u32,
+        agent_turns: (turns.len() - customer.len()) as u32,
+        max_severity: customer.iter().map(|t| t.severity).max().unwrap_or(Severity::None),
+        max_action: customer.iter().filter_map(|t| t.guidance.as_ref().map(|g| g.action)).max().unwrap_or(Action::None),
+        flagged_turns,
+        final_state,
+    };
+    TranscriptReport { id: transcript.id.clone(), agent_id: transcript.agent_id.clone(), turns, incidents, summary }
+}
+
+/// Text byte limit per turn, re-exported for the contract's `Limits`.
+pub const MAX_TURN_BYTES: usize = MAX_TEXT_BYTES;

@@ -1,0 +1,209 @@
+//! The gRPC adapter: the `calmline.v1.Triage` service over the core, plus health and
+//! reflection. Handlers validate, admit, call the core and convert; nothing else.
+
+pub mod convert;
+pub mod status;
+
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::conversation::{self, MAX_TURN_BYTES, MAX_TURNS_PER_TRANSCRIPT};
+use crate::error::Error;
+use crate::infer::Pipeline;
+use crate::labels::Label;
+use crate::metrics as m;
+use crate::policy::{ConversationState, Policy};
+use convert::Versions;
+
+/// The generated protobuf types and service stubs (`proto/calmline/v1/triage.proto`).
+pub mod pb {
+    tonic::include_proto!("calmline.v1");
+}
+
+/// The encoded file descriptor set of the contract, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/calmline_descriptor.bin"));
+
+/// Messages buffered per response stream: a slow reader slows its own stream, nothing else.
+const STREAM_BUFFER: usize = 16;
+
+/// Languages of the encoder's pretraining corpus (XLM-R, Conneau et al. 2020, table 6).
+pub const ENCODER_LANGUAGES: &[&str] = &[
+    "af", "am", "ar", "as", "az", "be", "bg", "bn", "br", "bs", "ca", "cs", "cy", "da", "de", "el", "en", "eo", "es", "et", "eu", "fa", "fi", "fr",
+    "fy", "ga", "gd", "gl", "gu", "ha", "he", "hi", "hr", "hu", "hy", "id", "is", "it", "ja", "jv", "ka", "kk", "km", "kn", "ko", "ku", "ky", "la",
+    "lo", "lt", "lv", "mg", "mk", "ml", "mn", "mr", "ms", "my", "ne", "nl", "no", "om", "or", "pa", "pl", "ps", "pt", "ro", "ru", "sa", "sd", "si",
+    "sk", "sl", "so", "sq", "sr", "su", "sv", "sw", "ta", "te", "th", "tl", "tr", "ug", "uk", "ur", "uz", "vi", "xh", "yi", "zh",
+];
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+}
+
+/// What the handlers share. The pipeline is set once the model is loaded and warm; until
+/// then every RPC but `GetInfo` answers UNAVAILABLE.
+pub struct Triage {
+    pipeline: Arc<OnceLock<Pipeline>>,
+    policy: Arc<Policy>,
+    limits: Limits,
+}
+
+impl Triage {
+    pub fn new(pipeline: Arc<OnceLock<Pipeline>>, policy: Arc<Policy>, limits: Limits) -> Self {
+        Triage { pipeline, policy, limits }
+    }
+
+    fn pipeline(&self) -> Result<Pipeline, Status> {
+        self.pipeline.get().cloned().ok_or_else(|| Status::unavailable("the model is still loading; retry shortly"))
+    }
+}
+
+/// Counts and times one RPC outcome (labels from closed sets only).
+fn record(rpc: &'static str, started: Instant, code: tonic::Code) {
+    metrics::counter!(m::REQUESTS_TOTAL, "rpc" => rpc, "code" => status::code_label(code)).increment(1);
+    metrics::histogram!(m::REQUEST_SECONDS, "rpc" => rpc).record(started.elapsed().as_secs_f64());
+    tracing::debug!(rpc, code = status::code_label(code), elapsed_ms = started.elapsed().as_millis() as u64, "request done");
+}
+
+fn versions<'a>(pipeline: &'a Pipeline, policy: &'a Policy) -> Versions<'a> {
+    Versions { model: pipeline.classifier().model_version(), policy_hash: &policy.hash }
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::triage_server::Triage for Triage {
+    #[tracing::instrument(skip_all)]
+    async fn analyze(&self, request: Request<pb::AnalyzeRequest>) -> Result<Response<pb::AnalyzeResponse>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let pipeline = self.pipeline()?;
+            let deadline = status::deadline(request.metadata(), started);
+            let req = request.into_inner();
+            let turn = convert::turn(req.turn, "turn")?;
+            let mut state = convert::state_from_pb(req.state);
+            // Unary calls are refused at once when full: the caller retries, nothing waits unbounded.
+            let admitted = pipeline.admit()?;
+            let a = conversation::analyze_turn(&self.policy, &pipeline, &admitted, &mut state, &turn, &req.locale, deadline).await?;
+            let assessment = convert::assessment(&a, &pipeline.classifier().head, &versions(&pipeline, &self.policy), started.elapsed());
+            Ok::<_, Status>(pb::AnalyzeResponse { assessment: Some(assessment), state: Some(convert::state_to_pb(&state)) })
+        }
+        .await;
+        record("Analyze", started, result.as_ref().map(|_| tonic::Code::Ok).unwrap_or_else(|s| s.code()));
+        result.map(Response::new)
+    }
+
+    type ConverseStream = ResponseStream<pb::Assessment>;
+
+    #[tracing::instrument(skip_all)]
+    async fn converse(&self, request: Request<Streaming<pb::ConverseRequest>>) -> Result<Response<Self::ConverseStream>, Status> {
+        let opened = Instant::now();
+        let pipeline = self.pipeline()?;
+        let policy = Arc::clone(&self.policy);
+        let deadline = status::deadline(request.metadata(), opened);
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(async move {
+            let mut state = ConversationState::default();
+            let mut locale = String::new();
+            let outcome: Result<(), Status> = async {
+                while let Some(message) = inbound.message().await? {
+                    let started = Instant::now();
+                    if locale.is_empty() {
+                        locale = message.locale;
+                    }
+                    let turn_index = state.turns;
+                    let turn = convert::turn(message.turn, &format!("turn {turn_index}"))?;
+                    // The stream is accepted work: wait for admission rather than refuse.
+                    let admitted = pipeline.admit_wait().await?;
+                    let a = conversation::analyze_turn(&policy, &pipeline, &admitted, &mut state, &turn, &locale, deadline).await?;
+                    let assessment = convert::assessment(&a, &pipeline.classifier().head, &versions(&pipeline, &policy), started.elapsed());
+                    if tx.send(Ok(assessment)).await.is_err() {
+                        return Ok(()); // the client has gone
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            let code = outcome.as_ref().map(|_| tonic::Code::Ok).unwrap_or_else(|s| s.code());
+            record("Converse", opened, code);
+            if let Err(status) = outcome {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type ScoreTranscriptsStream = ResponseStream<pb::TranscriptReport>;
+
+    #[tracing::instrument(skip_all)]
+    async fn score_transcripts(&self, request: Request<Streaming<pb::Transcript>>) -> Result<Response<Self::ScoreTranscriptsStream>, Status> {
+        let opened = Instant::now();
+        let pipeline = self.pipeline()?;
+        let policy = Arc::clone(&self.policy);
+        let deadline = status::deadline(request.metadata(), opened);
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(async move {
+            let outcome: Result<(), Status> = async {
+                while let Some(message) = inbound.message().await? {
+                    let started = Instant::now();
+                    let (id, agent_id) = (message.id.clone(), message.agent_id.clone());
+                    // A transcript that cannot be scored gets a report with its error; the
+                    // stream goes on, so one bad transcript never loses the others.
+                    let report = match convert::transcript(message) {
+                        Err(e) => pb::TranscriptReport { id, agent_id, error: Some(e.to_string()), ..Default::default() },
+                        Ok(transcript) => {
+                            let admitted = pipeline.admit_wait().await?;
+                            match conversation::score_transcript(&policy, &pipeline, &admitted, &transcript, deadline).await {
+                                Ok(r) => convert::report(&r, &pipeline.classifier().head, &versions(&pipeline, &policy), started.elapsed()),
+                                Err(e @ Error::Validation(_)) => pb::TranscriptReport { id, agent_id, error: Some(e.to_string()), ..Default::default() },
+                                Err(e) => return Err(Status::from(e)),
+                            }
+                        }
+                    };
+                    if tx.send(Ok(report)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            record("ScoreTranscripts", opened, outcome.as_ref().map(|_| tonic::Code::Ok).unwrap_or_else(|s| s.code()));
+            if let Err(status) = outcome {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_info(&self, _request: Request<pb::GetInfoRequest>) -> Result<Response<pb::GetInfoResponse>, Status> {
+        let started = Instant::now();
+        let (model_version, limits) = match self.pipeline.get() {
+            Some(p) => (p.classifier().model_version().to_string(), (p.config().max_in_flight, p.config().max_batch_texts)),
+            None => (String::new(), (0, 0)),
+        };
+        let response = pb::GetInfoResponse {
+            labels: Label::ALL.iter().map(|l| l.name().to_string()).collect(),
+            languages: ENCODER_LANGUAGES.iter().map(|l| l.to_string()).collect(),
+            hint_locales: self.policy.locales(),
+            model_version,
+            policy_version: self.policy.version.clone(),
+            policy_hash: self.policy.hash.clone(),
+            limits: Some(pb::Limits {
+                max_turn_bytes: MAX_TURN_BYTES as u32,
+                max_turns_per_transcript: MAX_TURNS_PER_TRANSCRIPT as u32,
+                max_message_bytes: self.limits.max_message_bytes as u32,
+                max_in_flight: limits.0 as u32,
+                max_batch_texts: limits.1 as u32,
+            }),
+        };
+        record("GetInfo", started, tonic::Code::Ok);
+        Ok(Response::new(response))
+    }
+}

@@ -1,0 +1,263 @@
+//! The serving path: bounded admission → tokenizer workers → a batching queue → one inference
+//! thread (candle) → head. Shared by the gRPC service and the batch scorer.
+//!
+//! - Admission is a semaphore taken with `try_acquire`: when it is full the caller is refused at
+//!   once (`Error::Overloaded`), never queued without bound.
+//! - Tokenizer workers are plain threads, each with its own tokenizer, fed by a bounded channel.
+//! - The inference thread takes the first waiting text, then gathers more until the batch holds
+//!   `max_batch_texts` texts or `max_batch_tokens` padded tokens, or `max_wait` has passed.
+//!   Texts whose caller has gone (cancelled, deadline passed) are dropped from the batch.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use crate::error::Error;
+use crate::labels::LabelScores;
+use crate::metrics as m;
+use crate::model::{Classifier, features_of};
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Requests admitted at once; more are refused.
+    pub max_in_flight: usize,
+    pub tokenizer_workers: usize,
+    /// Texts in one encoder batch.
+    pub max_batch_texts: usize,
+    /// Padded tokens (texts × longest) in one encoder batch.
+    pub max_batch_tokens: usize,
+    /// How long the first text of a batch waits for company.
+    pub max_wait: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { max_in_flight: 256, tokenizer_workers: 1, max_batch_texts: 32, max_batch_tokens: 8192, max_wait: Duration::from_millis(2) }
+    }
+}
+
+/// Time spent by one text in each stage.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimings {
+    pub queue: Duration,
+    pub tokenize: Duration,
+    pub inference: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Scored {
+    pub scores: LabelScores,
+    pub timings: StageTimings,
+}
+
+/// Texts one request may have in the queue at once (a transcript is scored in chunks).
+const TEXTS_PER_REQUEST_IN_QUEUE: usize = 64;
+
+type Reply = oneshot::Sender<Result<Scored, Error>>;
+
+struct Job {
+    text: String,
+    reply: Reply,
+    enqueued: Instant,
+    deadline: Option<Instant>,
+}
+
+struct Tokenized {
+    windows: Vec<Vec<u32>>,
+    reply: Reply,
+    enqueued: Instant,
+    deadline: Option<Instant>,
+    tokenize: Duration,
+    tokenized_at: Instant,
+}
+
+impl Tokenized {
+    fn abandoned(&self, now: Instant) -> bool {
+        self.reply.is_closed() || self.deadline.is_some_and(|d| now >= d)
+    }
+}
+
+/// A handle on the running pipeline; cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    admission: Arc<Semaphore>,
+    to_tokenizers: Sender<Job>,
+    classifier: Arc<Classifier>,
+    config: PipelineConfig,
+}
+
+/// Admission for one request: hold it until its work is done.
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Pipeline {
+    /// Starts the tokenizer workers and the inference thread. They stop when every handle is
+    /// dropped and the queues are drained.
+    pub fn start(classifier: Arc<Classifier>, config: PipelineConfig) -> Pipeline {
+        let (to_tokenizers, tokenizer_rx) = bounded::<Job>(config.max_in_flight.max(1) * TEXTS_PER_REQUEST_IN_QUEUE);
+        let (to_batcher, batch_rx) = bounded::<Tokenized>(config.max_batch_texts.max(1) * 4);
+        for i in 0..config.tokenizer_workers.max(1) {
+            let (rx, tx) = (tokenizer_rx.clone(), to_batcher.clone());
+            let tokenizer = classifier.extractor.tokenizer.clone();
+            std::thread::Builder::new()
+                .name(format!("calmline-tokenize-{i}"))
+                .spawn(move || tokenize_loop(tokenizer, rx, tx))
+                .expect("spawning a tokenizer thread");
+        }
+        let worker_classifier = Arc::clone(&classifier);
+        let worker_config = config.clone();
+        std::thread::Builder::new()
+            .name("calmline-infer".into())
+            .spawn(move || inference_loop(&worker_classifier, &worker_config, batch_rx))
+            .expect("spawning the inference thread");
+        Pipeline { admission: Arc::new(Semaphore::new(config.max_in_flight)), to_tokenizers, classifier, config }
+    }
+
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.config.max_in_flight - self.admission.available_permits()
+    }
+
+    /// Admits one request or refuses it at once.
+    pub fn admit(&self) -> Result<Admitted, Error> {
+        let permit = Arc::clone(&self.admission).try_acquire_owned().map_err(|_| Error::Overloaded(self.config.max_in_flight))?;
+        metrics::gauge!(m::IN_FLIGHT).set(self.in_flight() as f64);
+        Ok(Admitted { _permit: permit })
+    }
+
+    /// Waits for admission: for streams already accepted, whose backpressure flows through
+    /// their bounded channels instead of a refusal.
+    pub async fn admit_wait(&self) -> Result<Admitted, Error> {
+        let permit = Arc::clone(&self.admission)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Unavailable("the inference pipeline has stopped".into()))?;
+        metrics::gauge!(m::IN_FLIGHT).set(self.in_flight() as f64);
+        Ok(Admitted { _permit: permit })
+    }
+
+    /// Scores texts (already validated) of an admitted request; results in input order. Texts
+    /// are queued separately so the batcher can pack them with other requests' texts, at most
+    /// `TEXTS_PER_REQUEST_IN_QUEUE` at a time, so admitted requests never overfill the queue.
+    pub async fn score(&self, admitted: &Admitted, texts: &[&str], deadline: Option<Instant>) -> Result<Vec<Scored>, Error> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(TEXTS_PER_REQUEST_IN_QUEUE) {
+            out.extend(self.score_chunk(admitted, chunk, deadline).await?);
+        }
+        Ok(out)
+    }
+
+    async fn score_chunk(&self, _admitted: &Admitted, texts: &[&str], deadline: Option<Instant>) -> Result<Vec<Scored>, Error> {
+        let mut receivers = Vec::with_capacity(texts.len());
+        for text in texts {
+            let (reply, rx) = oneshot::channel();
+            let job = Job { text: text.to_string(), reply, enqueued: Instant::now(), deadline };
+            match self.to_tokenizers.try_send(job) {
+                Ok(()) => receivers.push(rx),
+                Err(TrySendError::Full(_)) => return Err(Error::Overloaded(self.config.max_in_flight)),
+                Err(TrySendError::Disconnected(_)) => return Err(Error::Unavailable("the inference pipeline has stopped".into())),
+            }
+        }
+        metrics::gauge!(m::QUEUE_DEPTH).set(self.to_tokenizers.len() as f64);
+        let all = async {
+            let mut out = Vec::with_capacity(receivers.len());
+            for rx in receivers {
+                out.push(rx.await.map_err(|_| Error::Unavailable("the inference pipeline has stopped".into()))??);
+            }
+            Ok(out)
+        };
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), all).await.map_err(|_| Error::DeadlineExceeded)?,
+            None => all.await,
+        }
+    }
+}
+
+fn tokenize_loop(tokenizer: crate::model::tokenizer::TextTokenizer, jobs: Receiver<Job>, to_batcher: Sender<Tokenized>) {
+    for job in jobs {
+        if job.reply.is_closed() {
+            continue;
+        }
+        if job.deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = job.reply.send(Err(Error::DeadlineExceeded));
+            continue;
+        }
+        let started = Instant::now();
+        match tokenizer.windows(&job.text) {
+            Ok(windows) => {
+                let tokenize = started.elapsed();
+                metrics::histogram!(m::STAGE_SECONDS, "stage" => "tokenize").record(tokenize.as_secs_f64());
+                let t = Tokenized { windows, reply: job.reply, enqueued: job.enqueued, deadline: job.deadline, tokenize, tokenized_at: Instant::now() };
+                if to_batcher.send(t).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = job.reply.send(Err(Error::Model(e.into())));
+            }
+        }
+    }
+}
+
+fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Receiver<Tokenized>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        let gather_until = Instant::now() + config.max_wait;
+        let padded = |b: &[Tokenized]| {
+            let windows: usize = b.iter().map(|t| t.windows.len()).sum();
+            let longest = b.iter().flat_map(|t| t.windows.iter().map(Vec::len)).max().unwrap_or(0);
+            windows * longest
+        };
+        while batch.len() < config.max_batch_texts && padded(&batch) < config.max_batch_tokens {
+            match queue.recv_deadline(gather_until) {
+                Ok(t) => batch.push(t),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let now = Instant::now();
+        let (live, gone): (Vec<Tokenized>, Vec<Tokenized>) = batch.into_iter().partition(|t| !t.abandoned(now));
+        for t in gone {
+            metrics::counter!(m::DROPPED_TOTAL).increment(1);
+            let _ = t.reply.send(Err(Error::DeadlineExceeded));
+        }
+        if live.is_empty() {
+            continue;
+        }
+        metrics::histogram!(m::BATCH_SIZE).record(live.len() as f64);
+        let windows: Vec<Vec<u32>> = live.iter().flat_map(|t| t.windows.iter().cloned()).collect();
+        let started = Instant::now();
+        let result = classifier.extractor.pooled_windows(&windows);
+        let inference = started.elapsed();
+        metrics::histogram!(m::STAGE_SECONDS, "stage" => "inference").record(inference.as_secs_f64());
+        match result {
+            Ok(pooled) => {
+                let mut scores = pooled.into_iter().map(|p| classifier.head.scores(&features_of(p)));
+                for t in live {
+                    let combined = (0..t.windows.len()).filter_map(|_| scores.next()).reduce(|a, b| a.max(&b)).unwrap_or_default();
+                    let queue = started.saturating_duration_since(t.tokenized_at) + t.tokenized_at.saturating_duration_since(t.enqueued).saturating_sub(t.tokenize);
+                    metrics::histogram!(m::STAGE_SECONDS, "stage" => "queue").record(queue.as_secs_f64());
+                    let _ = t.reply.send(Ok(Scored { scores: combined, timings: StageTimings { queue, tokenize: t.tokenize, inference } }));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::error!(error = %message, "inference failed for a batch");
+                for t in live {
+                    let _ = t.reply.send(Err(Error::Unavailable(format!("inference failed: {message}"))));
+                }
+            }
+        }
+    }
+}

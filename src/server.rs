@@ -1,0 +1,119 @@
+//! `run`: the one entry point of the service, for `main` and for the tests — the shape of
+//! mini-redis' `server::run`. It serves at once (health NOT_SERVING), loads and warms the model,
+//! then reports SERVING; on shutdown it reports NOT_SERVING, stops accepting and drains.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::config::ServeArgs;
+use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
+use crate::infer::{Pipeline, PipelineConfig};
+use crate::metrics as m;
+use crate::model::Classifier;
+
+/// Texts of the warm-up batch: short and long, several scripts.
+const WARM_UP: &[&str] = &[
+    "Hello, I need help with my order.",
+    "Ez teljesen elfogadhatatlan, már harmadszor hívom önöket!",
+    "אני מחכה כבר שעה על הקו",
+    "Ich warte seit zwei Wochen auf eine Antwort und niemand ruft zurück, obwohl mir das mehrfach versprochen wurde.",
+];
+
+pub fn pipeline_config(args: &ServeArgs) -> PipelineConfig {
+    PipelineConfig {
+        max_in_flight: args.max_in_flight as usize,
+        tokenizer_workers: args.tokenizer_workers as usize,
+        max_batch_texts: args.max_batch_texts as usize,
+        max_batch_tokens: args.max_batch_tokens as usize,
+        max_wait: Duration::from_millis(args.max_wait_ms),
+    }
+}
+
+/// Serves until `shutdown` completes, then drains in-flight work. Returns an error when the
+/// policy or the model cannot be loaded (the server stops again at once).
+pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Option<TcpListener>, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let policy = Arc::new(args.policy.load()?);
+    let handle = m::install();
+    metrics::gauge!(m::READY).set(0.0);
+    let metrics_task = metrics_listener.map(|l| tokio::spawn(m::serve(l, handle)));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_not_serving::<TriageServer<Triage>>().await;
+    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(grpc::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+
+    let pipeline_slot: Arc<OnceLock<Pipeline>> = Arc::new(OnceLock::new());
+    let limits = Limits { max_message_bytes: args.max_message_bytes };
+    let triage = TriageServer::new(Triage::new(Arc::clone(&pipeline_slot), Arc::clone(&policy), limits))
+        .max_decoding_message_size(args.max_message_bytes)
+        .max_encoding_message_size(args.max_message_bytes.max(16 * 1024 * 1024));
+
+    // Shutdown comes from the caller or from a failed start-up.
+    let (abort_tx, abort_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain_health = health.clone();
+    let shutdown_signal = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = abort_rx => {}
+        }
+        tracing::info!("shutting down: refusing new work, draining in-flight requests");
+        drain_health.set_not_serving::<TriageServer<Triage>>().await;
+        drain_health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    };
+    let address = listener.local_addr()?;
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(triage)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal),
+    );
+    tracing::info!(%address, "listening (NOT_SERVING until the model is warm)");
+
+    let models = args.model.models.clone();
+    let config = pipeline_config(args);
+    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Pipeline> {
+        let started = Instant::now();
+        let classifier = Classifier::load(&models).context("loading the model")?;
+        let pipeline = Pipeline::start(Arc::new(classifier), config);
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
+        Ok(pipeline)
+    })
+    .await
+    .context("the model loader panicked")?;
+    let pipeline = match loaded {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = abort_tx.send(());
+            let _ = server.await;
+            return Err(e);
+        }
+    };
+    let warm_started = Instant::now();
+    let admitted = pipeline.admit_wait().await?;
+    pipeline.score(&admitted, WARM_UP, None).await.context("warming up the model")?;
+    drop(admitted);
+    tracing::info!(elapsed_ms = warm_started.elapsed().as_millis() as u64, "warm-up done");
+    let _ = pipeline_slot.set(pipeline);
+    metrics::gauge!(m::READY).set(1.0);
+    health.set_serving::<TriageServer<Triage>>().await;
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    tracing::info!("SERVING");
+
+    let result = server.await.context("the server task panicked")?;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    drop(abort_tx);
+    result.context("serving gRPC")
+}

@@ -1,0 +1,276 @@
+//! The gRPC service end to end through `calmline::run` on an ephemeral port: every RPC, the
+//! guidance ladder in en, hu and he, state round trips, bad input, overload, deadlines, health
+//! and metrics.
+
+mod common;
+
+use calmline::grpc::pb;
+use common::{action_of, agent, customer};
+use pb::Action;
+use tonic::Code;
+
+/// Scripted conversations per language: frustration, then abuse that goes on.
+struct Script {
+    lang: &'static str,
+    frustrated: &'static str,
+    insult: &'static str,
+    threat: &'static str,
+    calm: &'static str,
+}
+
+const SCRIPTS: &[Script] = &[
+    Script {
+        lang: "en",
+        frustrated: "This is the third time I'm calling about the same broken router and nobody has fixed it. I'm really fed up.",
+        insult: "You are a useless, stupid idiot.",
+        threat: "I know where your office is and I will come there and beat you up.",
+        calm: "Okay, thank you, that works now.",
+    },
+    Script {
+        lang: "hu",
+        frustrated: "Már harmadszor hívom önöket ugyanazzal a hibával, és még mindig nem javították meg. Elegem van!",
+        insult: "Maga egy hülye, tehetetlen idióta.",
+        threat: "Tudom, hol van az irodájuk, odamegyek és megverem magát.",
+        calm: "Rendben, köszönöm, most már működik.",
+    },
+    Script {
+        lang: "he",
+        frustrated: "זו הפעם השלישית שאני מתקשר על אותה תקלה ואף אחד לא תיקן אותה. נמאס לי!",
+        insult: "אתה אידיוט מטומטם וחסר תועלת.",
+        threat: "אני יודע איפה המשרד שלכם, אני אבוא לשם ואני ארביץ לך.",
+        calm: "בסדר, תודה רבה, עכשיו זה עובד.",
+    },
+];
+
+async fn converse(client: &mut common::TriageClient<tonic::transport::Channel>, turns: Vec<pb::Turn>, locale: &str) -> Vec<pb::Assessment> {
+    let requests: Vec<pb::ConverseRequest> = turns.into_iter().map(|t| pb::ConverseRequest { turn: Some(t), locale: locale.into() }).collect();
+    let mut stream = client.converse(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    let mut out = Vec::new();
+    while let Some(a) = stream.message().await.unwrap() {
+        out.push(a);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_goes_from_not_serving_to_serving_and_shutdown_drains() {
+    let server = common::spawn(&[]).await;
+    let seen = server.wait_serving().await;
+    assert_eq!(seen.first(), Some(&tonic_health::pb::health_check_response::ServingStatus::NotServing), "{seen:?}");
+    assert_eq!(seen.last(), Some(&tonic_health::pb::health_check_response::ServingStatus::Serving));
+
+    // A request in flight when shutdown starts is still answered.
+    let mut client = server.client().await;
+    let in_flight = tokio::spawn(async move { client.analyze(pb::AnalyzeRequest { turn: Some(customer("Where is my parcel?")), ..Default::default() }).await });
+    tokio::task::yield_now().await;
+    server.stop().await.unwrap();
+    assert!(in_flight.await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ladder_climbs_in_english_hungarian_and_hebrew() {
+    let server = common::start(&[]).await;
+    let mut client = server.client().await;
+    for s in SCRIPTS {
+        let turns = vec![customer(s.frustrated), customer(s.insult), customer(s.insult), customer(s.insult), customer(s.insult), customer(s.insult)];
+        let out = converse(&mut client, turns, s.lang).await;
+        let actions: Vec<pb::Action> = out.iter().map(action_of).collect();
+        assert_eq!(actions, vec![Action::Acknowledge, Action::LetItPass, Action::StayCalm, Action::SetBoundary, Action::InvolveManager, Action::EndContact], "{}", s.lang);
+        for a in &out {
+            let g = a.guidance.as_ref().unwrap();
+            let hint = g.hint.as_ref().unwrap();
+            assert_eq!(hint.locale, s.lang, "hint in the agent's locale");
+            assert!(!hint.text.is_empty());
+            assert!(g.rule_id.starts_with("00"), "rule ids name their seed: {}", g.rule_id);
+            assert_eq!(a.language, s.lang, "detected language");
+            assert!(!a.model_version.is_empty() && a.policy_hash.len() == 16);
+            assert_eq!(a.scores.len(), 7);
+        }
+        let ack = out[0].guidance.as_ref().unwrap();
+        assert!(ack.donts.iter().any(|d| d.rule_id == "003-4-no-blaming-others"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threat_goes_to_a_manager_at_once_and_calm_turns_cool_down() {
+    let server = common::start(&[]).await;
+    let mut client = server.client().await;
+    for s in SCRIPTS {
+        let out = converse(&mut client, vec![customer(s.threat)], s.lang).await;
+        assert_eq!(action_of(&out[0]), Action::InvolveManager, "{}: threat", s.lang);
+        assert!(out[0].flags.contains(&(pb::Label::Threat as i32)), "{}: threat flagged", s.lang);
+
+        // Two insults, three calm turns cool one heated turn down: the next insult is the
+        // second rung again (STAY_CALM), not the third.
+        let turns = vec![customer(s.insult), customer(s.insult), customer(s.calm), customer(s.calm), customer(s.calm), customer(s.insult)];
+        let actions: Vec<pb::Action> = converse(&mut client, turns, s.lang).await.iter().map(action_of).collect();
+        assert_eq!(actions, vec![Action::LetItPass, Action::StayCalm, Action::None, Action::None, Action::None, Action::StayCalm], "{}: cool-down", s.lang);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_with_round_tripped_state_matches_converse() {
+    let server = common::start(&[]).await;
+    let mut client = server.client().await;
+    let s = &SCRIPTS[0];
+    let turns = vec![customer(s.frustrated), agent("I'm sorry, let me check that for you."), customer(s.insult), customer(s.insult), customer(s.calm), customer(s.insult)];
+    let streamed = converse(&mut client, turns.clone(), "en").await;
+
+    let mut state = None;
+    for (i, turn) in turns.into_iter().enumerate() {
+        let response = client.analyze(pb::AnalyzeRequest { turn: Some(turn), state, locale: "en".into() }).await.unwrap().into_inner();
+        let a = response.assessment.unwrap();
+        assert_eq!(a.turn_index, i as u32);
+        assert_eq!(a.guidance.as_ref().map(|g| g.action), streamed[i].guidance.as_ref().map(|g| g.action), "turn {i}");
+        assert_eq!(a.flags, streamed[i].flags);
+        state = response.state;
+    }
+    assert!(streamed[1].guidance.is_none(), "agent turns get no guidance");
+    assert_eq!(streamed[1].speaker, pb::Speaker::Agent as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_invalid_argument_with_a_clear_message() {
+    let server = common::start(&["--max-message-bytes", "1048576"]).await;
+    let mut client = server.client().await;
+    let analyze = |turn: Option<pb::Turn>| pb::AnalyzeRequest { turn, ..Default::default() };
+
+    let cases = [
+        (analyze(None), "turn is missing"),
+        (analyze(Some(customer("   "))), "text is empty"),
+        (analyze(Some(pb::Turn { speaker: 0, text: "hi".into(), lang: None })), "speaker"),
+        (analyze(Some(pb::Turn { speaker: 42, text: "hi".into(), lang: None })), "speaker is 42"),
+        (analyze(Some(customer(&"a".repeat(300_000)))), "limit"),
+        (analyze(Some(pb::Turn { speaker: 1, text: "hi".into(), lang: Some("no such lang!".into()) })), "lang"),
+    ];
+    for (request, expected) in cases {
+        let status = client.analyze(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(status.message().contains(expected), "{:?} lacks {expected:?}", status.message());
+    }
+    // Over the message size limit: refused by the transport, the server stays up.
+    let status = client.analyze(analyze(Some(customer(&"b ".repeat(600_000))))).await.unwrap_err();
+    assert!(matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument), "{status:?}");
+
+    // A bad turn in a stream ends it with INVALID_ARGUMENT naming the turn.
+    let requests = vec![
+        pb::ConverseRequest { turn: Some(customer("Hello")), locale: "en".into() },
+        pb::ConverseRequest { turn: Some(customer("")), locale: String::new() },
+    ];
+    let mut stream = client.converse(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    assert!(stream.message().await.unwrap().is_some());
+    let status = stream.message().await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("turn 1"), "{}", status.message());
+
+    // The server is still fine.
+    assert!(client.analyze(analyze(Some(customer("Thanks!")))).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_refused_at_once_and_accepted_work_is_answered() {
+    let server = common::start(&["--max-in-flight", "2", "--max-wait-ms", "20"]).await;
+    let channel = server.channel().await;
+    let long = "My order has not arrived and nobody answers my emails. ".repeat(40);
+    let calls = (0..24).map(|_| {
+        let mut client = common::TriageClient::new(channel.clone());
+        let text = long.clone();
+        tokio::spawn(async move { client.analyze(pb::AnalyzeRequest { turn: Some(customer(&text)), ..Default::default() }).await })
+    });
+    let results: Vec<_> = futures_join(calls).await;
+    let refused: Vec<&tonic::Status> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    let answered = results.iter().filter(|r| r.is_ok()).count();
+    assert!(!refused.is_empty(), "24 concurrent calls against 2 slots: some must be refused");
+    assert!(answered >= 2, "admitted calls are answered");
+    for status in refused {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("capacity"));
+    }
+}
+
+async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles.collect::<Vec<_>>() {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_that_passes_gets_deadline_exceeded() {
+    let server = common::start(&[]).await;
+    let mut client = server.client().await;
+    let long = "I am writing again about the invoice that was charged twice this month. ".repeat(120);
+    let mut request = tonic::Request::new(pb::AnalyzeRequest { turn: Some(customer(&long)), ..Default::default() });
+    request.set_timeout(std::time::Duration::from_millis(30));
+    let status = client.analyze(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+
+    let mut request = tonic::Request::new(pb::AnalyzeRequest { turn: Some(customer("Where is my parcel?")), ..Default::default() });
+    request.set_timeout(std::time::Duration::from_secs(10));
+    assert!(client.analyze(request).await.is_ok(), "a generous deadline is met");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn score_transcripts_reports_each_transcript_in_order_and_keeps_going() {
+    let server = common::start(&[]).await;
+    let mut client = server.client().await;
+    let s = &SCRIPTS[1];
+    let good = pb::Transcript {
+        id: "c1".into(),
+        locale: "hu".into(),
+        agent_id: "a7".into(),
+        turns: vec![customer(s.frustrated), agent("Elnézést kérek, azonnal utánanézek."), customer(s.insult), customer(s.threat)],
+    };
+    let bad = pb::Transcript { id: "c2".into(), turns: vec![customer("ok"), agent("")], ..Default::default() };
+    let empty = pb::Transcript { id: "c3".into(), ..Default::default() };
+    let mut stream = client.score_transcripts(tokio_stream::iter(vec![good, bad, empty])).await.unwrap().into_inner();
+    let mut reports = Vec::new();
+    while let Some(r) = stream.message().await.unwrap() {
+        reports.push(r);
+    }
+    let ids: Vec<&str> = reports.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["c1", "c2", "c3"]);
+
+    let r = &reports[0];
+    assert_eq!(r.error, None);
+    assert_eq!(r.agent_id, "a7");
+    assert_eq!(r.turns.len(), 4);
+    let summary = r.summary.as_ref().unwrap();
+    assert_eq!((summary.customer_turns, summary.agent_turns), (3, 1));
+    assert_eq!(summary.max_action, Action::InvolveManager as i32);
+    assert!(r.incidents.iter().any(|i| i.turn_index == 3 && i.action == Action::InvolveManager as i32));
+    assert_eq!(r.turns[2].guidance.as_ref().unwrap().hint.as_ref().unwrap().locale, "hu");
+
+    assert!(reports[1].error.as_deref().unwrap().contains("turns[1]"), "{:?}", reports[1].error);
+    assert!(reports[2].error.as_deref().unwrap().contains("no turns"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_info_and_metrics_describe_the_server() {
+    let server = common::start(&[]).await;
+    let mut client = server.client().await;
+    let info = client.get_info(pb::GetInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.labels, calmline::labels::Label::ALL.iter().map(|l| l.name().to_string()).collect::<Vec<_>>());
+    for lang in ["en", "hu", "he", "de"] {
+        assert!(info.languages.iter().any(|l| l == lang));
+    }
+    assert_eq!(info.hint_locales, vec!["en", "he", "hu"]);
+    assert_eq!(info.policy_hash.len(), 16);
+    assert!(!info.model_version.is_empty());
+    let limits = info.limits.unwrap();
+    assert_eq!(limits.max_in_flight, 256);
+    assert!(limits.max_turn_bytes > 0 && limits.max_turns_per_transcript > 0);
+
+    client.analyze(pb::AnalyzeRequest { turn: Some(customer(SCRIPTS[0].insult)), locale: "en".into(), ..Default::default() }).await.unwrap();
+    let _ = client.analyze(pb::AnalyzeRequest { turn: None, ..Default::default() }).await;
+    let scrape = server.scrape().await;
+    assert!(scrape.starts_with("HTTP/1.1 200"));
+    for name in calmline::metrics::ALL {
+        assert!(scrape.contains(name), "{name} missing from the scrape");
+    }
+    assert!(scrape.contains(r#"rpc="Analyze",code="INVALID_ARGUMENT""#) || scrape.contains(r#"code="INVALID_ARGUMENT",rpc="Analyze""#));
+    assert!(scrape.contains(r#"stage="inference""#));
+    assert!(scrape.contains(r#"action="LET_IT_PASS""#));
+    assert!(!scrape.contains("idiot"), "no customer text in metrics");
+}
