@@ -239,6 +239,19 @@ fn parse_line(raw: &[u8], line: usize) -> Pending {
     Pending::Ready { id, line, text, lang: parsed.lang }
 }
 
+/// One output line, fields in the order of DESIGN.md: id (or line), the analysis or the error.
+#[derive(Serialize)]
+struct OutputLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    analysis: Option<&'a Analysis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
 /// Runs the model on the ready lines, writes every pending line in order, returns the failures.
 fn flush(engine: Engine, pending: &mut Vec<Pending>, output: &mut impl Write) -> anyhow::Result<usize> {
     let inputs: Vec<TextInput> = pending
@@ -259,23 +272,16 @@ fn flush(engine: Engine, pending: &mut Vec<Pending>, output: &mut impl Write) ->
             Pending::Failed { id, line, error } => (id, line, Err(error)),
             Pending::Ready { id, line, .. } => (id, line, results.next().unwrap_or_else(|| Err("no result".into()))),
         };
-        let mut object = serde_json::Map::new();
-        match id {
-            Some(id) => object.insert("id".into(), id),
-            None => object.insert("line".into(), line.into()),
-        };
-        match result {
-            Ok(analysis) => {
-                if let serde_json::Value::Object(fields) = serde_json::to_value(&analysis)? {
-                    object.extend(fields);
-                }
-            }
-            Err(error) => {
+        let (analysis, error) = match &result {
+            Ok(a) => (Some(a), None),
+            Err(e) => {
                 failed += 1;
-                object.insert("error".into(), error.into());
+                (None, Some(e.as_str()))
             }
-        }
-        serde_json::to_writer(&mut *output, &object)?;
+        };
+        // An id names the line when there is one, the line number otherwise.
+        let out = OutputLine { line: id.is_none().then_some(line), id: id.as_ref(), analysis, error };
+        serde_json::to_writer(&mut *output, &out)?;
         output.write_all(b"\n")?;
     }
     output.flush()?;

@@ -1,12 +1,29 @@
 //! Language detection with `whatlang` (maintained, pure Rust, 69 languages incl. Hungarian and
 //! Hebrew), reported as ISO 639-1 codes where one exists.
 
+/// Below this confidence a Latin- or Cyrillic-script guess is more often wrong than right on
+/// the short turns of a chat ("You are an idiot." reads as Romanian): say "und" instead.
+const MIN_CONFIDENCE: f64 = 0.5;
+
 /// The detected language of `text` as an ISO 639-1 code (ISO 639-3 where no two-letter code
-/// exists), or "und" when the text gives too little to go on.
+/// exists), or "und" when the text gives too little to go on. A wrong language is worse than
+/// none: callers who know it send it as a hint.
 pub fn detect(text: &str) -> &'static str {
-    match whatlang::detect_lang(text) {
-        Some(lang) => iso_639_1(lang),
-        None => "und",
+    let Some(info) = whatlang::detect(text) else { return "und" };
+    if info.confidence() >= MIN_CONFIDENCE {
+        return iso_639_1(info.lang());
+    }
+    // Scripts that (almost) only one language of the detector uses identify it even in a word.
+    use whatlang::Script::*;
+    match info.script() {
+        Hebrew => "he",
+        Greek => "el",
+        Hangul => "ko",
+        Georgian => "ka",
+        Armenian => "hy",
+        Thai => "th",
+        Hiragana | Katakana => "ja",
+        _ => "und",
     }
 }
 
@@ -43,5 +60,8 @@ mod tests {
         assert_eq!(super::detect("The router has dropped the connection five times today."), "en");
         assert_eq!(super::detect("Ich warte seit zwei Wochen auf eine Antwort."), "de");
         assert_eq!(super::detect("1234 !!!"), "und");
+        // Too short to tell Latin-script languages apart: unknown, not a wrong guess.
+        assert_eq!(super::detect("You are an idiot."), "und");
+        assert_eq!(super::detect("אתה אידיוט"), "he");
     }
 }

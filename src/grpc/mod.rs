@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod status;
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -76,6 +77,28 @@ fn versions<'a>(pipeline: &'a Pipeline, policy: &'a Policy) -> Versions<'a> {
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// Runs a streaming RPC's work on its own task, answering through a bounded channel (a slow
+/// reader slows only its own stream). The work's error, if any, ends the stream; the outcome is
+/// counted once, when the stream ends.
+fn respond_in_stream<T, F, Fut>(rpc: &'static str, opened: Instant, work: F) -> ResponseStream<T>
+where
+    T: Send + 'static,
+    F: FnOnce(mpsc::Sender<Result<T, Status>>) -> Fut,
+    Fut: Future<Output = Result<(), Status>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let errors = tx.clone();
+    let work = work(tx);
+    tokio::spawn(async move {
+        let outcome = work.await;
+        record(rpc, opened, outcome.as_ref().map(|_| tonic::Code::Ok).unwrap_or_else(|s| s.code()));
+        if let Err(status) = outcome {
+            let _ = errors.send(Err(status)).await;
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
 #[tonic::async_trait]
 impl pb::triage_server::Triage for Triage {
     #[tracing::instrument(skip_all)]
@@ -107,36 +130,27 @@ impl pb::triage_server::Triage for Triage {
         let policy = Arc::clone(&self.policy);
         let deadline = status::deadline(request.metadata(), opened);
         let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(async move {
+        let stream = respond_in_stream("Converse", opened, move |tx| async move {
             let mut state = ConversationState::default();
             let mut locale = String::new();
-            let outcome: Result<(), Status> = async {
-                while let Some(message) = inbound.message().await? {
-                    let started = Instant::now();
-                    if locale.is_empty() {
-                        locale = message.locale;
-                    }
-                    let turn_index = state.turns;
-                    let turn = convert::turn(message.turn, &format!("turn {turn_index}"))?;
-                    // The stream is accepted work: wait for admission rather than refuse.
-                    let admitted = pipeline.admit_wait().await?;
-                    let a = conversation::analyze_turn(&policy, &pipeline, &admitted, &mut state, &turn, &locale, deadline).await?;
-                    let assessment = convert::assessment(&a, &pipeline.classifier().head, &versions(&pipeline, &policy), started.elapsed());
-                    if tx.send(Ok(assessment)).await.is_err() {
-                        return Ok(()); // the client has gone
-                    }
+            while let Some(message) = inbound.message().await? {
+                let started = Instant::now();
+                if locale.is_empty() {
+                    locale = message.locale;
                 }
-                Ok(())
+                let turn_index = state.turns;
+                let turn = convert::turn(message.turn, &format!("turn {turn_index}"))?;
+                // The stream is accepted work: wait for admission rather than refuse.
+                let admitted = pipeline.admit_wait().await?;
+                let a = conversation::analyze_turn(&policy, &pipeline, &admitted, &mut state, &turn, &locale, deadline).await?;
+                let assessment = convert::assessment(&a, &pipeline.classifier().head, &versions(&pipeline, &policy), started.elapsed());
+                if tx.send(Ok(assessment)).await.is_err() {
+                    break; // the client has gone
+                }
             }
-            .await;
-            let code = outcome.as_ref().map(|_| tonic::Code::Ok).unwrap_or_else(|s| s.code());
-            record("Converse", opened, code);
-            if let Err(status) = outcome {
-                let _ = tx.send(Err(status)).await;
-            }
+            Ok(())
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(stream))
     }
 
     type ScoreTranscriptsStream = ResponseStream<pb::TranscriptReport>;
@@ -148,38 +162,31 @@ impl pb::triage_server::Triage for Triage {
         let policy = Arc::clone(&self.policy);
         let deadline = status::deadline(request.metadata(), opened);
         let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(async move {
-            let outcome: Result<(), Status> = async {
-                while let Some(message) = inbound.message().await? {
-                    let started = Instant::now();
-                    let (id, agent_id) = (message.id.clone(), message.agent_id.clone());
-                    // A transcript that cannot be scored gets a report with its error; the
-                    // stream goes on, so one bad transcript never loses the others.
-                    let report = match convert::transcript(message) {
-                        Err(e) => pb::TranscriptReport { id, agent_id, error: Some(e.to_string()), ..Default::default() },
-                        Ok(transcript) => {
-                            let admitted = pipeline.admit_wait().await?;
-                            match conversation::score_transcript(&policy, &pipeline, &admitted, &transcript, deadline).await {
-                                Ok(r) => convert::report(&r, &pipeline.classifier().head, &versions(&pipeline, &policy), started.elapsed()),
-                                Err(e @ Error::Validation(_)) => pb::TranscriptReport { id, agent_id, error: Some(e.to_string()), ..Default::default() },
-                                Err(e) => return Err(Status::from(e)),
-                            }
+        let stream = respond_in_stream("ScoreTranscripts", opened, move |tx| async move {
+            while let Some(message) = inbound.message().await? {
+                let started = Instant::now();
+                let (id, agent_id) = (message.id.clone(), message.agent_id.clone());
+                // A transcript that cannot be scored gets a report with its error; the stream
+                // goes on, so one bad transcript never loses the others.
+                let failed = |e: Error| pb::TranscriptReport { id: id.clone(), agent_id: agent_id.clone(), error: Some(e.to_string()), ..Default::default() };
+                let report = match convert::transcript(message) {
+                    Err(e) => failed(e),
+                    Ok(transcript) => {
+                        let admitted = pipeline.admit_wait().await?;
+                        match conversation::score_transcript(&policy, &pipeline, &admitted, &transcript, deadline).await {
+                            Ok(r) => convert::report(&r, &pipeline.classifier().head, &versions(&pipeline, &policy), started.elapsed()),
+                            Err(e @ Error::Validation(_)) => failed(e),
+                            Err(e) => return Err(Status::from(e)),
                         }
-                    };
-                    if tx.send(Ok(report)).await.is_err() {
-                        return Ok(());
                     }
+                };
+                if tx.send(Ok(report)).await.is_err() {
+                    break;
                 }
-                Ok(())
             }
-            .await;
-            record("ScoreTranscripts", opened, outcome.as_ref().map(|_| tonic::Code::Ok).unwrap_or_else(|s| s.code()));
-            if let Err(status) = outcome {
-                let _ = tx.send(Err(status)).await;
-            }
+            Ok(())
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(stream))
     }
 
     async fn get_info(&self, _request: Request<pb::GetInfoRequest>) -> Result<Response<pb::GetInfoResponse>, Status> {

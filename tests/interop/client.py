@@ -38,9 +38,9 @@ def main():
 
             # Analyze: two turns with the state round-tripped by the client.
             first = stub.Analyze(pb.AnalyzeRequest(
-                turn=pb.Turn(speaker=pb.SPEAKER_CUSTOMER, text="You are a useless, stupid idiot."), locale="en"), timeout=30)
+                turn=pb.Turn(speaker=pb.SPEAKER_CUSTOMER, text="You're completely useless and incompetent."), locale="en"), timeout=30)
             second = stub.Analyze(pb.AnalyzeRequest(
-                turn=pb.Turn(speaker=pb.SPEAKER_CUSTOMER, text="You are a useless, stupid idiot."),
+                turn=pb.Turn(speaker=pb.SPEAKER_CUSTOMER, text="You're completely useless and incompetent."),
                 state=first.state, locale="en"), timeout=30)
             result["analyze_actions"] = [pb.Action.Name(first.assessment.guidance.action),
                                          pb.Action.Name(second.assessment.guidance.action)]
@@ -49,7 +49,7 @@ def main():
 
             # Converse: one stream, Hebrew hints.
             turns = [
-                pb.ConverseRequest(turn=pb.Turn(speaker=pb.SPEAKER_CUSTOMER, text="אתה אידיוט מטומטם וחסר תועלת."), locale="he"),
+                pb.ConverseRequest(turn=pb.Turn(speaker=pb.SPEAKER_CUSTOMER, text="אתה חסר תועלת לגמרי ולא מוכשר."), locale="he"),
                 pb.ConverseRequest(turn=pb.Turn(speaker=pb.SPEAKER_AGENT, text="אני מבין, בוא נבדוק את זה יחד.")),
             ]
             replies = list(stub.Converse(iter(turns), timeout=30))
