@@ -42,7 +42,7 @@ pub fn code_label(code: Code) -> &'static str {
 }
 
 /// The caller's deadline from the `grpc-timeout` header ("<digits><H|M|S|m|u|n>"), if any,
-/// brought forward by a small margin (a tenth, at least 2 ms, at most half): tonic's transport
+/// brought forward by a small margin (a tenth, at least 5 ms, at most half): tonic's transport
 /// enforces the same header and answers CANCELLED when it fires; finishing first lets the
 /// caller get the status gRPC specifies, DEADLINE_EXCEEDED.
 pub fn deadline(metadata: &tonic::metadata::MetadataMap, start: std::time::Instant) -> Option<std::time::Instant> {
@@ -61,7 +61,7 @@ pub fn deadline(metadata: &tonic::metadata::MetadataMap, start: std::time::Insta
         "n" => std::time::Duration::from_nanos(amount),
         _ => return None,
     };
-    let margin = (timeout / 10).max(std::time::Duration::from_millis(2)).min(timeout / 2);
+    let margin = (timeout / 10).max(std::time::Duration::from_millis(5)).min(timeout / 2);
     start.checked_add(timeout - margin)
 }
 
@@ -78,6 +78,8 @@ mod tests {
         assert_eq!(deadline(&md, start), Some(start + std::time::Duration::from_millis(225)));
         md.insert("grpc-timeout", "2S".parse().unwrap());
         assert_eq!(deadline(&md, start), Some(start + std::time::Duration::from_millis(1800)));
+        md.insert("grpc-timeout", "20m".parse().unwrap());
+        assert_eq!(deadline(&md, start), Some(start + std::time::Duration::from_millis(15)));
         md.insert("grpc-timeout", "2m".parse().unwrap());
         assert_eq!(deadline(&md, start), Some(start + std::time::Duration::from_millis(1)));
         md.insert("grpc-timeout", "12X".parse().unwrap());
