@@ -14,6 +14,8 @@ pub struct BinaryMetrics {
     /// Macro-F1 over the positive and the negative class (how GermEval and ToLD-Br report).
     pub macro_f1: f64,
     pub accuracy: f64,
+    /// Share of negatives flagged: the number that matters where a set has no positives.
+    pub false_positive_rate: f64,
 }
 
 /// Metrics of `scores` against `truth` at `threshold`.
@@ -42,6 +44,7 @@ pub fn binary_metrics(scores: &[f32], truth: &[bool], threshold: f32) -> BinaryM
         auc: roc_auc(scores, truth),
         macro_f1: (f1 + f1_of(tn, fn_, fp)) / 2.0,
         accuracy: ratio(tp + tn, scores.len()),
+        false_positive_rate: ratio(fp, fp + tn),
     }
 }
 
@@ -105,6 +108,7 @@ mod tests {
         let m = binary_metrics(&[0.9, 0.8, 0.1, 0.2], &[true, false, true, false], 0.5);
         assert_eq!((m.precision, m.recall, m.f1, m.macro_f1, m.accuracy), (0.5, 0.5, 0.5, 0.5, 0.5));
         assert_eq!(m.positives, 2);
+        assert_eq!(m.false_positive_rate, 0.5);
     }
 
     #[test]
