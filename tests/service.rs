@@ -210,7 +210,8 @@ async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T
 async fn a_deadline_that_passes_gets_deadline_exceeded() {
     let server = common::start(&[]).await;
     let mut client = server.client().await;
-    let long = "I am writing again about the invoice that was charged twice this month. ".repeat(120);
+    // One window of ~450 tokens: far more than 40 ms of work, and over soon after.
+    let long = "I am writing again about the invoice that was charged twice this month. ".repeat(30);
     let mut request = tonic::Request::new(pb::AnalyzeRequest { turn: Some(customer(&long)), ..Default::default() });
     request.set_timeout(std::time::Duration::from_millis(40));
     let status = client.analyze(request).await.unwrap_err();
@@ -221,8 +222,9 @@ async fn a_deadline_that_passes_gets_deadline_exceeded() {
     assert!(status.code() == Code::DeadlineExceeded || transport_timeout, "{status:?}");
 
     let mut request = tonic::Request::new(pb::AnalyzeRequest { turn: Some(customer("Where is my parcel?")), ..Default::default() });
-    request.set_timeout(std::time::Duration::from_secs(10));
-    assert!(client.analyze(request).await.is_ok(), "a generous deadline is met");
+    request.set_timeout(std::time::Duration::from_secs(60));
+    let response = client.analyze(request).await;
+    assert!(response.is_ok(), "a generous deadline is met: {response:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,15 +29,54 @@ pub enum EncoderError {
     Candle(#[from] candle_core::Error),
 }
 
-struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_out: Linear,
-    attention_norm: LayerNorm,
-    ffn_in: Linear,
-    ffn_out: Linear,
-    output_norm: LayerNorm,
+/// One transformer layer's weights (public for the fine-tuning code, which runs the same
+/// computation with differentiable operations and adapters).
+pub struct Layer {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub attention_out: Linear,
+    pub attention_norm: LayerNorm,
+    pub ffn_in: Linear,
+    pub ffn_out: Linear,
+    pub output_norm: LayerNorm,
+}
+
+impl Layer {
+    /// The projection named as in the blob (`q`, `k`, `v`, `ao`, `fi`, `fo`).
+    pub fn projection(&self, name: &str) -> Option<&Linear> {
+        Some(match name {
+            "q" => &self.query,
+            "k" => &self.key,
+            "v" => &self.value,
+            "ao" => &self.attention_out,
+            "fi" => &self.ffn_in,
+            "fo" => &self.ffn_out,
+            _ => return None,
+        })
+    }
+
+    fn projection_mut(&mut self, name: &str) -> Option<&mut Linear> {
+        Some(match name {
+            "q" => &mut self.query,
+            "k" => &mut self.key,
+            "v" => &mut self.value,
+            "ao" => &mut self.attention_out,
+            "fi" => &mut self.ffn_in,
+            "fo" => &mut self.ffn_out,
+            _ => return None,
+        })
+    }
+}
+
+/// A padded batch after the embedding layer.
+pub struct Embedded {
+    /// [batch × seq, hidden]
+    pub x: Tensor,
+    /// [batch, seq], 1.0 on tokens, 0.0 on padding.
+    pub mask: Tensor,
+    pub batch: usize,
+    pub seq_len: usize,
 }
 
 /// Mean-pooled encoder outputs of one sequence (not normalised).
@@ -143,20 +182,42 @@ impl Encoder {
         Ok(out)
     }
 
-    /// Runs a batch of token sequences (each with its special tokens, at most `max_positions`
-    /// long) and returns each sequence's pooled outputs, in input order.
-    pub fn forward(&self, sequences: &[Vec<u32>]) -> Result<Vec<Pooled>, EncoderError> {
-        let batch = sequences.len();
-        if batch == 0 {
-            return Ok(Vec::new());
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Adds a low-rank update to one projection's weight: W += delta (an adapter merged in, so
+    /// inference with adapters costs nothing extra).
+    pub fn add_to_weight(&mut self, layer: usize, projection: &str, delta: &Tensor) -> Result<(), EncoderError> {
+        let linear = self
+            .layers
+            .get_mut(layer)
+            .and_then(|l| l.projection_mut(projection))
+            .ok_or_else(|| EncoderError::Shape(format!("no projection l{layer}.{projection}")))?;
+        if delta.dims() != linear.weight().dims() {
+            return Err(EncoderError::Shape(format!("l{layer}.{projection}: update {:?} vs weight {:?}", delta.dims(), linear.weight().dims())));
         }
+        let merged = (linear.weight() + delta)?;
+        *linear = Linear::new(merged, linear.bias().cloned());
+        Ok(())
+    }
+
+    /// Pads a batch of token sequences and applies the embedding layer.
+    pub fn embed(&self, sequences: &[Vec<u32>]) -> Result<Embedded, EncoderError> {
+        let batch = sequences.len();
         let seq_len = sequences.iter().map(Vec::len).max().unwrap_or(0).max(1);
         if seq_len > self.max_positions {
             return Err(EncoderError::TooLong { len: seq_len, max: self.max_positions });
         }
-        let (hidden, heads) = (self.hidden, self.heads);
-        let head_dim = hidden / heads;
-
+        let hidden = self.hidden;
         // Padded ids (pad with 1, XLM-R's <pad>; masked out anyway) and the 0/1 mask.
         let mut ids = vec![1u32; batch * seq_len];
         let mut mask = vec![0f32; batch * seq_len];
@@ -165,22 +226,28 @@ impl Encoder {
             mask[b * seq_len..b * seq_len + seq.len()].fill(1.0);
         }
         let mask = Tensor::from_vec(mask, (batch, seq_len), &self.device)?;
-
         let words = Tensor::from_vec(self.word_embeddings(&ids)?, (batch, seq_len, hidden), &self.device)?;
         let positions = self.positions.narrow(0, 0, seq_len)?.unsqueeze(0)?;
         let x = words.broadcast_add(&positions)?.broadcast_add(&self.token_type0)?;
-        let mut x = self.embedding_norm.forward(&x)?.reshape((batch * seq_len, hidden))?;
+        let x = self.embedding_norm.forward(&x)?.reshape((batch * seq_len, hidden))?;
+        Ok(Embedded { x, mask, batch, seq_len })
+    }
 
+    /// Runs layers `layers` over an embedded batch (fused, inference-only operations). Returns
+    /// the output and, when the range covers them, the sum of the `UPPER_LAYERS` outputs.
+    pub fn run_layers(&self, e: &Embedded, mut x: Tensor, layers: std::ops::Range<usize>) -> Result<(Tensor, Option<Tensor>), EncoderError> {
+        let (batch, seq_len, hidden, heads) = (e.batch, e.seq_len, self.hidden, self.heads);
+        let head_dim = hidden / heads;
         // Additive attention bias: 0 where attended, a large negative (not −inf, which turns
         // 0 × −inf into NaN) on padding. Shape [batch, 1, 1, seq].
-        let bias = ((&mask - 1.0)? * 1e9)?.reshape((batch, 1, 1, seq_len))?;
+        let bias = ((&e.mask - 1.0)? * 1e9)?.reshape((batch, 1, 1, seq_len))?;
         let scale = 1.0 / (head_dim as f64).sqrt();
         let split_heads = |t: Tensor| -> candle_core::Result<Tensor> {
             t.reshape((batch, seq_len, heads, head_dim))?.transpose(1, 2)?.contiguous()
         };
-
         let mut upper_sum: Option<Tensor> = None;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for i in layers {
+            let layer = &self.layers[i];
             let q = split_heads(layer.query.forward(&x)?)?;
             let k = split_heads(layer.key.forward(&x)?)?;
             let v = split_heads(layer.value.forward(&x)?)?;
@@ -201,19 +268,30 @@ impl Encoder {
                 });
             }
         }
+        Ok((x, upper_sum))
+    }
+
+    /// Runs a batch of token sequences (each with its special tokens, at most `max_positions`
+    /// long) and returns each sequence's pooled outputs, in input order.
+    pub fn forward(&self, sequences: &[Vec<u32>]) -> Result<Vec<Pooled>, EncoderError> {
+        if sequences.is_empty() {
+            return Ok(Vec::new());
+        }
+        let e = self.embed(sequences)?;
+        let (x, upper_sum) = self.run_layers(&e, e.x.clone(), 0..self.layers.len())?;
         let upper = match upper_sum {
             Some(sum) => (sum / UPPER_LAYERS.len() as f64)?,
             None => return Err(EncoderError::Shape("no upper layers were pooled".into())),
         };
-
-        let last = mean_pool(&x.reshape((batch, seq_len, hidden))?, &mask)?.to_vec2::<f32>()?;
-        let upper = mean_pool(&upper.reshape((batch, seq_len, hidden))?, &mask)?.to_vec2::<f32>()?;
+        let shape = (e.batch, e.seq_len, self.hidden);
+        let last = mean_pool(&x.reshape(shape)?, &e.mask)?.to_vec2::<f32>()?;
+        let upper = mean_pool(&upper.reshape(shape)?, &e.mask)?.to_vec2::<f32>()?;
         Ok(last.into_iter().zip(upper).map(|(last, upper)| Pooled { last, upper }).collect())
     }
 }
 
 /// Mean over the tokens the mask keeps: [batch, seq, hidden] → [batch, hidden].
-fn mean_pool(x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+pub fn mean_pool(x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
     let counts = mask.sum_keepdim(D::Minus1)?.clamp(1.0, f64::MAX)?; // [batch, 1]
     let summed = x.broadcast_mul(&mask.unsqueeze(D::Minus1)?)?.sum(1)?; // [batch, hidden]
     summed.broadcast_div(&counts)?.to_dtype(DType::F32)

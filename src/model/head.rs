@@ -117,6 +117,11 @@ impl Head {
         Head::new(meta, self.weight, self.bias)
     }
 
+    /// Weights ([labels, features], row-major) and biases.
+    pub fn parameters(&self) -> (&[f32], [f32; LABEL_COUNT]) {
+        (&self.weight, self.bias)
+    }
+
     pub fn feature_dim(&self) -> usize {
         self.meta.feature_dim
     }

@@ -36,6 +36,8 @@ pub enum ModelError {
     Tokenize(#[from] TokenizeError),
     #[error(transparent)]
     Head(#[from] HeadError),
+    #[error("adapters: {0}")]
+    Adapters(String),
 }
 
 /// Limits on one encoder batch: sequences are sorted by length and packed until either is hit.
@@ -57,6 +59,9 @@ pub struct FeatureExtractor {
     pub tokenizer: TextTokenizer,
     pub encoder: Encoder,
     pub limits: BatchLimits,
+    /// What the features depend on besides the text: "base", or the adapters merged in (their
+    /// SHA-256 prefix). Keys the training feature cache.
+    pub fingerprint: String,
 }
 
 impl FeatureExtractor {
@@ -67,7 +72,18 @@ impl FeatureExtractor {
         let blob = Arc::new(Blob::open(&blob_path)?);
         let encoder = Encoder::load(blob)?;
         let tokenizer = TextTokenizer::load(&tokenizer_path, encoder.max_positions())?;
-        Ok(FeatureExtractor { tokenizer, encoder, limits: BatchLimits::default() })
+        Ok(FeatureExtractor { tokenizer, encoder, limits: BatchLimits::default(), fingerprint: "base".into() })
+    }
+
+    /// Merges the adapters in `dir` (if any) into the encoder; see `train::finetune`.
+    pub fn merge_adapters(&mut self, dir: &Path) -> Result<(), ModelError> {
+        let merged = crate::train::finetune::merge_adapters(&mut self.encoder, dir).map_err(|e| ModelError::Adapters(format!("{e:#}")))?;
+        if merged {
+            let bytes = std::fs::read(dir.join("adapters.safetensors")).map_err(|e| ModelError::Adapters(e.to_string()))?;
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+            self.fingerprint = format!("adapters-{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+        }
+        Ok(())
     }
 
     pub fn feature_dim(&self) -> usize {
@@ -158,10 +174,17 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    /// Loads the base model from `models_dir/base` and the head from `models_dir`.
+    /// Loads the base model from `models_dir/base` and the head (and adapters, if any) from
+    /// `models_dir`.
     pub fn load(models_dir: &Path) -> Result<Self, ModelError> {
-        let extractor = FeatureExtractor::load(&models_dir.join("base"))?;
-        let head = Head::load(models_dir)?;
+        Self::load_from(&models_dir.join("base"), models_dir)
+    }
+
+    /// Loads the base model from `base_dir` and the head (and adapters, if any) from `head_dir`.
+    pub fn load_from(base_dir: &Path, head_dir: &Path) -> Result<Self, ModelError> {
+        let mut extractor = FeatureExtractor::load(base_dir)?;
+        extractor.merge_adapters(head_dir)?;
+        let head = Head::load(head_dir)?;
         if head.feature_dim() != extractor.feature_dim() {
             return Err(HeadError::Invalid(format!(
                 "head expects {} features, the encoder gives {}",

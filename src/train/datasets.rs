@@ -147,6 +147,45 @@ pub fn load_all(data_dir: &Path, caps: Caps) -> Result<Vec<Example>> {
     Ok(all)
 }
 
+/// The project's own in-domain turns (`data/indomain/turns.jsonl`, see its README): every
+/// label annotated, splits by template. Never capped.
+pub fn load_indomain(path: &Path) -> Result<Vec<Example>> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        lang: String,
+        split: String,
+        text: String,
+        labels: std::collections::BTreeMap<String, u8>,
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let row: Row = serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), n + 1))?;
+        let lang: &'static str = match row.lang.as_str() {
+            "en" => "en",
+            "hu" => "hu",
+            "he" => "he",
+            "de" => "de",
+            "es" => "es",
+            "fr" => "fr",
+            other => anyhow::bail!("{}:{}: unexpected language {other}", path.display(), n + 1),
+        };
+        let split = match row.split.as_str() {
+            "train" => Split::Train,
+            "dev" => Split::Dev,
+            "test" => Split::Test,
+            other => anyhow::bail!("{}:{}: unexpected split {other}", path.display(), n + 1),
+        };
+        let mut targets = [None; LABEL_COUNT];
+        for label in Label::ALL {
+            let value = row.labels.get(label.name()).with_context(|| format!("{}:{}: no {label}", path.display(), n + 1))?;
+            targets[label.index()] = Some(*value == 1);
+        }
+        out.push(Example { source: "calmline_indomain", lang, split, text: row.text, targets });
+    }
+    Ok(out)
+}
+
 /// Deterministic sample of at most the cap per (language, split), keeping input order.
 fn cap(examples: Vec<Example>, caps: Caps) -> Vec<Example> {
     use std::collections::BTreeMap;

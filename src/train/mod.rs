@@ -6,6 +6,7 @@
 //! each label's threshold on the dev splits, and scores the held-out test splits.
 
 pub mod datasets;
+pub mod finetune;
 pub mod metrics;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,17 @@ pub struct TrainOptions {
     pub steps: usize,
     pub learning_rate: f64,
     pub l2: f64,
+    /// The project's in-domain turns, when they are to be used.
+    pub indomain: Option<PathBuf>,
+}
+
+/// Every example the options ask for: the public sets, capped, and the in-domain turns.
+pub fn load_examples(opts: &TrainOptions) -> Result<Vec<Example>> {
+    let mut examples = datasets::load_all(&opts.data_dir, opts.caps)?;
+    if let Some(path) = &opts.indomain {
+        examples.extend(datasets::load_indomain(path)?);
+    }
+    Ok(examples)
 }
 
 /// Examples with their feature vectors, aligned by index.
@@ -41,7 +53,11 @@ pub struct Featurised {
 
 /// Loads the data and embeds it, reusing cached features where the texts are unchanged.
 pub fn featurise(extractor: &FeatureExtractor, opts: &TrainOptions) -> Result<Featurised> {
-    let examples = datasets::load_all(&opts.data_dir, opts.caps)?;
+    featurise_examples(extractor, &opts.cache_dir, load_examples(opts)?)
+}
+
+/// Embeds the given examples (cached per source under `cache_dir`).
+pub fn featurise_examples(extractor: &FeatureExtractor, cache_dir: &Path, examples: Vec<Example>) -> Result<Featurised> {
     let mut by_source: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, e) in examples.iter().enumerate() {
         by_source.entry(e.source).or_default().push(i);
@@ -49,7 +65,7 @@ pub fn featurise(extractor: &FeatureExtractor, opts: &TrainOptions) -> Result<Fe
     let mut features = vec![Vec::new(); examples.len()];
     for (source, indices) in by_source {
         let texts: Vec<&str> = indices.iter().map(|&i| examples[i].text.as_str()).collect();
-        let computed = cached_features(extractor, &opts.cache_dir, source, &texts)?;
+        let computed = cached_features(extractor, cache_dir, source, &texts)?;
         for (i, f) in indices.into_iter().zip(computed) {
             features[i] = f;
         }
@@ -61,6 +77,10 @@ fn cached_features(extractor: &FeatureExtractor, cache_dir: &Path, source: &str,
     let dim = extractor.feature_dim();
     let mut hasher = Sha256::new();
     hasher.update(FEATURES.as_bytes());
+    if extractor.fingerprint != "base" {
+        // Features of an adapted encoder differ; the base keeps its original cache key.
+        hasher.update(extractor.fingerprint.as_bytes());
+    }
     for t in texts {
         hasher.update((t.len() as u64).to_le_bytes());
         hasher.update(t.as_bytes());
