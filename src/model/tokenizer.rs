@@ -94,9 +94,4 @@ impl TextTokenizer {
     pub fn prefix_len(&self) -> usize {
         self.prefix.len()
     }
-
-    /// Token count of a text with prefix and specials (before windowing).
-    pub fn token_count(&self, text: &str) -> Result<usize, TokenizeError> {
-        Ok(self.encode(text)?.len())
-    }
 }
