@@ -88,7 +88,7 @@ pub fn analyze(classifier: &Classifier, policy: &Policy, inputs: &[TextInput]) -
 
 pub fn run_cli(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let policy = args.policy.load()?;
-    let classifier = Classifier::load(&args.model.models).context("loading the model")?;
+    let classifier = args.model.load().context("loading the model")?;
     let engine = Engine { classifier: &classifier, policy: &policy };
     match &args.text {
         Some(text) => {

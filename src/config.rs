@@ -32,6 +32,21 @@ pub struct ModelArgs {
     /// blob and tokenizer fetched by `make setup`.
     #[arg(long, env = "CALMLINE_MODELS", default_value = "models")]
     pub models: PathBuf,
+    /// Folder with the encoder blob and tokenizer, when not `<models>/base` (e.g. to run a
+    /// fine-tuned model from `models/finetuned` on the fetched base).
+    #[arg(long, env = "CALMLINE_BASE")]
+    pub base: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    pub fn base_dir(&self) -> PathBuf {
+        self.base.clone().unwrap_or_else(|| self.models.join("base"))
+    }
+
+    /// The classifier: base from `base_dir()`, head and adapters from `models`.
+    pub fn load(&self) -> Result<crate::model::Classifier, crate::model::ModelError> {
+        crate::model::Classifier::load_from(&self.base_dir(), &self.models)
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -88,7 +88,7 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
     use calmline::model::head::{Head, HeadMeta};
     use calmline::train::finetune::{self, FinetuneOptions, LoraConfig};
     let started = std::time::Instant::now();
-    let extractor = FeatureExtractor::load(&args.model.models.join("base")).context("loading the encoder")?;
+    let extractor = FeatureExtractor::load(&args.model.base_dir()).context("loading the encoder")?;
     let baseline = Head::load(&args.model.models).context("loading the baseline head (the starting point)")?;
     let opts = train_options(&args.data, 0, 0.0, 0.0);
     let examples = train::load_examples(&opts)?;
@@ -117,7 +117,7 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
     Head::new(meta, weight, bias)?.save(&args.out)?;
 
     // Dev and test through the adapted encoder: thresholds on dev, the report on test.
-    let classifier = Classifier::load_from(&args.model.models.join("base"), &args.out)?;
+    let classifier = Classifier::load_from(&args.model.base_dir(), &args.out)?;
     let held_out: Vec<_> = examples.into_iter().filter(|e| e.split != train::datasets::Split::Train).collect();
     let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, held_out)?;
     let thresholds = train::tune_thresholds(&classifier.head, &data);
@@ -132,7 +132,7 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
 }
 
 fn train_command(args: &calmline::config::TrainArgs) -> anyhow::Result<ExitCode> {
-    let extractor = FeatureExtractor::load(&args.model.models.join("base")).context("loading the encoder")?;
+    let extractor = FeatureExtractor::load(&args.model.base_dir()).context("loading the encoder")?;
     let opts = train_options(&args.data, args.steps, args.learning_rate, args.l2);
     let (head, report) = train::train_head(&extractor, &opts, &args.version)?;
     head.save(&args.model.models).context("saving the head")?;
@@ -144,7 +144,7 @@ fn train_command(args: &calmline::config::TrainArgs) -> anyhow::Result<ExitCode>
 }
 
 fn eval_command(args: &calmline::config::EvalArgs) -> anyhow::Result<ExitCode> {
-    let classifier = Classifier::load(&args.model.models).context("loading the model")?;
+    let classifier = args.model.load().context("loading the model")?;
     let opts = train_options(&args.data, 0, 0.0, 0.0);
     let data = train::featurise(&classifier.extractor, &opts)?;
     let report = train::evaluate(&classifier.head, &data, train::datasets::Split::Test);

@@ -15,7 +15,6 @@ use crate::config::ServeArgs;
 use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
 use crate::infer::{Pipeline, PipelineConfig};
 use crate::metrics as m;
-use crate::model::Classifier;
 
 /// Texts of the warm-up batch: short and long, several scripts.
 const WARM_UP: &[&str] = &[
@@ -80,11 +79,11 @@ pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Opti
     );
     tracing::info!(%address, "listening (NOT_SERVING until the model is warm)");
 
-    let models = args.model.models.clone();
+    let model = args.model.clone();
     let config = pipeline_config(args);
     let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Pipeline> {
         let started = Instant::now();
-        let classifier = Classifier::load(&models).context("loading the model")?;
+        let classifier = model.load().context("loading the model")?;
         let pipeline = Pipeline::start(Arc::new(classifier), config);
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
         Ok(pipeline)
