@@ -101,8 +101,8 @@ pub struct ServeArgs {
     /// absorbs bursts, lower bounds latency and memory.
     #[arg(long, env = "CALMLINE_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight: u32,
-    /// Tokenizer threads (each holds its own tokenizer). On 2 cores one is enough: the
-    /// encoder needs the rest.
+    /// Tokenizer threads (they share one tokenizer). On 2 cores one is enough: the encoder
+    /// needs the rest.
     #[arg(long, env = "CALMLINE_TOKENIZER_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub tokenizer_workers: u32,
     /// Texts per encoder batch: larger raises throughput under load.

@@ -14,7 +14,6 @@ pub enum TokenizeError {
 /// e5 was trained with a task prefix; "query: " is the one for classification-like use.
 pub const PREFIX: &str = "query: ";
 
-#[derive(Clone)]
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     /// Tokens of the prefix, without specials.
