@@ -16,6 +16,7 @@ pub mod lang;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod qa;
 pub mod server;
 pub mod train;
 
