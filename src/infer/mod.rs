@@ -90,7 +90,24 @@ pub struct Pipeline {
 
 /// Admission for one request: hold it until its work is done.
 pub struct Admitted {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    admission: Arc<Semaphore>,
+    max_in_flight: usize,
+}
+
+impl Admitted {
+    fn new(permit: OwnedSemaphorePermit, pipeline: &Pipeline) -> Admitted {
+        let admitted = Admitted { permit: Some(permit), admission: Arc::clone(&pipeline.admission), max_in_flight: pipeline.config.max_in_flight };
+        metrics::gauge!(m::IN_FLIGHT).set(pipeline.in_flight() as f64);
+        admitted
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        metrics::gauge!(m::IN_FLIGHT).set((self.max_in_flight - self.admission.available_permits()) as f64);
+    }
 }
 
 impl Pipeline {
@@ -134,8 +151,7 @@ impl Pipeline {
     /// Admits one request or refuses it at once.
     pub fn admit(&self) -> Result<Admitted, Error> {
         let permit = Arc::clone(&self.admission).try_acquire_owned().map_err(|_| Error::Overloaded(self.config.max_in_flight))?;
-        metrics::gauge!(m::IN_FLIGHT).set(self.in_flight() as f64);
-        Ok(Admitted { _permit: permit })
+        Ok(Admitted::new(permit, self))
     }
 
     /// Waits for admission: for streams already accepted, whose backpressure flows through
@@ -145,8 +161,7 @@ impl Pipeline {
             .acquire_owned()
             .await
             .map_err(|_| Error::Unavailable("the inference pipeline has stopped".into()))?;
-        metrics::gauge!(m::IN_FLIGHT).set(self.in_flight() as f64);
-        Ok(Admitted { _permit: permit })
+        Ok(Admitted::new(permit, self))
     }
 
     /// Scores texts (already validated) of an admitted request; results in input order. Texts
