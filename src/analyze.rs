@@ -11,6 +11,7 @@ use serde::ser::SerializeMap;
 use crate::config::AnalyzeArgs;
 use crate::error::Error;
 use crate::labels::{Label, LabelScores};
+use crate::lines::{Line, read_bounded_line};
 use crate::model::Classifier;
 use crate::policy::{Policy, Severity};
 
@@ -164,7 +165,6 @@ pub fn analyze_jsonl(engine: Engine, mut input: impl BufRead, mut output: impl W
     let mut pending = Vec::new();
     let mut buf = Vec::new();
     loop {
-        buf.clear();
         let line = match read_bounded_line(&mut input, &mut buf, MAX_LINE_BYTES).context("reading stdin")? {
             Line::End => break,
             Line::Complete => parse_line(&buf, summary.lines + 1),
@@ -182,36 +182,6 @@ pub fn analyze_jsonl(engine: Engine, mut input: impl BufRead, mut output: impl W
     }
     summary.failed += flush(engine, &mut pending, &mut output)?;
     Ok(summary)
-}
-
-enum Line {
-    End,
-    Complete,
-    TooLong,
-}
-
-/// Reads up to the next newline into `buf`, keeping at most `max` bytes; the rest of a longer
-/// line is read and dropped so memory stays bounded whatever the input.
-fn read_bounded_line(input: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Line> {
-    let mut seen = 0usize;
-    loop {
-        let chunk = input.fill_buf()?;
-        if chunk.is_empty() {
-            return Ok(if seen == 0 { Line::End } else if seen > max { Line::TooLong } else { Line::Complete });
-        }
-        let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        if seen + used <= max {
-            buf.extend_from_slice(&chunk[..used]);
-        }
-        seen += used;
-        input.consume(used);
-        if done {
-            return Ok(if seen > max { Line::TooLong } else { Line::Complete });
-        }
-    }
 }
 
 fn parse_line(raw: &[u8], line: usize) -> Pending {

@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod infer;
 pub mod labels;
 pub mod lang;
+pub mod lines;
 pub mod metrics;
 pub mod model;
 pub mod policy;

@@ -12,8 +12,8 @@ use crate::labels::{LABEL_COUNT, Label, LabelScores};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HeadError {
-    #[error("cannot read head file {path}: {reason}")]
-    Read { path: String, reason: String },
+    #[error("head file {path}: {reason}")]
+    File { path: String, reason: String },
     #[error("head is invalid: {0}")]
     Invalid(String),
 }
@@ -74,7 +74,7 @@ impl Head {
 
     pub fn load(dir: &Path) -> Result<Self, HeadError> {
         let meta_path = dir.join("head.json");
-        let read_err = |path: &Path, reason: String| HeadError::Read { path: path.display().to_string(), reason };
+        let read_err = |path: &Path, reason: String| HeadError::File { path: path.display().to_string(), reason };
         let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| read_err(&meta_path, e.to_string()))?;
         let meta: HeadMeta = serde_json::from_str(&meta_text).map_err(|e| read_err(&meta_path, e.to_string()))?;
         let weights_path = dir.join("head.safetensors");
@@ -93,7 +93,7 @@ impl Head {
     }
 
     pub fn save(&self, dir: &Path) -> Result<(), HeadError> {
-        let write_err = |path: &Path, reason: String| HeadError::Read { path: path.display().to_string(), reason };
+        let write_err = |path: &Path, reason: String| HeadError::File { path: path.display().to_string(), reason };
         let weights_path = dir.join("head.safetensors");
         let as_tensor = |v: &[f32], shape: &[usize]| Tensor::from_slice(v, shape, &Device::Cpu);
         let tensors = [

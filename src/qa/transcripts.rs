@@ -11,6 +11,7 @@
 use std::io::BufRead;
 
 use crate::conversation::{MAX_TURNS_PER_TRANSCRIPT, Speaker, TranscriptInput, TurnInput};
+use crate::lines::{Line, read_bounded_line};
 
 /// A conversation that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,38 +96,17 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
 
     fn next(&mut self) -> Option<Record> {
         loop {
-            self.buf.clear();
-            let mut seen = 0usize;
-            let mut complete = false;
-            // Bounded read of one line: a huge line is consumed without being held whole.
-            loop {
-                let chunk = match self.input.fill_buf() {
-                    Ok(c) => c,
-                    Err(e) => return Some(Err(RecordError { line: self.line + 1, id: None, message: format!("read error: {e}") })),
-                };
-                if chunk.is_empty() {
-                    break;
+            let outcome = match read_bounded_line(&mut self.input, &mut self.buf, MAX_LINE_BYTES) {
+                Ok(o) => o,
+                Err(e) => return Some(Err(RecordError { line: self.line + 1, id: None, message: format!("read error: {e}") })),
+            };
+            match outcome {
+                Line::End => return None,
+                Line::TooLong => {
+                    self.line += 1;
+                    return Some(Err(RecordError { line: self.line, id: None, message: format!("line is longer than {MAX_LINE_BYTES} bytes") }));
                 }
-                let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
-                    Some(i) => (i + 1, true),
-                    None => (chunk.len(), false),
-                };
-                if seen + used <= MAX_LINE_BYTES {
-                    self.buf.extend_from_slice(&chunk[..used]);
-                }
-                seen += used;
-                self.input.consume(used);
-                if done {
-                    complete = true;
-                    break;
-                }
-            }
-            if seen == 0 && !complete {
-                return None;
-            }
-            self.line += 1;
-            if seen > MAX_LINE_BYTES {
-                return Some(Err(RecordError { line: self.line, id: None, message: format!("line is longer than {MAX_LINE_BYTES} bytes") }));
+                Line::Complete => self.line += 1,
             }
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue; // blank lines between records are allowed
