@@ -18,12 +18,16 @@ pub enum Command {
     Serve(ServeArgs),
     /// Score one text (readable) or JSON lines from stdin (`--jsonl`).
     Analyze(AnalyzeArgs),
+    /// QA: score finished transcripts (JSONL or CSV files, folders, or stdin) into a report.
+    Score(ScoreArgs),
     /// Train the label head on the frozen encoder from the public data sets.
     Train(TrainArgs),
     /// Re-score the held-out test splits with the committed head (the model card's numbers).
     Eval(EvalArgs),
     /// Fine-tune low-rank adapters on the upper layers together with the head.
     Finetune(FinetuneArgs),
+    /// Precision and recall of the agent-conduct flags on the project's labelled agent turns.
+    EvalConduct(EvalConductArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -121,6 +125,51 @@ pub struct ServeArgs {
     /// Log format: "text" or "json". Logs never contain customer text.
     #[arg(long, env = "CALMLINE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalConductArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Labelled agent turns (JSON lines: id, lang, split, customer_before, text, labels).
+    #[arg(long, default_value = "data/agent-conduct/turns.jsonl")]
+    pub data: PathBuf,
+    /// Also search min_similarity and margin on the dev split and report the best.
+    #[arg(long)]
+    pub tune: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Transcript files (`.jsonl`, `.json`, `.csv`), folders of them (read in name order), or
+    /// `-` for stdin. Stdin when none is given.
+    pub inputs: Vec<PathBuf>,
+    /// Input format; `auto` goes by the file extension (stdin: JSONL).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "jsonl", "csv"])]
+    pub format: String,
+    /// Folder for `conversations.jsonl`, `summary.csv`, `report.html` and `errors.jsonl`.
+    /// Without it the conversations go to stdout and errors to stderr.
+    #[arg(long, env = "CALMLINE_SCORE_OUT")]
+    pub out: Option<PathBuf>,
+    /// Continue an interrupted run in `--out`: conversations already written are skipped.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
+    /// Conversations scored at once (their turns share the encoder's batches).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    /// Texts per encoder batch.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_batch_texts: u32,
+    /// Padded tokens per encoder batch.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]
+    pub max_batch_tokens: u32,
+    /// Progress on stderr: `auto` shows it on a terminal only.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub progress: String,
 }
 
 #[derive(Debug, Clone, Args)]

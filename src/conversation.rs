@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::analyze::{MAX_TEXT_BYTES, TextInput, validate};
+use crate::conduct::{AgentTurn, ConductKind};
 use crate::error::Error;
 use crate::infer::{Admitted, Pipeline, Scored, StageTimings};
 use crate::labels::{Label, LabelScores};
@@ -44,13 +45,31 @@ pub struct TurnAssessment {
     pub language: String,
     /// Customer turns only.
     pub guidance: Option<Guidance>,
+    /// Agent turns only: conduct flags (seed 003), in `ConductKind` order.
+    pub conduct: Vec<ConductKind>,
     #[serde(skip)]
     pub timings: StageTimings,
 }
 
+/// What earlier turns tell about an agent turn: whether it answers a complaint, and whether the
+/// agent already sent the same words. Unknown (false) for a lone turn.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AgentContext {
+    pub after_complaint: bool,
+    pub repeats_earlier_reply: bool,
+}
+
 /// Turns scores into an assessment and moves the conversation state on. Agent turns are
 /// scored but leave the ladder where it is and get no guidance.
-pub fn assess(policy: &Policy, pipeline: &Pipeline, state: &mut ConversationState, turn: &TurnInput, scored: Scored, locale: &str) -> TurnAssessment {
+pub fn assess(
+    policy: &Policy,
+    pipeline: &Pipeline,
+    state: &mut ConversationState,
+    turn: &TurnInput,
+    scored: Scored,
+    locale: &str,
+    context: AgentContext,
+) -> TurnAssessment {
     let head = &pipeline.classifier().head;
     let flags = head.flags(&scored.scores);
     let severity = policy.severity_of(&flags, &scored.scores);
@@ -69,7 +88,17 @@ pub fn assess(policy: &Policy, pipeline: &Pipeline, state: &mut ConversationStat
         }
         Speaker::Agent => None,
     };
-    TurnAssessment { turn_index, speaker: turn.speaker, scores: scored.scores, flags, severity, language, guidance, timings: scored.timings }
+    let conduct = match turn.speaker {
+        Speaker::Agent => pipeline.conduct().judge(&AgentTurn {
+            embedding: &scored.embedding,
+            scores: &scored.scores,
+            flags: &flags,
+            after_complaint: context.after_complaint,
+            repeats_earlier_reply: context.repeats_earlier_reply,
+        }),
+        Speaker::Customer => Vec::new(),
+    };
+    TurnAssessment { turn_index, speaker: turn.speaker, scores: scored.scores, flags, severity, language, guidance, conduct, timings: scored.timings }
 }
 
 /// Scores one (validated) turn of an admitted request through the pipeline and assesses it.
@@ -84,7 +113,7 @@ pub async fn analyze_turn(
 ) -> Result<TurnAssessment, Error> {
     turn.validate()?;
     let scored = pipeline.score(admitted, &[turn.text.as_str()], deadline).await?.remove(0);
-    Ok(assess(policy, pipeline, state, turn, scored, locale))
+    Ok(assess(policy, pipeline, state, turn, scored, locale, AgentContext::default()))
 }
 
 /// Most turns in one transcript.
@@ -115,6 +144,8 @@ pub struct TranscriptSummary {
     pub max_action: Action,
     /// Customer turns flagged, per label, in label order (labels never flagged are left out).
     pub flagged_turns: Vec<(Label, u32)>,
+    /// Agent turns flagged, per conduct kind, in kind order (kinds never flagged are left out).
+    pub agent_conduct: Vec<(ConductKind, u32)>,
     pub final_state: ConversationState,
 }
 
@@ -155,8 +186,17 @@ pub async fn score_transcript(
     let texts: Vec<&str> = transcript.turns.iter().map(|t| t.text.as_str()).collect();
     let scored = pipeline.score(admitted, &texts, deadline).await?;
     let mut state = ConversationState::default();
-    let turns: Vec<TurnAssessment> =
-        transcript.turns.iter().zip(scored).map(|(turn, s)| assess(policy, pipeline, &mut state, turn, s, &transcript.locale)).collect();
+    let mut turns: Vec<TurnAssessment> = Vec::with_capacity(transcript.turns.len());
+    let mut earlier_replies = std::collections::HashSet::new();
+    let mut after_complaint = false;
+    for (turn, s) in transcript.turns.iter().zip(scored) {
+        let context = AgentContext { after_complaint, repeats_earlier_reply: turn.speaker == Speaker::Agent && !earlier_replies.insert(turn.text.trim()) };
+        let assessed = assess(policy, pipeline, &mut state, turn, s, &transcript.locale, context);
+        if assessed.speaker == Speaker::Customer {
+            after_complaint = !assessed.flags.is_empty();
+        }
+        turns.push(assessed);
+    }
     Ok(report(transcript, turns, state))
 }
 
@@ -174,12 +214,18 @@ fn report(transcript: &TranscriptInput, turns: Vec<TurnAssessment>, final_state:
         .map(|l| (l, customer.iter().filter(|t| t.flags.contains(&l)).count() as u32))
         .filter(|&(_, n)| n > 0)
         .collect();
+    let agent_conduct = ConductKind::ALL
+        .into_iter()
+        .map(|k| (k, turns.iter().filter(|t| t.conduct.contains(&k)).count() as u32))
+        .filter(|&(_, n)| n > 0)
+        .collect();
     let summary = TranscriptSummary {
         customer_turns: customer.len() as u32,
         agent_turns: (turns.len() - customer.len()) as u32,
         max_severity: customer.iter().map(|t| t.severity).max().unwrap_or(Severity::None),
         max_action: customer.iter().filter_map(|t| t.guidance.as_ref().map(|g| g.action)).max().unwrap_or(Action::None),
         flagged_turns,
+        agent_conduct,
         final_state,
     };
     TranscriptReport { id: transcript.id.clone(), agent_id: transcript.agent_id.clone(), turns, incidents, summary }

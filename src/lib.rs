@@ -6,6 +6,7 @@
 //! the RPCs, the batch commands and the evaluator.
 
 pub mod analyze;
+pub mod conduct;
 pub mod config;
 pub mod conversation;
 pub mod error;

@@ -14,9 +14,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve_command(&args),
         Command::Analyze(args) => calmline::analyze::run_cli(&args),
+        Command::Score(args) => calmline::qa::score::run_cli(&args),
         Command::Train(args) => train_command(&args),
         Command::Eval(args) => eval_command(&args),
         Command::Finetune(args) => finetune_command(&args),
+        Command::EvalConduct(args) => eval_conduct_command(&args),
     };
     match result {
         Ok(code) => code,
@@ -140,6 +142,25 @@ fn train_command(args: &calmline::config::TrainArgs) -> anyhow::Result<ExitCode>
     std::fs::write(args.model.models.join("eval-test.json"), json + "\n")?;
     println!("{}", report.to_markdown());
     eprintln!("head saved to {}", args.model.models.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval_conduct_command(args: &calmline::config::EvalConductArgs) -> anyhow::Result<ExitCode> {
+    use calmline::conduct::{ConductModel, evaluation};
+    let classifier = args.model.load().context("loading the model")?;
+    let model = ConductModel::embedded(&classifier.extractor)?;
+    let examples = evaluation::load(&args.data, &classifier)?;
+    let mut thresholds = model.thresholds();
+    if args.tune {
+        let (best, f1) = evaluation::tune(&examples, &model);
+        println!("best on dev (macro F1 {f1:.3}): {best:?}; committed: {thresholds:?}\n");
+        thresholds = best;
+    }
+    println!("model {}, conduct {}, {thresholds:?}\n", classifier.model_version(), model.version);
+    for split in ["dev", "test"] {
+        let counts = evaluation::count(&examples, &model, split, thresholds);
+        println!("### {split} split (macro F1 {:.3})\n\n{}", evaluation::macro_f1(&counts), evaluation::markdown(&counts));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

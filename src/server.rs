@@ -13,6 +13,7 @@ use tonic::transport::Server;
 
 use crate::config::ServeArgs;
 use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
+use crate::conduct::ConductModel;
 use crate::infer::{Pipeline, PipelineConfig};
 use crate::metrics as m;
 
@@ -84,7 +85,8 @@ pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Opti
     let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Pipeline> {
         let started = Instant::now();
         let classifier = model.load().context("loading the model")?;
-        let pipeline = Pipeline::start(Arc::new(classifier), config);
+        let conduct = ConductModel::embedded(&classifier.extractor).context("embedding the agent-conduct examples")?;
+        let pipeline = Pipeline::start(Arc::new(classifier), Arc::new(conduct), config);
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
         Ok(pipeline)
     })

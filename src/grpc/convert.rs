@@ -2,6 +2,7 @@
 //! are checked here: an unknown or unspecified value is a validation error, never a panic.
 
 use super::pb;
+use crate::conduct::ConductKind;
 use crate::conversation::{Incident, Speaker, TranscriptInput, TranscriptReport, TurnAssessment, TurnInput};
 use crate::error::Error;
 use crate::infer::StageTimings;
@@ -132,6 +133,16 @@ pub fn assessment(a: &TurnAssessment, head: &Head, versions: &Versions, total: s
         model_version: versions.model.to_string(),
         policy_hash: versions.policy_hash.to_string(),
         timings: Some(pb::Timings { queue_us: micros(queue), tokenize_us: micros(tokenize), inference_us: micros(inference), total_us: micros(total) }),
+        conduct: a.conduct.iter().map(|&k| conduct(k) as i32).collect(),
+    }
+}
+
+fn conduct(k: ConductKind) -> pb::AgentConduct {
+    match k {
+        ConductKind::RudeToCustomer => pb::AgentConduct::RudeToCustomer,
+        ConductKind::BlamesOthers => pb::AgentConduct::BlamesOthers,
+        ConductKind::QuestionsCustomer => pb::AgentConduct::QuestionsCustomer,
+        ConductKind::CannedReply => pb::AgentConduct::CannedReply,
     }
 }
 
@@ -157,6 +168,7 @@ pub fn report(r: &TranscriptReport, head: &Head, versions: &Versions, total: std
             max_severity: severity(s.max_severity) as i32,
             max_action: action(s.max_action) as i32,
             flagged_turns: s.flagged_turns.iter().map(|(l, n)| (l.name().to_string(), *n)).collect(),
+            agent_conduct: s.agent_conduct.iter().map(|(k, n)| (k.name().to_string(), *n)).collect(),
             final_state: Some(state_to_pb(&s.final_state)),
         }),
         error: None,

@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use crate::error::Error;
 use crate::labels::LabelScores;
 use crate::metrics as m;
+use crate::conduct::ConductModel;
 use crate::model::{Classifier, features_of};
 
 #[derive(Debug, Clone)]
@@ -46,9 +47,12 @@ pub struct StageTimings {
     pub inference: Duration,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Scored {
     pub scores: LabelScores,
+    /// The text's e5 sentence embedding (its first window: mean-pooled last layer,
+    /// L2-normalised), for similarity-based checks such as agent conduct.
+    pub embedding: Vec<f32>,
     pub timings: StageTimings,
 }
 
@@ -85,6 +89,7 @@ pub struct Pipeline {
     admission: Arc<Semaphore>,
     to_tokenizers: Sender<Job>,
     classifier: Arc<Classifier>,
+    conduct: Arc<ConductModel>,
     config: PipelineConfig,
 }
 
@@ -113,7 +118,7 @@ impl Drop for Admitted {
 impl Pipeline {
     /// Starts the tokenizer workers and the inference thread. They stop when every handle is
     /// dropped and the queues are drained.
-    pub fn start(classifier: Arc<Classifier>, config: PipelineConfig) -> Pipeline {
+    pub fn start(classifier: Arc<Classifier>, conduct: Arc<ConductModel>, config: PipelineConfig) -> Pipeline {
         let (to_tokenizers, tokenizer_rx) = bounded::<Job>(config.max_in_flight.max(1) * TEXTS_PER_REQUEST_IN_QUEUE);
         let (to_batcher, batch_rx) = bounded::<Tokenized>(config.max_batch_texts.max(1) * 4);
         for i in 0..config.tokenizer_workers.max(1) {
@@ -132,11 +137,16 @@ impl Pipeline {
             .name("calmline-infer".into())
             .spawn(move || inference_loop(&worker_classifier, &worker_config, batch_rx))
             .expect("spawning the inference thread");
-        Pipeline { admission: Arc::new(Semaphore::new(config.max_in_flight)), to_tokenizers, classifier, config }
+        Pipeline { admission: Arc::new(Semaphore::new(config.max_in_flight)), to_tokenizers, classifier, conduct, config }
     }
 
     pub fn classifier(&self) -> &Classifier {
         &self.classifier
+    }
+
+    /// The agent-conduct judge, on the same encoder.
+    pub fn conduct(&self) -> &ConductModel {
+        &self.conduct
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -260,12 +270,27 @@ fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Recei
         metrics::histogram!(m::STAGE_SECONDS, "stage" => "inference").record(inference.as_secs_f64());
         match result {
             Ok(pooled) => {
-                let mut scores = pooled.into_iter().map(|p| classifier.head.scores(&features_of(p)));
+                let hidden = classifier.extractor.feature_dim() / 2;
+                let mut windows = pooled.into_iter().map(|p| {
+                    let features = features_of(p);
+                    (classifier.head.scores(&features), features)
+                });
                 for t in live {
-                    let combined = (0..t.windows.len()).filter_map(|_| scores.next()).reduce(|a, b| a.max(&b)).unwrap_or_default();
+                    let mut embedding = Vec::new();
+                    let mut combined: Option<LabelScores> = None;
+                    for (scores, features) in (0..t.windows.len()).filter_map(|_| windows.next()) {
+                        if embedding.is_empty() {
+                            embedding = features[..hidden].to_vec();
+                        }
+                        combined = Some(match combined {
+                            Some(c) => c.max(&scores),
+                            None => scores,
+                        });
+                    }
+                    let combined = combined.unwrap_or_default();
                     let queue = started.saturating_duration_since(t.tokenized_at) + t.tokenized_at.saturating_duration_since(t.enqueued).saturating_sub(t.tokenize);
                     metrics::histogram!(m::STAGE_SECONDS, "stage" => "queue").record(queue.as_secs_f64());
-                    let _ = t.reply.send(Ok(Scored { scores: combined, timings: StageTimings { queue, tokenize: t.tokenize, inference } }));
+                    let _ = t.reply.send(Ok(Scored { scores: combined, embedding, timings: StageTimings { queue, tokenize: t.tokenize, inference } }));
                 }
             }
             Err(e) => {

@@ -1,0 +1,355 @@
+//! Agent conduct on agent turns, for QA (seed 003, "forbidden practices in conflicts"): rudeness
+//! toward the customer, blaming colleagues or suppliers, questioning the customer's word, and a
+//! canned reply to a complaint. These are flags in the QA report, never guidance.
+//!
+//! Rudeness comes from the classifier's own flags. The other kinds are recognised by example
+//! (`models/conduct.toml`): the examples are embedded by the same encoder when the model loads,
+//! and an agent turn takes a kind when its nearest example of that kind is close enough and
+//! closer than its nearest neutral example by a margin. Examples in three languages carry over to
+//! others because the encoder's embeddings are multilingual.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::labels::{Label, LabelScores};
+use crate::model::{FeatureExtractor, ModelError};
+
+/// The conduct examples shipped with calmline, embedded in the binary.
+pub const EMBEDDED_CONDUCT: &str = include_str!("../models/conduct.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConductKind {
+    RudeToCustomer,
+    BlamesOthers,
+    QuestionsCustomer,
+    CannedReply,
+}
+
+impl ConductKind {
+    pub const ALL: [ConductKind; 4] = [ConductKind::RudeToCustomer, ConductKind::BlamesOthers, ConductKind::QuestionsCustomer, ConductKind::CannedReply];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConductKind::RudeToCustomer => "rude_to_customer",
+            ConductKind::BlamesOthers => "blames_others",
+            ConductKind::QuestionsCustomer => "questions_customer",
+            ConductKind::CannedReply => "canned_reply",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ConductKind> {
+        ConductKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConductError {
+    #[error("conduct file {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("embedding the conduct examples: {0}")]
+    Model(#[from] ModelError),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConductFile {
+    version: String,
+    min_similarity: f32,
+    margin: f32,
+    rude_at: f32,
+    kinds: BTreeMap<String, KindFile>,
+    neutral: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct KindFile {
+    source: String,
+    #[serde(flatten)]
+    languages: BTreeMap<String, Vec<String>>,
+}
+
+/// The judge's thresholds (`models/conduct.toml`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub min_similarity: f32,
+    pub margin: f32,
+    pub rude_at: f32,
+}
+
+/// What the judge needs to know about one agent turn.
+pub struct AgentTurn<'a> {
+    /// The turn's e5 sentence embedding (`infer::Scored::embedding`).
+    pub embedding: &'a [f32],
+    /// The classifier's scores and flags on the agent's own words.
+    pub scores: &'a LabelScores,
+    pub flags: &'a [Label],
+    /// The customer's previous turn was a complaint (flagged by the classifier).
+    pub after_complaint: bool,
+    /// The agent already sent this exact text earlier in the conversation.
+    pub repeats_earlier_reply: bool,
+}
+
+/// How close a turn came to each kind, for reports and threshold tuning.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Closeness {
+    /// Nearest example of the kind.
+    pub kind: f32,
+    /// Nearest neutral example.
+    pub neutral: f32,
+}
+
+pub struct ConductModel {
+    pub version: String,
+    pub min_similarity: f32,
+    pub margin: f32,
+    /// Rudeness score from which an agent turn counts as rude (an insult flag always does).
+    pub rude_at: f32,
+    /// Seed reference per kind, for reports.
+    pub sources: BTreeMap<ConductKind, String>,
+    examples: Vec<(Option<ConductKind>, Vec<f32>)>,
+}
+
+impl ConductModel {
+    /// The embedded examples, embedded by `extractor`.
+    pub fn embedded(extractor: &FeatureExtractor) -> Result<ConductModel, ConductError> {
+        ConductModel::parse("models/conduct.toml (embedded)", EMBEDDED_CONDUCT, extractor)
+    }
+
+    pub fn load(path: &Path, extractor: &FeatureExtractor) -> Result<ConductModel, ConductError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConductError::Invalid { path: path.display().to_string(), message: e.to_string() })?;
+        ConductModel::parse(&path.display().to_string(), &text, extractor)
+    }
+
+    fn parse(path: &str, text: &str, extractor: &FeatureExtractor) -> Result<ConductModel, ConductError> {
+        let invalid = |message: String| ConductError::Invalid { path: path.to_string(), message };
+        let file: ConductFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if [file.min_similarity, file.margin, file.rude_at].iter().any(|v| !(0.0..=1.0).contains(v)) {
+            return Err(invalid("min_similarity, margin and rude_at must lie in 0..=1".into()));
+        }
+        let mut texts: Vec<(Option<ConductKind>, &str)> = Vec::new();
+        let mut sources = BTreeMap::new();
+        for (name, kind_file) in &file.kinds {
+            let kind = ConductKind::from_name(name).filter(|k| *k != ConductKind::RudeToCustomer).ok_or_else(|| {
+                invalid(format!("unknown kind {name:?} (blames_others, questions_customer and canned_reply are recognised by example)"))
+            })?;
+            sources.insert(kind, kind_file.source.clone());
+            texts.extend(kind_file.languages.values().flatten().map(|t| (Some(kind), t.as_str())));
+        }
+        texts.extend(file.neutral.values().flatten().map(|t| (None, t.as_str())));
+        if !texts.iter().any(|(k, _)| k.is_none()) {
+            return Err(invalid("[neutral] needs at least one example".into()));
+        }
+        let plain: Vec<&str> = texts.iter().map(|(_, t)| *t).collect();
+        let embeddings = extractor.embed(&plain)?;
+        let examples = texts.into_iter().map(|(k, _)| k).zip(embeddings).collect();
+        sources.insert(ConductKind::RudeToCustomer, "003 §5 (no counter-accusations or insults)".to_string());
+        Ok(ConductModel { version: file.version, min_similarity: file.min_similarity, margin: file.margin, rude_at: file.rude_at, sources, examples })
+    }
+
+    /// Nearest example of `kind` and nearest neutral example.
+    pub fn closeness(&self, embedding: &[f32], kind: ConductKind) -> Closeness {
+        let mut c = Closeness { kind: -1.0, neutral: -1.0 };
+        for (k, example) in &self.examples {
+            let sim = dot(embedding, example);
+            match k {
+                Some(k) if *k == kind => c.kind = c.kind.max(sim),
+                None => c.neutral = c.neutral.max(sim),
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// The conduct flags of one agent turn, in `ConductKind` order.
+    pub fn judge(&self, turn: &AgentTurn) -> Vec<ConductKind> {
+        self.judge_with(turn, Thresholds { min_similarity: self.min_similarity, margin: self.margin, rude_at: self.rude_at })
+    }
+
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds { min_similarity: self.min_similarity, margin: self.margin, rude_at: self.rude_at }
+    }
+
+    /// `judge` with other thresholds (for choosing them on dev data).
+    pub fn judge_with(&self, turn: &AgentTurn, t: Thresholds) -> Vec<ConductKind> {
+        let Thresholds { min_similarity, margin, rude_at } = t;
+        let mut kinds = Vec::new();
+        // Agents' replies are polite in form, so rudeness needs a higher score than on
+        // customer turns (chosen on dev, see docs/AGENT-CONDUCT.md).
+        if turn.flags.contains(&Label::Insult) || turn.scores.get(Label::Rudeness) >= rude_at {
+            kinds.push(ConductKind::RudeToCustomer);
+        }
+        if turn.embedding.is_empty() {
+            return kinds;
+        }
+        for kind in [ConductKind::BlamesOthers, ConductKind::QuestionsCustomer, ConductKind::CannedReply] {
+            let c = self.closeness(turn.embedding, kind);
+            let resembles = c.kind >= min_similarity && c.kind - c.neutral >= margin;
+            let flagged = match kind {
+                // A stock phrase is fine after thanks; after a complaint it abandons the dialogue.
+                ConductKind::CannedReply => turn.after_complaint && (resembles || turn.repeats_earlier_reply),
+                _ => resembles,
+            };
+            if flagged {
+                kinds.push(kind);
+            }
+        }
+        kinds
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Precision and recall of the conduct judge on the project's labelled agent turns
+/// (`data/agent-conduct/turns.jsonl`), and the choice of its thresholds on their dev split.
+pub mod evaluation {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use anyhow::Context;
+    use serde::Deserialize;
+
+    use super::{AgentTurn, ConductKind, ConductModel, Thresholds};
+    use crate::labels::LabelScores;
+    use crate::model::Classifier;
+
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+        lang: String,
+        split: String,
+        customer_before: String,
+        text: String,
+        labels: Vec<String>,
+    }
+
+    /// One labelled agent turn, scored once; judged for any thresholds.
+    pub struct Example {
+        pub id: String,
+        pub lang: String,
+        pub split: String,
+        pub labels: Vec<ConductKind>,
+        after_complaint: bool,
+        scores: LabelScores,
+        flags: Vec<crate::labels::Label>,
+        embedding: Vec<f32>,
+    }
+
+    impl Example {
+        pub fn judge(&self, model: &ConductModel, t: Thresholds) -> Vec<ConductKind> {
+            let turn = AgentTurn { embedding: &self.embedding, scores: &self.scores, flags: &self.flags, after_complaint: self.after_complaint, repeats_earlier_reply: false };
+            model.judge_with(&turn, t)
+        }
+    }
+
+    pub fn load(path: &Path, classifier: &Classifier) -> anyhow::Result<Vec<Example>> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let rows: Vec<Row> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(n, l)| serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), n + 1)))
+            .collect::<anyhow::Result<_>>()?;
+        let customers: Vec<&str> = rows.iter().map(|r| r.customer_before.as_str()).collect();
+        let agents: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+        let customer_scores = classifier.scores(&customers)?;
+        let agent_scores = classifier.scores(&agents)?;
+        let embeddings = classifier.extractor.embed(&agents)?;
+        rows.into_iter()
+            .zip(customer_scores)
+            .zip(agent_scores)
+            .zip(embeddings)
+            .map(|(((row, before), own), embedding)| {
+                let labels = row.labels.iter().map(|l| ConductKind::from_name(l).with_context(|| format!("{}: unknown kind {l:?}", row.id))).collect::<anyhow::Result<_>>()?;
+                Ok(Example {
+                    id: row.id,
+                    lang: row.lang,
+                    split: row.split,
+                    labels,
+                    after_complaint: !classifier.head.flags(&before).is_empty(),
+                    flags: classifier.head.flags(&own),
+                    scores: own,
+                    embedding,
+                })
+            })
+            .collect()
+    }
+
+    #[derive(Debug, Default, Clone, Copy)]
+    pub struct Counts {
+        pub tp: u32,
+        pub fp: u32,
+        pub fn_: u32,
+    }
+
+    impl Counts {
+        pub fn precision(&self) -> f64 {
+            if self.tp + self.fp == 0 { 0.0 } else { f64::from(self.tp) / f64::from(self.tp + self.fp) }
+        }
+        pub fn recall(&self) -> f64 {
+            if self.tp + self.fn_ == 0 { 0.0 } else { f64::from(self.tp) / f64::from(self.tp + self.fn_) }
+        }
+        pub fn f1(&self) -> f64 {
+            let (p, r) = (self.precision(), self.recall());
+            if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+        }
+    }
+
+    /// Counts per (language, kind) over `split`, plus "all" languages.
+    pub fn count(examples: &[Example], model: &ConductModel, split: &str, t: Thresholds) -> BTreeMap<(String, ConductKind), Counts> {
+        let mut counts: BTreeMap<(String, ConductKind), Counts> = BTreeMap::new();
+        for e in examples.iter().filter(|e| e.split == split) {
+            let got = e.judge(model, t);
+            for kind in ConductKind::ALL {
+                let (truth, said) = (e.labels.contains(&kind), got.contains(&kind));
+                for lang in [e.lang.clone(), "all".to_string()] {
+                    let c = counts.entry((lang, kind)).or_default();
+                    match (truth, said) {
+                        (true, true) => c.tp += 1,
+                        (false, true) => c.fp += 1,
+                        (true, false) => c.fn_ += 1,
+                        (false, false) => {}
+                    }
+                }
+            }
+        }
+        counts
+    }
+
+    /// Mean F1 over the kinds, all languages.
+    pub fn macro_f1(counts: &BTreeMap<(String, ConductKind), Counts>) -> f64 {
+        let f1s: Vec<f64> = ConductKind::ALL.iter().filter_map(|k| counts.get(&("all".to_string(), *k))).map(Counts::f1).collect();
+        f1s.iter().sum::<f64>() / f1s.len().max(1) as f64
+    }
+
+    /// The thresholds with the best macro F1 on the dev split (ties: the first, most lenient).
+    pub fn tune(examples: &[Example], model: &ConductModel) -> (Thresholds, f64) {
+        let mut best = (model.thresholds(), -1.0);
+        for r in 0..=9 {
+            let rude_at = 0.5 + 0.05 * r as f32;
+            for s in 0..=30 {
+                let min_similarity = 0.75 + 0.01 * s as f32;
+                for m in 0..=12 {
+                    let t = Thresholds { min_similarity, margin: 0.005 * m as f32, rude_at };
+                    let f1 = macro_f1(&count(examples, model, "dev", t));
+                    if f1 > best.1 + 1e-9 {
+                        best = (t, f1);
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    pub fn markdown(counts: &BTreeMap<(String, ConductKind), Counts>) -> String {
+        let mut out = String::from("| language | conduct | positives | precision | recall | F1 |\n|---|---|---:|---:|---:|---:|\n");
+        for ((lang, kind), c) in counts {
+            out += &format!("| {lang} | {} | {} | {:.2} | {:.2} | {:.2} |\n", kind.name(), c.tp + c.fn_, c.precision(), c.recall(), c.f1());
+        }
+        out
+    }
+}

@@ -1,0 +1,494 @@
+//! `calmline score`: finished transcripts in, QA outputs out, through the same pipeline, policy
+//! and conduct judge as the service (`conversation::score_transcript`).
+//!
+//! Memory stays constant whatever the input size: a reader thread streams records into a bounded
+//! channel, at most `--concurrency` conversations are scored at once, and results are written in
+//! input order as they complete, one flushed line each. So an interrupted run (ctrl-c, SIGTERM,
+//! or a kill) leaves whole lines behind, and `--resume` skips every record whose source (file and
+//! line) is already in the output — nothing lost, nothing written twice.
+
+use std::collections::{HashSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::output::{self, Source, Versions};
+use super::report::Report;
+use super::transcripts::{CsvReader, JsonlReader, Record};
+use crate::conduct::ConductModel;
+use crate::config::ScoreArgs;
+use crate::conversation::score_transcript;
+use crate::infer::{Pipeline, PipelineConfig};
+use crate::policy::Policy;
+
+pub const CONVERSATIONS_FILE: &str = "conversations.jsonl";
+pub const ERRORS_FILE: &str = "errors.jsonl";
+pub const SUMMARY_FILE: &str = "summary.csv";
+pub const REPORT_FILE: &str = "report.html";
+
+/// Exit code of a run stopped by a signal (as a shell reports ctrl-c).
+const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// One input: a file, or stdin (`path` None).
+#[derive(Debug, Clone)]
+struct Input {
+    name: String,
+    path: Option<PathBuf>,
+    format: Format,
+}
+
+
+/// How a run ended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub scored: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub turns: u64,
+    pub interrupted: bool,
+}
+
+/// Runs `calmline score`: exit 0 when every record was scored, 1 when some failed (they are in
+/// the errors file), 130 when interrupted; an error when the run could not start.
+pub fn run_cli(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
+    let inputs = resolve_inputs(&args.inputs, &args.format)?;
+    let mut sink = Sink::open(args.out.as_deref(), args.resume)?;
+    let policy = args.policy.load()?;
+    let classifier = args.model.load().context("loading the model")?;
+    let conduct = ConductModel::embedded(&classifier.extractor)?;
+    let config = PipelineConfig {
+        max_in_flight: args.concurrency as usize,
+        tokenizer_workers: 1,
+        max_batch_texts: args.max_batch_texts as usize,
+        max_batch_tokens: args.max_batch_tokens as usize,
+        max_wait: Duration::from_millis(2),
+    };
+    let pipeline = Pipeline::start(Arc::new(classifier), Arc::new(conduct), config);
+    let show_progress = match args.progress.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => std::io::stderr().is_terminal(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let totals = runtime.block_on(score_all(inputs, pipeline.clone(), Arc::new(policy), &mut sink, args.concurrency as usize, show_progress))?;
+    let (versions_model, policy_hash) = (pipeline.classifier().model_version().to_string(), args.policy.load()?.hash);
+    drop(pipeline);
+    if let Some(out) = &args.out {
+        let conversations = write_summaries(out, totals.interrupted)?;
+        eprintln!(
+            "{} conversations in {} ({} this run, {} already there, {} failed): {SUMMARY_FILE}, {REPORT_FILE}, {ERRORS_FILE}; model {versions_model}, policy {policy_hash}",
+            conversations,
+            out.display(),
+            totals.scored,
+            totals.skipped,
+            totals.failed + sink.earlier_failures,
+        );
+    }
+    if totals.interrupted {
+        eprintln!("interrupted: the output holds every conversation finished so far; run again with --resume to continue");
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    Ok(if totals.failed + sink.earlier_failures > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn resolve_inputs(given: &[PathBuf], format: &str) -> anyhow::Result<Vec<Input>> {
+    let forced = match format {
+        "jsonl" => Some(Format::Jsonl),
+        "csv" => Some(Format::Csv),
+        _ => None,
+    };
+    let by_extension = |path: &Path| match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("jsonl" | "json" | "ndjson") => Some(Format::Jsonl),
+        Some("csv") => Some(Format::Csv),
+        _ => None,
+    };
+    if given.is_empty() {
+        return Ok(vec![Input { name: "-".into(), path: None, format: forced.unwrap_or(Format::Jsonl) }]);
+    }
+    let mut inputs = Vec::new();
+    for path in given {
+        if path.as_os_str() == "-" {
+            inputs.push(Input { name: "-".into(), path: None, format: forced.unwrap_or(Format::Jsonl) });
+        } else if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("reading folder {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && (forced.is_some() || by_extension(p).is_some()))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                bail!("folder {} holds no .jsonl or .csv transcripts", path.display());
+            }
+            for file in files {
+                let format = forced.or_else(|| by_extension(&file)).unwrap_or(Format::Jsonl);
+                inputs.push(Input { name: file.display().to_string(), path: Some(file), format });
+            }
+        } else if path.is_file() {
+            let Some(format) = forced.or_else(|| by_extension(path)) else {
+                bail!("{}: unknown extension; name it .jsonl or .csv, or pass --format", path.display());
+            };
+            inputs.push(Input { name: path.display().to_string(), path: Some(path.clone()), format });
+        } else {
+            bail!("{}: no such file or folder", path.display());
+        }
+    }
+    Ok(inputs)
+}
+
+/// Where results go, and what an earlier run already wrote there.
+struct Sink {
+    conversations: Box<dyn Write + Send>,
+    errors: Box<dyn Write + Send>,
+    done: HashSet<Source>,
+    earlier_failures: u64,
+}
+
+impl Sink {
+    fn open(out: Option<&Path>, resume: bool) -> anyhow::Result<Sink> {
+        let Some(out) = out else {
+            return Ok(Sink { conversations: Box::new(std::io::stdout()), errors: Box::new(std::io::stderr()), done: HashSet::new(), earlier_failures: 0 });
+        };
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let conversations_path = out.join(CONVERSATIONS_FILE);
+        let errors_path = out.join(ERRORS_FILE);
+        let mut done = HashSet::new();
+        let mut earlier_failures = 0;
+        if resume {
+            for source in repair_and_read_sources(&conversations_path)? {
+                done.insert(source);
+            }
+            for source in repair_and_read_sources(&errors_path)? {
+                earlier_failures += 1;
+                done.insert(source);
+            }
+        } else if std::fs::metadata(&conversations_path).is_ok_and(|m| m.len() > 0) {
+            bail!("{} already holds results; pass --resume to continue that run, or choose another --out", out.display());
+        }
+        let open = |path: &Path| -> anyhow::Result<Box<dyn Write + Send>> {
+            let file = OpenOptions::new().create(true).write(true).append(resume).truncate(!resume).open(path).with_context(|| format!("opening {}", path.display()))?;
+            Ok(Box::new(BufWriter::new(file)))
+        };
+        Ok(Sink { conversations: open(&conversations_path)?, errors: open(&errors_path)?, done, earlier_failures })
+    }
+
+    fn write(&mut self, outcome: Outcome) -> std::io::Result<()> {
+        let (target, line) = match outcome {
+            Outcome::Scored { line, .. } => (&mut self.conversations, line),
+            Outcome::Failed { line } => (&mut self.errors, line),
+        };
+        // One whole line, flushed, per record: what a kill leaves behind is at most one partial
+        // last line, which `--resume` cuts off.
+        target.write_all(line.as_bytes())?;
+        target.write_all(b"\n")?;
+        target.flush()
+    }
+}
+
+/// Cuts a partial last line (left by a kill) and returns the sources of the whole lines.
+fn repair_and_read_sources(path: &Path) -> anyhow::Result<Vec<Source>> {
+    let Ok(mut file) = OpenOptions::new().read(true).write(true).open(path) else { return Ok(Vec::new()) };
+    let len = file.metadata()?.len();
+    if len > 0 {
+        // Find the last newline by reading backwards in blocks.
+        let mut pos = len;
+        let mut block = vec![0u8; 64 * 1024];
+        let mut whole = 0;
+        'search: while pos > 0 {
+            let start = pos.saturating_sub(block.len() as u64);
+            let n = (pos - start) as usize;
+            file.seek(SeekFrom::Start(start))?;
+            file.read_exact(&mut block[..n])?;
+            if let Some(i) = block[..n].iter().rposition(|&b| b == b'\n') {
+                whole = start + i as u64 + 1;
+                break 'search;
+            }
+            pos = start;
+        }
+        if whole < len {
+            eprintln!("{}: cutting an unfinished last line ({} bytes) left by an interrupted run", path.display(), len - whole);
+            file.set_len(whole)?;
+        }
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let mut sources = Vec::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("{}:{}: not a line calmline wrote", path.display(), n + 1))?;
+        let source = value.get("source").unwrap_or(&value);
+        match (source["file"].as_str(), source["line"].as_u64()) {
+            (Some(file), Some(line)) => sources.push(Source { file: file.to_string(), line: line as usize }),
+            _ => bail!("{}:{}: no source file and line to resume from", path.display(), n + 1),
+        }
+    }
+    Ok(sources)
+}
+
+enum Outcome {
+    Scored { line: String, turns: u64 },
+    Failed { line: String },
+}
+
+enum Pending {
+    Ready(Option<Outcome>),
+    Running(JoinHandle<Outcome>),
+}
+
+struct Item {
+    input: usize,
+    record: Record,
+}
+
+/// Counts the bytes read from an input, for progress.
+struct Counted<R> {
+    inner: R,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Streams every input's records into `tx` until the end or `stop`.
+fn read_inputs(inputs: Vec<Input>, tx: mpsc::Sender<Item>, bytes: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+    for (index, input) in inputs.into_iter().enumerate() {
+        let reader: Box<dyn Read> = match &input.path {
+            None => Box::new(std::io::stdin()),
+            Some(path) => match File::open(path) {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    let record = Err(super::transcripts::RecordError { line: 0, id: None, message: format!("cannot open: {e}") });
+                    if tx.blocking_send(Item { input: index, record }).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let counted = Counted { inner: reader, bytes: Arc::clone(&bytes) };
+        let records: Box<dyn Iterator<Item = Record>> = match input.format {
+            Format::Jsonl => Box::new(JsonlReader::new(BufReader::new(counted))),
+            Format::Csv => Box::new(CsvReader::new(counted)),
+        };
+        for record in records {
+            if stop.load(Ordering::Relaxed) || tx.blocking_send(Item { input: index, record }).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves when the run should stop: ctrl-c or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn score_all(inputs: Vec<Input>, pipeline: Pipeline, policy: Arc<Policy>, sink: &mut Sink, concurrency: usize, show_progress: bool) -> anyhow::Result<Totals> {
+    let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
+    let total_bytes: u64 = inputs.iter().filter_map(|i| i.path.as_ref()).filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let stdin_used = inputs.iter().any(|i| i.path.is_none());
+    let bytes = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, mut rx) = mpsc::channel::<Item>(concurrency * 2);
+    let reader = {
+        let (bytes, stop) = (Arc::clone(&bytes), Arc::clone(&stop));
+        std::thread::Builder::new().name("calmline-score-read".into()).spawn(move || read_inputs(inputs, tx, bytes, stop))?
+    };
+    let mut progress = Progress::new(show_progress, if stdin_used { None } else { Some(total_bytes) }, Arc::clone(&bytes));
+    let mut totals = Totals::default();
+    let mut window: VecDeque<Pending> = VecDeque::new();
+    let stopping = stop_signal();
+    tokio::pin!(stopping);
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = &mut stopping => { totals.interrupted = true; break; }
+            item = rx.recv() => match item { Some(item) => item, None => break },
+        };
+        let source = |line: usize| Source { file: names[item.input].clone(), line };
+        let pending = match item.record {
+            Err(e) => {
+                let source = source(e.line);
+                if sink.done.contains(&source) {
+                    totals.skipped += 1;
+                    Pending::Ready(None)
+                } else {
+                    Pending::Ready(Some(Outcome::Failed { line: output::error_line(&source, e.id.as_deref(), &e.message) }))
+                }
+            }
+            Ok((line, transcript)) => {
+                let source = source(line);
+                if sink.done.contains(&source) {
+                    totals.skipped += 1;
+                    Pending::Ready(None)
+                } else {
+                    let (pipeline, policy) = (pipeline.clone(), Arc::clone(&policy));
+                    Pending::Running(tokio::spawn(async move {
+                        let scored = match pipeline.admit_wait().await {
+                            Ok(admitted) => score_transcript(&policy, &pipeline, &admitted, &transcript, None).await,
+                            Err(e) => Err(e),
+                        };
+                        match scored {
+                            Ok(report) => {
+                                let versions = Versions { model: pipeline.classifier().model_version(), policy_hash: &policy.hash, conduct: &pipeline.conduct().version };
+                                let texts: Vec<&str> = transcript.turns.iter().map(|t| t.text.as_str()).collect();
+                                Outcome::Scored { line: output::conversation_line(&report, &texts, &transcript.locale, &source, &versions), turns: report.turns.len() as u64 }
+                            }
+                            Err(e) => Outcome::Failed { line: output::error_line(&source, Some(&transcript.id), &e.to_string()) },
+                        }
+                    }))
+                }
+            }
+        };
+        window.push_back(pending);
+        while window.len() >= concurrency {
+            write_front(&mut window, sink, &mut totals).await?;
+            progress.tick(&totals);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    drop(rx); // unblocks the reader
+    // Everything already accepted is finished and written, also when stopping.
+    while !window.is_empty() {
+        write_front(&mut window, sink, &mut totals).await?;
+        progress.tick(&totals);
+    }
+    progress.finish(&totals);
+    let _ = reader.join();
+    Ok(totals)
+}
+
+async fn write_front(window: &mut VecDeque<Pending>, sink: &mut Sink, totals: &mut Totals) -> anyhow::Result<()> {
+    let outcome = match window.pop_front().expect("the window is not empty") {
+        Pending::Ready(outcome) => outcome,
+        Pending::Running(task) => Some(task.await.context("a scoring task panicked")?),
+    };
+    match &outcome {
+        Some(Outcome::Scored { turns, .. }) => {
+            totals.scored += 1;
+            totals.turns += turns;
+        }
+        Some(Outcome::Failed { .. }) => totals.failed += 1,
+        None => {}
+    }
+    if let Some(outcome) = outcome {
+        sink.write(outcome).context("writing the results")?;
+    }
+    Ok(())
+}
+
+/// A one-line progress display on stderr: conversations, turns per second, and, when the input
+/// size is known, percent and ETA.
+struct Progress {
+    enabled: bool,
+    total_bytes: Option<u64>,
+    bytes: Arc<AtomicU64>,
+    started: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(enabled: bool, total_bytes: Option<u64>, bytes: Arc<AtomicU64>) -> Progress {
+        let now = Instant::now();
+        Progress { enabled, total_bytes, bytes, started: now, last: now - Duration::from_secs(1) }
+    }
+
+    fn line(&self, totals: &Totals) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = totals.turns as f64 / elapsed;
+        let mut line = format!("{} conversations, {} turns, {rate:.1} turns/s", totals.scored + totals.failed, totals.turns);
+        if totals.skipped > 0 {
+            line += &format!(", {} already done", totals.skipped);
+        }
+        if let Some(total) = self.total_bytes.filter(|&t| t > 0) {
+            let fraction = (self.bytes.load(Ordering::Relaxed) as f64 / total as f64).min(1.0);
+            let width = 24;
+            let filled = (fraction * width as f64).round() as usize;
+            line = format!("[{}{}] {:>3.0}% {line}", "#".repeat(filled), ".".repeat(width - filled), fraction * 100.0);
+            if fraction > 0.01 && fraction < 1.0 {
+                let eta = elapsed * (1.0 - fraction) / fraction;
+                line += &format!(", ETA {}", clock(eta));
+            }
+        }
+        line
+    }
+
+    fn tick(&mut self, totals: &Totals) {
+        if self.enabled && self.last.elapsed() >= Duration::from_millis(200) {
+            self.last = Instant::now();
+            eprint!("\r\x1b[2K{}", self.line(totals));
+        }
+    }
+
+    fn finish(&mut self, totals: &Totals) {
+        if self.enabled {
+            eprintln!("\r\x1b[2K{} in {}", self.line(totals), clock(self.started.elapsed().as_secs_f64()));
+        }
+    }
+}
+
+fn clock(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    if s >= 3600 { format!("{}h{:02}m", s / 3600, (s % 3600) / 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+}
+
+/// Writes `summary.csv` and `report.html` from `conversations.jsonl` and `errors.jsonl` (so a
+/// resumed run's summaries cover the whole run). Returns the number of conversations.
+pub fn write_summaries(out: &Path, interrupted: bool) -> anyhow::Result<u64> {
+    let conversations = BufReader::new(File::open(out.join(CONVERSATIONS_FILE))?);
+    let mut csv = csv::Writer::from_path(out.join(SUMMARY_FILE))?;
+    csv.write_record(output::summary_header())?;
+    let mut report = Report::default();
+    let mut count = 0;
+    for line in conversations.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(&line)?;
+        csv.write_record(output::summary_row(&value))?;
+        report.add_conversation(&value);
+        count += 1;
+    }
+    csv.flush()?;
+    if let Ok(errors) = File::open(out.join(ERRORS_FILE)) {
+        for line in BufReader::new(errors).lines() {
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line?) {
+                report.add_error(&value);
+            }
+        }
+    }
+    std::fs::write(out.join(REPORT_FILE), report.render(interrupted))?;
+    Ok(count)
+}
