@@ -5,7 +5,7 @@
 //! Rudeness comes from the classifier's own flags. The other kinds are recognised by example
 //! (`models/conduct.toml`): the examples are embedded by the same encoder when the model loads,
 //! and an agent turn takes a kind when its nearest example of that kind is close enough and
-//! closer than its nearest neutral example by a margin. Examples in three languages carry over to
+//! closer than its nearest neutral example by a margin; the nearest kind wins. Examples in three languages carry over to
 //! others because the encoder's embeddings are multilingual.
 
 use std::collections::BTreeMap;
@@ -181,20 +181,23 @@ impl ConductModel {
         if turn.flags.contains(&Label::Insult) || turn.scores.get(Label::Rudeness) >= rude_at {
             kinds.push(ConductKind::RudeToCustomer);
         }
-        if turn.embedding.is_empty() {
-            return kinds;
+        // Nearest example wins: the kinds are alternatives (a reply that blames the courier is
+        // not also doubting the customer), and neutral replies compete with all of them.
+        let best = [ConductKind::BlamesOthers, ConductKind::QuestionsCustomer, ConductKind::CannedReply]
+            .into_iter()
+            .filter(|_| !turn.embedding.is_empty())
+            .map(|kind| (kind, self.closeness(turn.embedding, kind)))
+            .max_by(|a, b| a.1.kind.total_cmp(&b.1.kind))
+            .filter(|(_, c)| c.kind >= min_similarity && c.kind - c.neutral >= margin)
+            .map(|(kind, _)| kind);
+        // A stock phrase is fine after thanks; after a complaint it abandons the dialogue.
+        let canned = turn.after_complaint && (best == Some(ConductKind::CannedReply) || turn.repeats_earlier_reply);
+        match best {
+            Some(ConductKind::CannedReply) | None => {}
+            Some(kind) => kinds.push(kind),
         }
-        for kind in [ConductKind::BlamesOthers, ConductKind::QuestionsCustomer, ConductKind::CannedReply] {
-            let c = self.closeness(turn.embedding, kind);
-            let resembles = c.kind >= min_similarity && c.kind - c.neutral >= margin;
-            let flagged = match kind {
-                // A stock phrase is fine after thanks; after a complaint it abandons the dialogue.
-                ConductKind::CannedReply => turn.after_complaint && (resembles || turn.repeats_earlier_reply),
-                _ => resembles,
-            };
-            if flagged {
-                kinds.push(kind);
-            }
+        if canned {
+            kinds.push(ConductKind::CannedReply);
         }
         kinds
     }

@@ -1,0 +1,34 @@
+//! Agent conduct (seed 003) on the project's labelled agent turns: the committed thresholds keep
+//! their precision and recall on the test split (docs/AGENT-CONDUCT.md has the full table).
+
+use std::path::Path;
+
+use calmline::conduct::{ConductKind, ConductModel, evaluation};
+use calmline::model::Classifier;
+
+#[test]
+fn conduct_flags_hold_up_on_the_held_out_agent_turns() {
+    let classifier = Classifier::load(Path::new("models")).expect("run `make setup` first");
+    let model = ConductModel::embedded(&classifier.extractor).unwrap();
+    let examples = evaluation::load(Path::new("data/agent-conduct/turns.jsonl"), &classifier).unwrap();
+    assert!(examples.iter().filter(|e| e.split == "test").count() >= 50);
+    let counts = evaluation::count(&examples, &model, "test", model.thresholds());
+    let f1 = |kind: ConductKind| counts[&("all".to_string(), kind)].f1();
+    // Recognised by example: blaming others and canned replies are reliable.
+    assert!(f1(ConductKind::BlamesOthers) >= 0.8, "{}", evaluation::markdown(&counts));
+    assert!(f1(ConductKind::CannedReply) >= 0.8, "{}", evaluation::markdown(&counts));
+    assert!(evaluation::macro_f1(&counts) >= 0.6, "{}", evaluation::markdown(&counts));
+}
+
+#[test]
+fn a_stock_phrase_is_canned_only_after_a_complaint() {
+    let classifier = Classifier::load(Path::new("models")).unwrap();
+    let model = ConductModel::embedded(&classifier.extractor).unwrap();
+    let text = "We are sorry for any inconvenience. Your satisfaction matters to us.";
+    let embedding = classifier.extractor.embed(&[text]).unwrap().remove(0);
+    let scores = classifier.scores(&[text]).unwrap().remove(0);
+    let flags = classifier.head.flags(&scores);
+    let judge = |after_complaint| model.judge(&calmline::conduct::AgentTurn { embedding: &embedding, scores: &scores, flags: &flags, after_complaint, repeats_earlier_reply: false });
+    assert!(judge(true).contains(&ConductKind::CannedReply));
+    assert!(!judge(false).contains(&ConductKind::CannedReply));
+}
