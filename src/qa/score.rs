@@ -84,7 +84,15 @@ pub fn run_cli(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         _ => std::io::stderr().is_terminal(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let started = Instant::now();
     let totals = runtime.block_on(score_all(inputs, pipeline.clone(), Arc::new(policy), &mut sink, args.concurrency as usize, show_progress))?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "scored {} turns of {} conversations in {seconds:.1} s ({:.1} turns/s; model loaded before)",
+        totals.turns,
+        totals.scored,
+        totals.turns as f64 / seconds.max(1e-9)
+    );
     let (versions_model, policy_hash) = (pipeline.classifier().model_version().to_string(), args.policy.load()?.hash);
     drop(pipeline);
     if let Some(out) = &args.out {

@@ -1,0 +1,159 @@
+//! QA throughput: the batch scorer (`calmline score`) against the service, on the same turns.
+//!
+//! Transcripts are assembled here from ConvAbuse (`../shared/data/convabuse_en`, CC-BY-4.0; no
+//! data is committed): each row's `prev_agent`, `prev_user`, `agent`, `user` become a four-turn
+//! conversation, until `QA_BENCH_TURNS` turns (10,000 by default). Then, in one run:
+//!
+//! 1. batch: the release `calmline score FILE --out DIR` (its own report of scoring time, the
+//!    model load excluded);
+//! 2. live: the service started in-process on loopback, one `Converse` stream per conversation,
+//!    16 conversations at once, each turn awaited before the next (as a platform does);
+//! 3. QA over gRPC: one `ScoreTranscripts` stream with every conversation.
+//!
+//!     cargo bench --bench qa_throughput            # QA_BENCH_TURNS=2000 for a quick look
+//!
+//! Results and the machine they came from are in BENCHMARKS.md.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use calmline::grpc::pb;
+use pb::triage_client::TriageClient;
+use tokio::sync::Semaphore;
+
+const DATA: &str = "../shared/data/convabuse_en/ConvAbuseEMNLPtrain.csv";
+const LIVE_CONVERSATIONS_AT_ONCE: usize = 16;
+
+struct Conversation {
+    turns: Vec<(bool, String)>, // (is_customer, text)
+}
+
+fn assemble(target_turns: usize) -> Vec<Conversation> {
+    let mut reader = csv::Reader::from_path(DATA).expect("ConvAbuse in ../shared/data (see MANIFEST.md)");
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (pa, pu, a, u) = (col("prev_agent"), col("prev_user"), col("agent"), col("user"));
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let mut conversations = Vec::new();
+    let mut total = 0;
+    // Cycle through the rows if more turns are asked for than one pass gives.
+    'fill: for row in rows.iter().cycle().take(rows.len() * 8) {
+        let turns: Vec<(bool, String)> = [(false, pa), (true, pu), (false, a), (true, u)]
+            .into_iter()
+            .map(|(customer, i)| (customer, row.get(i).unwrap_or("").trim().to_string()))
+            .filter(|(_, t)| !t.is_empty())
+            .collect();
+        for _ in 0..turns.len() {
+            if total == target_turns {
+                break 'fill;
+            }
+            total += 1;
+        }
+        let keep = turns.len().min(target_turns - (total - turns.len().min(total)));
+        conversations.push(Conversation { turns: turns.into_iter().take(keep).collect() });
+        if total >= target_turns {
+            break;
+        }
+    }
+    conversations.retain(|c| !c.turns.is_empty());
+    conversations
+}
+
+fn write_jsonl(conversations: &[Conversation], path: &Path) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for (i, c) in conversations.iter().enumerate() {
+        let turns: Vec<_> = c.turns.iter().map(|(customer, text)| serde_json::json!({"speaker": if *customer { "customer" } else { "agent" }, "text": text})).collect();
+        writeln!(out, "{}", serde_json::json!({"id": format!("convabuse-{i}"), "locale": "en", "agent_id": format!("a{}", i % 20), "turns": turns})).unwrap();
+    }
+}
+
+fn turn(customer: bool, text: &str) -> pb::Turn {
+    pb::Turn { speaker: if customer { pb::Speaker::Customer } else { pb::Speaker::Agent } as i32, text: text.to_string(), ..Default::default() }
+}
+
+fn main() {
+    let target: usize = std::env::var("QA_BENCH_TURNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let conversations = Arc::new(assemble(target));
+    let turns: usize = conversations.iter().map(|c| c.turns.len()).sum();
+    println!("{} conversations, {turns} turns assembled from ConvAbuse", conversations.len());
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("convabuse.jsonl");
+    write_jsonl(&conversations, &input);
+
+    // 1. The batch path, as a user runs it.
+    let out = Command::new(env!("CARGO_BIN_EXE_calmline"))
+        .args(["score", input.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap(), "--progress", "never"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let batch_rate: f64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("scored ").and_then(|l| l.split('(').nth(1)).and_then(|r| r.split(' ').next()).and_then(|r| r.parse().ok()))
+        .expect("calmline score reports its rate");
+    println!("batch  calmline score              {batch_rate:8.1} turns/s");
+
+    // 2 and 3. The service, in-process, on loopback.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        use clap::Parser;
+        let args = match calmline::config::Cli::parse_from(["calmline", "serve"]).command {
+            calmline::config::Command::Serve(a) => a,
+            _ => unreachable!(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move { calmline::run(&args, listener, None, async { let _ = stopped.await; }).await });
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+        let mut client = TriageClient::new(channel.clone());
+        // Ready when GetInfo reports a model.
+        while client.get_info(pb::GetInfoRequest {}).await.map(|r| r.into_inner().model_version.is_empty()).unwrap_or(true) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+
+        let started = Instant::now();
+        let slots = Arc::new(Semaphore::new(LIVE_CONVERSATIONS_AT_ONCE));
+        let mut tasks = Vec::new();
+        for i in 0..conversations.len() {
+            let permit = Arc::clone(&slots).acquire_owned().await.unwrap();
+            let (conversations, mut client) = (Arc::clone(&conversations), TriageClient::new(channel.clone()));
+            tasks.push(tokio::spawn(async move {
+                let (tx, rx) = tokio::sync::mpsc::channel(1);
+                let mut replies = client.converse(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+                for (customer, text) in &conversations[i].turns {
+                    tx.send(pb::ConverseRequest { turn: Some(turn(*customer, text)), locale: "en".into() }).await.unwrap();
+                    replies.message().await.unwrap().expect("one assessment per turn");
+                }
+                drop(permit);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let live_rate = turns as f64 / started.elapsed().as_secs_f64();
+        println!("live   Converse, {LIVE_CONVERSATIONS_AT_ONCE} at once          {live_rate:8.1} turns/s");
+
+        let started = Instant::now();
+        let transcripts: Vec<pb::Transcript> = conversations
+            .iter()
+            .enumerate()
+            .map(|(i, c)| pb::Transcript { id: i.to_string(), locale: "en".into(), agent_id: String::new(), turns: c.turns.iter().map(|(cu, t)| turn(*cu, t)).collect() })
+            .collect();
+        let mut reports = client.score_transcripts(tokio_stream::iter(transcripts)).await.unwrap().into_inner();
+        let mut scored = 0;
+        while let Some(r) = reports.message().await.unwrap() {
+            assert!(r.error.is_none());
+            scored += r.turns.len();
+        }
+        assert_eq!(scored, turns);
+        let grpc_rate = turns as f64 / started.elapsed().as_secs_f64();
+        println!("qa     ScoreTranscripts (1 stream) {grpc_rate:8.1} turns/s");
+        println!("ratio  batch / live {:.2}, batch / ScoreTranscripts {:.2}", batch_rate / live_rate, batch_rate / grpc_rate);
+        let _ = stop.send(());
+        let _ = server.await;
+    });
+}
