@@ -28,6 +28,8 @@ pub enum Command {
     Finetune(FinetuneArgs),
     /// Precision and recall of the agent-conduct flags on the project's labelled agent turns.
     EvalConduct(EvalConductArgs),
+    /// Print the `sha256:<hex>` of an API key read from stdin, for the --api-keys file.
+    HashKey,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -125,6 +127,22 @@ pub struct ServeArgs {
     /// Log format: "text" or "json". Logs never contain customer text.
     #[arg(long, env = "CALMLINE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// TLS certificate chain (PEM). With --tls-key, the service speaks only TLS.
+    #[arg(long, env = "CALMLINE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "CALMLINE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must chain to: mutual TLS.
+    #[arg(long, env = "CALMLINE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// API keys file: `name sha256:<hex>` lines (`calmline hash-key` makes the hash). Without
+    /// it every caller is let in.
+    #[arg(long, env = "CALMLINE_API_KEYS")]
+    pub api_keys: Option<PathBuf>,
+    /// Serve plaintext on a non-loopback address (refused otherwise).
+    #[arg(long, env = "CALMLINE_INSECURE")]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Args)]

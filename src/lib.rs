@@ -5,6 +5,7 @@
 //! tonic; `grpc` and the CLI in `main.rs` are thin adapters over it, so the same pipeline serves
 //! the RPCs, the batch commands and the evaluator.
 
+pub mod access;
 pub mod analyze;
 pub mod conduct;
 pub mod config;

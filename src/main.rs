@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_command(&args),
         Command::Finetune(args) => finetune_command(&args),
         Command::EvalConduct(args) => eval_conduct_command(&args),
+        Command::HashKey => hash_key_command(),
     };
     match result {
         Ok(code) => code,
@@ -142,6 +143,16 @@ fn train_command(args: &calmline::config::TrainArgs) -> anyhow::Result<ExitCode>
     std::fs::write(args.model.models.join("eval-test.json"), json + "\n")?;
     println!("{}", report.to_markdown());
     eprintln!("head saved to {}", args.model.models.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hash_key_command() -> anyhow::Result<ExitCode> {
+    let mut key = String::new();
+    std::io::stdin().read_line(&mut key)?;
+    if key.trim().is_empty() {
+        anyhow::bail!("give the key on stdin, e.g. `head -c 32 /dev/urandom | base64 | tee key.txt | calmline hash-key`");
+    }
+    println!("{}", calmline::access::hash_key(&key));
     Ok(ExitCode::SUCCESS)
 }
 

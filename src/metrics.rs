@@ -30,6 +30,10 @@ pub const DETECTIONS_TOTAL: &str = "calmline_detections_total";
 pub const GUIDANCE_TOTAL: &str = "calmline_guidance_total";
 /// 1 once the model is loaded and warm.
 pub const READY: &str = "calmline_ready";
+/// Requests let in by an API key, by the key's name (never the key).
+pub const AUTHENTICATED_TOTAL: &str = "calmline_authenticated_requests_total";
+/// Requests refused for a missing or unknown API key, by reason.
+pub const AUTH_FAILURES_TOTAL: &str = "calmline_auth_failures_total";
 
 /// Every metric name, for documentation and tests.
 pub const ALL: [&str; 10] =
@@ -68,6 +72,8 @@ fn describe() {
     describe_counter!(DROPPED_TOTAL, Unit::Count, "texts dropped because the caller had gone or the deadline passed");
     describe_counter!(DETECTIONS_TOTAL, Unit::Count, "flagged labels on customer turns by label and language");
     describe_counter!(GUIDANCE_TOTAL, Unit::Count, "guidance given by action");
+    describe_counter!(AUTHENTICATED_TOTAL, Unit::Count, "requests let in by an API key, by the key's name");
+    describe_counter!(AUTH_FAILURES_TOTAL, Unit::Count, "requests refused for a missing or unknown API key, by reason");
     describe_gauge!(READY, Unit::Count, "1 once the model is loaded and warm");
 }
 

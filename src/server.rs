@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
+use crate::access::{self, ApiKeys};
 use crate::config::ServeArgs;
 use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
 use crate::conduct::ConductModel;
@@ -52,6 +53,12 @@ pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Opti
         .build_v1()
         .context("building the reflection service")?;
 
+    let address = listener.local_addr()?;
+    let tls = access::tls_config(args, address)?;
+    let api_keys = match &args.api_keys {
+        Some(path) => ApiKeys::load(path)?,
+        None => ApiKeys::default(),
+    };
     let pipeline_slot: Arc<OnceLock<Pipeline>> = Arc::new(OnceLock::new());
     let limits = Limits { max_message_bytes: args.max_message_bytes };
     let triage = TriageServer::new(Triage::new(Arc::clone(&pipeline_slot), Arc::clone(&policy), limits))
@@ -70,15 +77,20 @@ pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Opti
         drain_health.set_not_serving::<TriageServer<Triage>>().await;
         drain_health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
     };
-    let address = listener.local_addr()?;
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).context("configuring TLS")?;
+    }
+    let (secure, keyed) = (args.tls_cert.is_some(), api_keys.is_enabled());
+    let triage = tonic::service::interceptor::InterceptedService::new(triage, move |request| api_keys.check(request));
     let server = tokio::spawn(
-        Server::builder()
+        builder
             .add_service(health_service)
             .add_service(reflection)
             .add_service(triage)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal),
     );
-    tracing::info!(%address, "listening (NOT_SERVING until the model is warm)");
+    tracing::info!(%address, tls = secure, mutual_tls = args.tls_client_ca.is_some(), api_keys = keyed, "listening (NOT_SERVING until the model is warm)");
 
     let model = args.model.clone();
     let config = pipeline_config(args);

@@ -1,0 +1,195 @@
+//! Who may talk to the service: TLS (optionally mutual) from PEM files, and API keys.
+//!
+//! API keys are stored hashed (SHA-256, one `name sha256:<hex>` line each) and compared in
+//! constant time; only a key's name ever reaches logs and metrics. A key travels as
+//! `authorization: Bearer <key>` or `x-api-key: <key>`. Health and reflection stay open, so
+//! load balancers can probe without a key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::{Request, Status};
+
+use crate::config::ServeArgs;
+use crate::metrics as m;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error(
+        "refusing to listen on {0} without TLS: give --tls-cert and --tls-key, listen on a loopback address, or pass --insecure to serve plaintext on purpose"
+    )]
+    PlaintextOnNetwork(SocketAddr),
+    #[error("--tls-cert and --tls-key go together")]
+    HalfTls,
+    #[error("--tls-client-ca needs --tls-cert and --tls-key")]
+    ClientCaWithoutTls,
+}
+
+/// One API key as stored: its name and the SHA-256 of the key.
+#[derive(Clone)]
+struct StoredKey {
+    name: String,
+    hash: [u8; 32],
+}
+
+/// The API keys the service accepts (none configured: every caller is let in).
+#[derive(Clone, Default)]
+pub struct ApiKeys {
+    keys: Arc<Vec<StoredKey>>,
+}
+
+/// The name of the key a request came with, for handlers that want it.
+#[derive(Debug, Clone)]
+pub struct ClientName(pub String);
+
+/// `sha256:<hex>` of a key, the form the keys file stores (`calmline hash-key`).
+pub fn hash_key(key: &str) -> String {
+    let digest = Sha256::digest(key.trim().as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+impl ApiKeys {
+    /// Reads `name sha256:<hex>` lines; `#` starts a comment.
+    pub fn load(path: &Path) -> Result<ApiKeys, AccessError> {
+        let fail = |message: String| AccessError::File { path: path.display().to_string(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let mut keys = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let (Some(name), Some(hash), None) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(fail(format!("line {}: expected `name sha256:<64 hex digits>`", n + 1)));
+            };
+            let hex = hash.strip_prefix("sha256:").filter(|h| h.len() == 64).ok_or_else(|| fail(format!("line {}: the hash must be sha256:<64 hex digits> (see `calmline hash-key`)", n + 1)))?;
+            let mut bytes = [0u8; 32];
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| fail(format!("line {}: not hexadecimal", n + 1)))?;
+            }
+            if !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(fail(format!("line {}: a key name may hold letters, digits, '-', '_' and '.' only (it becomes a metric label)", n + 1)));
+            }
+            keys.push(StoredKey { name: name.to_string(), hash: bytes });
+        }
+        if keys.is_empty() {
+            return Err(fail("no keys in the file".into()));
+        }
+        Ok(ApiKeys { keys: Arc::new(keys) })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// The name of the stored key equal to `key`. Every stored key is compared, in constant
+    /// time, so timing tells nothing about which or how much matched.
+    fn find(&self, key: &str) -> Option<&str> {
+        let digest: [u8; 32] = Sha256::digest(key.trim().as_bytes()).into();
+        let mut found = None;
+        for stored in self.keys.iter() {
+            if bool::from(stored.hash.ct_eq(&digest)) {
+                found = Some(stored.name.as_str());
+            }
+        }
+        found
+    }
+
+    /// The interceptor in front of the Triage service.
+    pub fn check(&self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if !self.is_enabled() {
+            return Ok(request);
+        }
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .or_else(|| request.metadata().get("x-api-key").and_then(|v| v.to_str().ok()))
+            .map(str::to_string);
+        let Some(presented) = presented else {
+            metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "missing").increment(1);
+            return Err(Status::unauthenticated("an API key is required: send `authorization: Bearer <key>` or `x-api-key: <key>`"));
+        };
+        match self.find(&presented) {
+            Some(name) => {
+                let name = name.to_string();
+                metrics::counter!(m::AUTHENTICATED_TOTAL, "client" => name.clone()).increment(1);
+                tracing::debug!(client = %name, "authenticated");
+                request.extensions_mut().insert(ClientName(name));
+                Ok(request)
+            }
+            None => {
+                metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "unknown").increment(1);
+                tracing::info!("refused a request with an unknown API key");
+                Err(Status::unauthenticated("unknown API key"))
+            }
+        }
+    }
+}
+
+/// The TLS configuration from the serve flags, or None for plaintext — which is refused on a
+/// non-loopback address unless `--insecure` says it is meant.
+pub fn tls_config(args: &ServeArgs, listening_on: SocketAddr) -> Result<Option<ServerTlsConfig>, AccessError> {
+    let read = |path: &Path| std::fs::read(path).map_err(|e| AccessError::File { path: path.display().to_string(), message: e.to_string() });
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let mut config = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+            if let Some(ca) = &args.tls_client_ca {
+                config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+            }
+            Ok(Some(config))
+        }
+        (None, None) => {
+            if args.tls_client_ca.is_some() {
+                return Err(AccessError::ClientCaWithoutTls);
+            }
+            if !listening_on.ip().is_loopback() && !args.insecure {
+                return Err(AccessError::PlaintextOnNetwork(listening_on));
+            }
+            Ok(None)
+        }
+        _ => Err(AccessError::HalfTls),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_by_hash_and_only_the_name_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(&path, format!("# platform keys\nacme {}\nqa-team {}  # the QA scorer\n", hash_key("s3cret-acme"), hash_key("s3cret-qa"))).unwrap();
+        let keys = ApiKeys::load(&path).unwrap();
+        assert_eq!(keys.find("s3cret-qa"), Some("qa-team"));
+        assert_eq!(keys.find("s3cret-acme"), Some("acme"));
+        assert_eq!(keys.find("s3cret"), None);
+        assert_eq!(keys.find(""), None);
+    }
+
+    #[test]
+    fn a_bad_keys_file_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        for (body, expect) in [
+            ("acme plaintext-key\n", "line 1"),
+            ("acme sha256:zz\n", "line 1"),
+            (&format!("ok {}\nbad name {}\n", hash_key("a"), hash_key("b")), "line 2"),
+            ("# only comments\n", "no keys"),
+        ] {
+            std::fs::write(&path, body).unwrap();
+            let err = ApiKeys::load(&path).err().expect(body).to_string();
+            assert!(err.contains(expect), "{body:?}: {err}");
+        }
+    }
+}
