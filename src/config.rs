@@ -121,6 +121,12 @@ pub struct ServeArgs {
     /// more under load, at that much latency when idle.
     #[arg(long, env = "CALMLINE_MAX_WAIT_MS", default_value_t = 2)]
     pub max_wait_ms: u64,
+    /// Converse and ScoreTranscripts streams open at once; more are refused.
+    #[arg(long, env = "CALMLINE_MAX_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_streams: u32,
+    /// Seconds a stream may stay silent before it is closed.
+    #[arg(long, env = "CALMLINE_STREAM_IDLE_TIMEOUT_S", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub stream_idle_timeout_s: u64,
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, env = "CALMLINE_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,

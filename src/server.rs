@@ -60,7 +60,7 @@ pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Opti
         None => ApiKeys::default(),
     };
     let pipeline_slot: Arc<OnceLock<Pipeline>> = Arc::new(OnceLock::new());
-    let limits = Limits { max_message_bytes: args.max_message_bytes };
+    let limits = Limits { max_message_bytes: args.max_message_bytes, max_streams: args.max_streams as usize, stream_idle_timeout: Duration::from_secs(args.stream_idle_timeout_s) };
     let triage = TriageServer::new(Triage::new(Arc::clone(&pipeline_slot), Arc::clone(&policy), limits))
         .max_decoding_message_size(args.max_message_bytes)
         .max_encoding_message_size(args.max_message_bytes.max(16 * 1024 * 1024));

@@ -7,9 +7,9 @@ pub mod status;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -44,6 +44,10 @@ pub const ENCODER_LANGUAGES: &[&str] = &[
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_message_bytes: usize,
+    /// Converse and ScoreTranscripts streams open at once.
+    pub max_streams: usize,
+    /// How long a stream may send nothing.
+    pub stream_idle_timeout: Duration,
 }
 
 /// What the handlers share. The pipeline is set once the model is loaded and warm; until
@@ -52,11 +56,20 @@ pub struct Triage {
     pipeline: Arc<OnceLock<Pipeline>>,
     policy: Arc<Policy>,
     limits: Limits,
+    streams: Arc<Semaphore>,
 }
 
 impl Triage {
     pub fn new(pipeline: Arc<OnceLock<Pipeline>>, policy: Arc<Policy>, limits: Limits) -> Self {
-        Triage { pipeline, policy, limits }
+        Triage { pipeline, policy, limits, streams: Arc::new(Semaphore::new(limits.max_streams)) }
+    }
+
+    /// A slot for one more open stream, or RESOURCE_EXHAUSTED at once.
+    fn open_stream(&self, rpc: &'static str, opened: Instant) -> Result<OwnedSemaphorePermit, Status> {
+        Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
+            record(rpc, opened, tonic::Code::ResourceExhausted);
+            Status::resource_exhausted(format!("{} streams are open, the most this server takes; retry later", self.limits.max_streams))
+        })
     }
 
     fn pipeline(&self) -> Result<Pipeline, Status> {
@@ -73,6 +86,14 @@ fn record(rpc: &'static str, started: Instant, code: tonic::Code) {
 
 fn versions<'a>(pipeline: &'a Pipeline, policy: &'a Policy) -> Versions<'a> {
     Versions { model: pipeline.classifier().model_version(), policy_hash: &policy.hash }
+}
+
+/// The next message of a stream, or DEADLINE_EXCEEDED when the client stays silent too long.
+async fn next_message<T>(inbound: &mut Streaming<T>, idle: Duration) -> Result<Option<T>, Status> {
+    match tokio::time::timeout(idle, inbound.message()).await {
+        Ok(message) => message,
+        Err(_) => Err(Status::deadline_exceeded(format!("nothing received for {} s: the stream is closed (idle limit)", idle.as_secs()))),
+    }
 }
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -127,13 +148,16 @@ impl pb::triage_server::Triage for Triage {
     async fn converse(&self, request: Request<Streaming<pb::ConverseRequest>>) -> Result<Response<Self::ConverseStream>, Status> {
         let opened = Instant::now();
         let pipeline = self.pipeline()?;
+        let slot = self.open_stream("Converse", opened)?;
         let policy = Arc::clone(&self.policy);
         let deadline = status::deadline(request.metadata(), opened);
+        let idle = self.limits.stream_idle_timeout;
         let mut inbound = request.into_inner();
         let stream = respond_in_stream("Converse", opened, move |tx| async move {
+            let _slot = slot;
             let mut state = ConversationState::default();
             let mut locale = String::new();
-            while let Some(message) = inbound.message().await? {
+            while let Some(message) = next_message(&mut inbound, idle).await? {
                 let started = Instant::now();
                 if locale.is_empty() {
                     locale = message.locale;
@@ -159,11 +183,14 @@ impl pb::triage_server::Triage for Triage {
     async fn score_transcripts(&self, request: Request<Streaming<pb::Transcript>>) -> Result<Response<Self::ScoreTranscriptsStream>, Status> {
         let opened = Instant::now();
         let pipeline = self.pipeline()?;
+        let slot = self.open_stream("ScoreTranscripts", opened)?;
         let policy = Arc::clone(&self.policy);
         let deadline = status::deadline(request.metadata(), opened);
+        let idle = self.limits.stream_idle_timeout;
         let mut inbound = request.into_inner();
         let stream = respond_in_stream("ScoreTranscripts", opened, move |tx| async move {
-            while let Some(message) = inbound.message().await? {
+            let _slot = slot;
+            while let Some(message) = next_message(&mut inbound, idle).await? {
                 let started = Instant::now();
                 let (id, agent_id) = (message.id.clone(), message.agent_id.clone());
                 // A transcript that cannot be scored gets a report with its error; the stream
@@ -208,6 +235,8 @@ impl pb::triage_server::Triage for Triage {
                 max_message_bytes: self.limits.max_message_bytes as u32,
                 max_in_flight: limits.0 as u32,
                 max_batch_texts: limits.1 as u32,
+                max_streams: self.limits.max_streams as u32,
+                stream_idle_timeout_s: self.limits.stream_idle_timeout.as_secs() as u32,
             }),
         };
         record("GetInfo", started, tonic::Code::Ok);
