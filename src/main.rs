@@ -14,7 +14,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve_command(&args),
         Command::Analyze(args) => calmline::analyze::run_cli(&args),
-        Command::Score(args) => calmline::qa::score::run_cli(&args),
+        Command::Score(args) => {
+            init_tracing(false);
+            calmline::qa::score::run_cli(&args)
+        }
         Command::Train(args) => train_command(&args),
         Command::Eval(args) => eval_command(&args),
         Command::Finetune(args) => finetune_command(&args),
