@@ -11,6 +11,7 @@ pub mod conduct;
 pub mod config;
 pub mod conversation;
 pub mod error;
+pub mod fuzzing;
 pub mod grpc;
 pub mod infer;
 pub mod labels;
