@@ -30,6 +30,9 @@ pub enum Command {
     EvalConduct(EvalConductArgs),
     /// Print the `sha256:<hex>` of an API key read from stdin, for the --api-keys file.
     HashKey,
+    /// Load generator: drive a running server with concurrent callers or streams for a bounded
+    /// time; report throughput and latency percentiles.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -161,6 +164,31 @@ pub struct EvalConductArgs {
     /// Also search min_similarity and margin on the dev split and report the best.
     #[arg(long)]
     pub tune: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The server, e.g. http://127.0.0.1:50051.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub target: String,
+    /// `analyze` (unary calls) or `converse` (one stream per caller, a turn at a time).
+    #[arg(long, default_value = "analyze", value_parser = ["analyze", "converse"])]
+    pub rpc: String,
+    /// Callers (or streams) at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+    /// How long to drive the server.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// JSON lines with a "text" each (default: built-in short turns in eight languages).
+    #[arg(long)]
+    pub texts: Option<PathBuf>,
+    /// API key to send.
+    #[arg(long, env = "CALMLINE_BENCH_API_KEY")]
+    pub api_key: Option<String>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

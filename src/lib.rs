@@ -17,6 +17,7 @@ pub mod infer;
 pub mod labels;
 pub mod lang;
 pub mod lines;
+pub mod loadgen;
 pub mod metrics;
 pub mod model;
 pub mod policy;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Finetune(args) => finetune_command(&args),
         Command::EvalConduct(args) => eval_conduct_command(&args),
         Command::HashKey => hash_key_command(),
+        Command::Bench(args) => calmline::loadgen::run_cli(&args),
     };
     match result {
         Ok(code) => code,

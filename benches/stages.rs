@@ -1,0 +1,79 @@
+//! Per-stage benchmarks (criterion): tokenizing; the encoder by batch size and sequence
+//! length; head and policy; one text and a batch end to end. Speed work compares these.
+//!
+//!     cargo bench --bench stages
+//!
+//! The machine is shared and noisy: compare ratios from one run (BENCHMARKS.md).
+
+use std::path::Path;
+
+use calmline::model::Classifier;
+use calmline::policy::{ConversationState, Policy};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+/// Customer turns of typical length (about 12–30 tokens) in several languages.
+const TURNS: &[&str] = &[
+    "Where is my parcel? I ordered it two weeks ago and nobody calls me back.",
+    "Ez teljesen elfogadhatatlan, már harmadszor hívom önöket!",
+    "אני מחכה כבר שעה על הקו ואף אחד לא עונה",
+    "Ich warte seit zwei Wochen auf meinen Ersatzrouter.",
+    "You people are useless, fix my internet now.",
+    "¿Por qué me habéis cobrado dos veces la misma factura?",
+    "Merci beaucoup, c'est réglé, bonne journée !",
+    "This damn router has dropped five times today!",
+];
+
+fn batch_of(n: usize) -> Vec<&'static str> {
+    TURNS.iter().cycle().take(n).copied().collect()
+}
+
+fn stages(c: &mut Criterion) {
+    let classifier = Classifier::load(Path::new("models")).expect("run `make setup` first");
+    let extractor = &classifier.extractor;
+    let policy = Policy::embedded();
+
+    let mut g = c.benchmark_group("tokenize");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("one turn", |b| b.iter(|| extractor.tokenizer.windows(TURNS[0]).unwrap()));
+    g.finish();
+
+    // The encoder on token ids of a given length (a repeated real turn, so embeddings are real).
+    let ids = extractor.tokenizer.encode(&TURNS[0].repeat(20)).unwrap();
+    let mut g = c.benchmark_group("encoder");
+    g.sample_size(10);
+    for &len in &[16usize, 32, 64, 128] {
+        for &batch in &[1usize, 8, 32] {
+            let seqs: Vec<Vec<u32>> = (0..batch).map(|_| ids[..len].to_vec()).collect();
+            g.throughput(Throughput::Elements(batch as u64));
+            g.bench_with_input(BenchmarkId::new(format!("len {len}"), format!("batch {batch}")), &seqs, |b, seqs| b.iter(|| extractor.encoder.forward(seqs).unwrap()));
+        }
+    }
+    g.finish();
+
+    let features = extractor.features(&[TURNS[4]]).unwrap().remove(0).remove(0);
+    let mut g = c.benchmark_group("head and policy");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("head", |b| b.iter(|| classifier.head.scores(&features)));
+    let scores = classifier.head.scores(&features);
+    let flags = classifier.head.flags(&scores);
+    g.bench_function("severity and ladder", |b| {
+        b.iter(|| {
+            let mut state = ConversationState::default();
+            let severity = policy.severity_of(&flags, &scores);
+            policy.customer_turn(&mut state, &flags, severity, "hu")
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("end to end");
+    g.sample_size(10);
+    for &n in &[1usize, 32] {
+        let texts = batch_of(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("texts", n), &texts, |b, texts| b.iter(|| classifier.scores(texts).unwrap()));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);
