@@ -38,9 +38,9 @@ demo: setup
 test: setup $(INTEROP_VENV)/.installed
 	$(CARGO) test --locked
 
-## Retrain the frozen-encoder head from ../shared/data (features cached in models/cache/).
+## Retrain the frozen-encoder baseline head (models/baseline/) from ../shared/data (features cached in models/cache/).
 train: setup
-	$(CARGO) run --release -- train
+	$(CARGO) run --release -- train --models models/baseline --base models/base
 
 ## Regenerate the held-out test numbers of the model card.
 eval: setup

@@ -2,8 +2,9 @@
 //! toward the customer, blaming colleagues or suppliers, questioning the customer's word, and a
 //! canned reply to a complaint. These are flags in the QA report, never guidance.
 //!
-//! Rudeness comes from the classifier's own flags. The other kinds are recognised by example
-//! (`models/conduct.toml`): the examples are embedded by the same encoder when the model loads,
+//! Rudeness comes from the classifier's own scores. The other kinds are recognised by example
+//! (`models/conduct.toml`): the examples are embedded by the same encoder when the model loads
+//! (the mean of layer 6's output: below every adapter, so fine-tuning never moves it),
 //! and an agent turn takes a kind when its nearest example of that kind is close enough and
 //! closer than its nearest neutral example by a margin; the nearest kind wins. Examples in three languages carry over to
 //! others because the encoder's embeddings are multilingual.
@@ -81,7 +82,7 @@ pub struct Thresholds {
 
 /// What the judge needs to know about one agent turn.
 pub struct AgentTurn<'a> {
-    /// The turn's e5 sentence embedding (`infer::Scored::embedding`).
+    /// The turn's stable sentence embedding (`infer::Scored::embedding`).
     pub embedding: &'a [f32],
     /// The classifier's scores and flags on the agent's own words.
     pub scores: &'a LabelScores,
@@ -143,7 +144,7 @@ impl ConductModel {
             return Err(invalid("[neutral] needs at least one example".into()));
         }
         let plain: Vec<&str> = texts.iter().map(|(_, t)| *t).collect();
-        let embeddings = extractor.embed(&plain)?;
+        let embeddings = extractor.stable_embed(&plain)?;
         let examples = texts.into_iter().map(|(k, _)| k).zip(embeddings).collect();
         sources.insert(ConductKind::RudeToCustomer, "003 §5 (no counter-accusations or insults)".to_string());
         Ok(ConductModel { version: file.version, min_similarity: file.min_similarity, margin: file.margin, rude_at: file.rude_at, sources, examples })
@@ -261,7 +262,7 @@ pub mod evaluation {
         let agents: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
         let customer_scores = classifier.scores(&customers)?;
         let agent_scores = classifier.scores(&agents)?;
-        let embeddings = classifier.extractor.embed(&agents)?;
+        let embeddings = classifier.extractor.stable_embed(&agents)?;
         rows.into_iter()
             .zip(customer_scores)
             .zip(agent_scores)

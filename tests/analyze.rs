@@ -129,9 +129,11 @@ fn long_texts_are_windowed_not_cut() {
     assert!(windows.iter().all(|w| w.len() <= 512));
 
     let scores = c.scores(&[&abusive_end, &polite_end]).unwrap();
-    // Were the text cut at 512 tokens, both would score the same: the end must be seen.
+    // Were the text cut at 512 tokens, both would score the same: the end must be seen. (How
+    // much it moves depends on the model: the insult is a few tokens in a 512-token window.)
+    let (abusive, polite) = (scores[0].get(Label::Insult), scores[1].get(Label::Insult));
     assert!(
-        scores[0].get(Label::Insult) > scores[1].get(Label::Insult) + 0.05,
+        abusive > 5.0 * polite && abusive > polite + 0.01,
         "insult {} vs {}",
         scores[0].get(Label::Insult),
         scores[1].get(Label::Insult)

@@ -25,7 +25,7 @@ fn a_stock_phrase_is_canned_only_after_a_complaint() {
     let classifier = Classifier::load(Path::new("models")).unwrap();
     let model = ConductModel::embedded(&classifier.extractor).unwrap();
     let text = "We are sorry for any inconvenience. Your satisfaction matters to us.";
-    let embedding = classifier.extractor.embed(&[text]).unwrap().remove(0);
+    let embedding = classifier.extractor.stable_embed(&[text]).unwrap().remove(0);
     let scores = classifier.scores(&[text]).unwrap().remove(0);
     let flags = classifier.head.flags(&scores);
     let judge = |after_complaint| model.judge(&calmline::conduct::AgentTurn { embedding: &embedding, scores: &scores, flags: &flags, after_complaint, repeats_earlier_reply: false });

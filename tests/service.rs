@@ -93,8 +93,6 @@ async fn the_ladder_climbs_in_english_hungarian_and_hebrew() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the frozen-encoder baseline detects no threats (threat F1 0.08 in models/README.md); \
-            un-ignore when the fine-tuned classifier (issue 8) lands"]
 async fn a_threat_goes_to_a_manager_at_once() {
     let server = common::start(&[]).await;
     let mut client = server.client().await;

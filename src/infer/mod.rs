@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::labels::LabelScores;
 use crate::metrics as m;
 use crate::conduct::ConductModel;
+use crate::model::encoder::l2_normalize;
 use crate::model::{Classifier, features_of};
 
 #[derive(Debug, Clone)]
@@ -50,8 +51,8 @@ pub struct StageTimings {
 #[derive(Debug, Clone)]
 pub struct Scored {
     pub scores: LabelScores,
-    /// The text's e5 sentence embedding (its first window: mean-pooled last layer,
-    /// L2-normalised), for similarity-based checks such as agent conduct.
+    /// The text's stable sentence embedding (its first window; `FeatureExtractor::stable_embed`),
+    /// for similarity-based checks such as agent conduct.
     pub embedding: Vec<f32>,
     pub timings: StageTimings,
 }
@@ -270,17 +271,17 @@ fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Recei
         metrics::histogram!(m::STAGE_SECONDS, "stage" => "inference").record(inference.as_secs_f64());
         match result {
             Ok(pooled) => {
-                let hidden = classifier.extractor.feature_dim() / 2;
                 let mut windows = pooled.into_iter().map(|p| {
-                    let features = features_of(p);
-                    (classifier.head.scores(&features), features)
+                    let stable = p.stable.clone();
+                    (classifier.head.scores(&features_of(p)), stable)
                 });
                 for t in live {
                     let mut embedding = Vec::new();
                     let mut combined: Option<LabelScores> = None;
-                    for (scores, features) in (0..t.windows.len()).filter_map(|_| windows.next()) {
+                    for (scores, stable) in (0..t.windows.len()).filter_map(|_| windows.next()) {
                         if embedding.is_empty() {
-                            embedding = features[..hidden].to_vec();
+                            embedding = stable;
+                            l2_normalize(&mut embedding);
                         }
                         combined = Some(match combined {
                             Some(c) => c.max(&scores),

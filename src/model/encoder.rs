@@ -14,6 +14,10 @@ use super::blob::{Blob, BlobError, Encoding, Q4_BLOCK, Q4_BLOCK_BYTES, dequantiz
 /// Layers whose mean-pooled outputs, averaged, form the "upper" half of the classifier features.
 /// Deeper pooled features were measured to help a head by about 0.02 F1 (MODEL-NOTES.md).
 pub const UPPER_LAYERS: std::ops::Range<usize> = 8..11;
+/// Layers below this index are never adapted by calmline's fine-tuning (`--first-layer` ≥ 6):
+/// the mean of their last output is a sentence embedding that stays the same whatever adapters
+/// are merged — what the agent-conduct judge compares (see `conduct`).
+pub const STABLE_LAYERS: usize = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
@@ -86,6 +90,8 @@ pub struct Pooled {
     pub last: Vec<f32>,
     /// Mean over tokens of the average of the layers in `UPPER_LAYERS`.
     pub upper: Vec<f32>,
+    /// Mean over tokens of the output of layer `STABLE_LAYERS` (1-based), below any adapter.
+    pub stable: Vec<f32>,
 }
 
 pub struct Encoder {
@@ -142,7 +148,7 @@ impl Encoder {
                 })
             })
             .collect::<Result<Vec<_>, EncoderError>>()?;
-        if h.layers < UPPER_LAYERS.end {
+        if h.layers < UPPER_LAYERS.end || h.layers <= STABLE_LAYERS {
             return Err(EncoderError::Shape(format!("{} layers; the features need {}", h.layers, UPPER_LAYERS.end)));
         }
         Ok(Encoder {
@@ -278,15 +284,17 @@ impl Encoder {
             return Ok(Vec::new());
         }
         let e = self.embed(sequences)?;
-        let (x, upper_sum) = self.run_layers(&e, e.x.clone(), 0..self.layers.len())?;
+        let (x, _) = self.run_layers(&e, e.x.clone(), 0..STABLE_LAYERS)?;
+        let shape = (e.batch, e.seq_len, self.hidden);
+        let stable = mean_pool(&x.reshape(shape)?, &e.mask)?.to_vec2::<f32>()?;
+        let (x, upper_sum) = self.run_layers(&e, x, STABLE_LAYERS..self.layers.len())?;
         let upper = match upper_sum {
             Some(sum) => (sum / UPPER_LAYERS.len() as f64)?,
             None => return Err(EncoderError::Shape("no upper layers were pooled".into())),
         };
-        let shape = (e.batch, e.seq_len, self.hidden);
         let last = mean_pool(&x.reshape(shape)?, &e.mask)?.to_vec2::<f32>()?;
         let upper = mean_pool(&upper.reshape(shape)?, &e.mask)?.to_vec2::<f32>()?;
-        Ok(last.into_iter().zip(upper).map(|(last, upper)| Pooled { last, upper }).collect())
+        Ok(last.into_iter().zip(upper).zip(stable).map(|((last, upper), stable)| Pooled { last, upper, stable }).collect())
     }
 }
 

@@ -139,6 +139,12 @@ impl FeatureExtractor {
         Ok(self.pooled(texts)?.into_iter().map(|windows| windows.into_iter().map(features_of).collect()).collect())
     }
 
+    /// The sentence embedding the agent-conduct judge compares (first window): the mean of
+    /// layer `STABLE_LAYERS`'s output, L2-normalised — the same with or without adapters.
+    pub fn stable_embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
+        Ok(self.pooled(texts)?.into_iter().map(|mut windows| stable_embedding(windows.swap_remove(0))).collect())
+    }
+
     /// The standard e5 sentence embedding (first window): mean-pooled last layer, L2-normalised.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
         Ok(self
@@ -153,9 +159,16 @@ impl FeatureExtractor {
     }
 }
 
+/// A window's stable embedding (see `FeatureExtractor::stable_embed`).
+pub fn stable_embedding(p: Pooled) -> Vec<f32> {
+    let mut v = p.stable;
+    l2_normalize(&mut v);
+    v
+}
+
 /// The head's features of one window (see `FEATURES`).
 pub fn features_of(p: Pooled) -> Vec<f32> {
-    let Pooled { mut last, mut upper } = p;
+    let Pooled { mut last, mut upper, .. } = p;
     l2_normalize(&mut last);
     l2_normalize(&mut upper);
     last.extend_from_slice(&upper);
