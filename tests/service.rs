@@ -18,6 +18,9 @@ struct Script {
     calm: &'static str,
 }
 
+/// Each script's insult is rude but not severe (the model scores it under the policy's
+/// `severe_score`), so the ladder starts at LET_IT_PASS; a severe one would set the boundary at
+/// once (covered by `policy::tests::harm_goes_straight_to_a_manager_and_a_severe_insult_to_a_boundary`).
 const SCRIPTS: &[Script] = &[
     Script {
         lang: "en",
@@ -29,7 +32,7 @@ const SCRIPTS: &[Script] = &[
     Script {
         lang: "hu",
         frustrated: "Már harmadszor hívom önöket ugyanazzal a hibával, és még mindig nem javították meg. Elegem van!",
-        insult: "Maga egy szánalmas, értéktelen bohóc.",
+        insult: "Maga egy tehetetlen alak, semmit nem tud megoldani.",
         threat: "Tudom, hol van az irodájuk, odamegyek és megverem magát.",
         calm: "Rendben, köszönöm, most már működik.",
     },
