@@ -182,7 +182,10 @@ fn eval_conduct_command(args: &calmline::config::EvalConductArgs) -> anyhow::Res
 fn eval_command(args: &calmline::config::EvalArgs) -> anyhow::Result<ExitCode> {
     let classifier = args.model.load().context("loading the model")?;
     let opts = train_options(&args.data, 0, 0.0, 0.0);
-    let data = train::featurise(&classifier.extractor, &opts)?;
+    // Only the test splits are scored: embedding the train splits too would cost ~20 minutes
+    // through an adapted encoder for nothing.
+    let test: Vec<_> = train::load_examples(&opts)?.into_iter().filter(|e| e.split == train::datasets::Split::Test).collect();
+    let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, test)?;
     let report = train::evaluate(&classifier.head, &data, train::datasets::Split::Test);
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("{}", report.to_markdown());
