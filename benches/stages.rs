@@ -12,16 +12,7 @@ use calmline::policy::{ConversationState, Policy};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Customer turns of typical length (about 12–30 tokens) in several languages.
-const TURNS: &[&str] = &[
-    "Where is my parcel? I ordered it two weeks ago and nobody calls me back.",
-    "Ez teljesen elfogadhatatlan, már harmadszor hívom önöket!",
-    "אני מחכה כבר שעה על הקו ואף אחד לא עונה",
-    "Ich warte seit zwei Wochen auf meinen Ersatzrouter.",
-    "You people are useless, fix my internet now.",
-    "¿Por qué me habéis cobrado dos veces la misma factura?",
-    "Merci beaucoup, c'est réglé, bonne journée !",
-    "This damn router has dropped five times today!",
-];
+const TURNS: &[&str] = calmline::loadgen::BUILT_IN_TURNS;
 
 fn batch_of(n: usize) -> Vec<&'static str> {
     TURNS.iter().cycle().take(n).copied().collect()

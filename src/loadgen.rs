@@ -14,8 +14,9 @@ use tonic::transport::Channel;
 use crate::config::BenchArgs;
 use crate::grpc::pb::{self, triage_client::TriageClient};
 
-/// Short customer turns in several languages, used when no `--texts` file is given.
-const BUILT_IN_TURNS: &[&str] = &[
+/// Short customer turns in several languages, used when no `--texts` file is given (and by the
+/// stage benchmarks).
+pub const BUILT_IN_TURNS: &[&str] = &[
     "Where is my parcel? I ordered it two weeks ago and nobody calls me back.",
     "Ez teljesen elfogadhatatlan, már harmadszor hívom önöket!",
     "אני מחכה כבר שעה על הקו ואף אחד לא עונה",

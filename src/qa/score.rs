@@ -68,6 +68,7 @@ pub fn run_cli(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     let inputs = resolve_inputs(&args.inputs, &args.format)?;
     let mut sink = Sink::open(args.out.as_deref(), args.resume)?;
     let policy = args.policy.load()?;
+    let policy_hash = policy.hash.clone();
     let classifier = args.model.load().context("loading the model")?;
     let conduct = ConductModel::embedded(&classifier.extractor)?;
     let config = PipelineConfig {
@@ -93,7 +94,7 @@ pub fn run_cli(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         totals.scored,
         totals.turns as f64 / seconds.max(1e-9)
     );
-    let (versions_model, policy_hash) = (pipeline.classifier().model_version().to_string(), args.policy.load()?.hash);
+    let versions_model = pipeline.classifier().model_version().to_string();
     drop(pipeline);
     if let Some(out) = &args.out {
         let conversations = write_summaries(out, totals.interrupted)?;
