@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CALMLINE = ./target/release/calmline
 
-.PHONY: setup run test train eval demo
+.PHONY: setup run console test train eval demo
 
 PYTHON ?= python3
 INTEROP_VENV = .venv-interop
@@ -17,11 +17,29 @@ $(INTEROP_VENV)/.installed: tests/interop/requirements.txt
 	$(INTEROP_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 	@touch $@
 
+## Debian's Chromium and the npm lockfile of the console's browser test (tests/console/).
+CHROMIUM ?= /usr/bin/chromium
+CONSOLE_E2E = tests/console/node_modules/.installed
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+
+$(CONSOLE_E2E): tests/console/package-lock.json
+	npm ci --prefix tests/console --no-audit --no-fund
+	@touch $@
+
 ## Build and run the service on the default model: gRPC on 127.0.0.1:50051, metrics on
 ## 127.0.0.1:9464 (override with CALMLINE_LISTEN / CALMLINE_METRICS_LISTEN). Ctrl-C drains and stops.
 run: setup
 	$(CARGO) build --release
 	$(CALMLINE) serve
+
+## The service with the agent console: open http://127.0.0.1:50051/console in a browser.
+console: setup
+	$(CARGO) build --release
+	$(CALMLINE) serve --console
 
 ## A short demo of `calmline analyze`, readable and as JSON lines.
 demo: setup
@@ -34,9 +52,9 @@ demo: setup
 	  '{"id": "de-1", "text": "Ich warte seit zwei Wochen auf eine Antwort, das ist eine Frechheit."}' \
 	  | $(CALMLINE) analyze --jsonl
 
-## Run every test against the real model (and the Python interop client).
-test: setup $(INTEROP_VENV)/.installed
-	$(CARGO) test --locked
+## Run every test against the real model (and the Python interop client, and the console in Chromium).
+test: setup $(INTEROP_VENV)/.installed $(CHROMIUM) $(CONSOLE_E2E)
+	CALMLINE_CHROMIUM=$(CHROMIUM) $(CARGO) test --locked
 
 ## Retrain the frozen-encoder baseline head (models/baseline/) from ../shared/data (features cached in models/cache/).
 train: setup

@@ -152,6 +152,10 @@ pub struct ServeArgs {
     /// Serve plaintext on a non-loopback address (refused otherwise).
     #[arg(long, env = "CALMLINE_INSECURE")]
     pub insecure: bool,
+    /// Also serve the agent console at `/console/` on the gRPC port, and accept gRPC-web
+    /// (HTTP/1.1) calls from it.
+    #[arg(long, env = "CALMLINE_CONSOLE")]
+    pub console: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -3,11 +3,13 @@
 //!
 //! The core (`model`, `infer`, `policy`, `conversation`, `analyze`, `train`) knows nothing of
 //! tonic; `grpc` and the CLI in `main.rs` are thin adapters over it, so the same pipeline serves
-//! the RPCs, the batch commands and the evaluator.
+//! the RPCs, the batch commands and the evaluator. `console` is the browser page `serve --console`
+//! adds, a client of the same RPCs over gRPC-web.
 
 pub mod access;
 pub mod analyze;
 pub mod conduct;
+pub mod console;
 pub mod config;
 pub mod conversation;
 pub mod error;

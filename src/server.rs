@@ -10,8 +10,10 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tower_layer::Layer;
 
 use crate::access::{self, ApiKeys};
+use crate::console::{self, ConsoleAssets};
 use crate::config::ServeArgs;
 use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
 use crate::conduct::ConductModel;
@@ -77,20 +79,28 @@ pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Opti
         drain_health.set_not_serving::<TriageServer<Triage>>().await;
         drain_health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
     };
-    let mut builder = Server::builder();
+    // The console's browser speaks gRPC-web over HTTP/1.1; without it the server stays HTTP/2 only.
+    let mut builder = Server::builder().accept_http1(args.console).layer(console::EntryLayer { enabled: args.console });
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).context("configuring TLS")?;
     }
     let (secure, keyed) = (args.tls_cert.is_some(), api_keys.is_enabled());
     let triage = tonic::service::interceptor::InterceptedService::new(triage, move |request| api_keys.check(request));
+    let (triage, triage_web) = if args.console { (None, Some(tonic_web::GrpcWebLayer::new().layer(triage))) } else { (Some(triage), None) };
     let server = tokio::spawn(
         builder
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(triage)
+            .add_optional_service(triage)
+            .add_optional_service(triage_web)
+            .add_optional_service(args.console.then_some(ConsoleAssets))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal),
     );
-    tracing::info!(%address, tls = secure, mutual_tls = args.tls_client_ca.is_some(), api_keys = keyed, "listening (NOT_SERVING until the model is warm)");
+    tracing::info!(%address, tls = secure, mutual_tls = args.tls_client_ca.is_some(), api_keys = keyed, console = args.console, "listening (NOT_SERVING until the model is warm)");
+    if args.console {
+        let scheme = if secure { "https" } else { "http" };
+        tracing::info!("agent console at {scheme}://{address}{}", console::PATH);
+    }
 
     let model = args.model.clone();
     let config = pipeline_config(args);
