@@ -47,3 +47,66 @@ async fn without_the_flag_there_is_no_console_and_no_http1() {
     assert!(!answer.contains("<html"), "the page is served without --console: {answer}");
     server.stop().await.unwrap();
 }
+
+/// One gRPC-web call as the browser makes it (HTTP/1.1 POST, 5-byte framing); returns the
+/// response head and body.
+async fn grpc_web_call(addr: std::net::SocketAddr, method: &str, message: &[u8], api_key: Option<&str>) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message);
+    let key = api_key.map(|k| format!("x-api-key: {k}\r\n")).unwrap_or_default();
+    let head = format!(
+        "POST /calmline.v1.Triage/{method} HTTP/1.1\r\nHost: test\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n{key}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await.expect("an answer").unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP head") + 4;
+    let head = String::from_utf8_lossy(&answer[..split]).to_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") { dechunk(&answer[split..]) } else { answer[split..].to_vec() };
+    (head, body)
+}
+
+/// HTTP/1.1 chunked transfer coding: `<hex size>\r\n<bytes>\r\n` … `0\r\n\r\n`.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+        rest = &rest[line_end + 2 + size + 2..];
+    }
+}
+
+#[tokio::test]
+async fn grpc_web_calls_need_the_api_key_like_any_other() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("console {}\n", calmline::access::hash_key("console-secret"))).unwrap();
+    let server = common::start(&["--console", "--api-keys", keys.to_str().unwrap()]).await;
+    let request = calmline::grpc::pb::GetInfoRequest {}.encode_to_vec();
+
+    let (head, _) = grpc_web_call(server.addr, "GetInfo", &request, None).await;
+    assert!(head.contains("grpc-status: 16"), "no key must be UNAUTHENTICATED: {head}");
+    let (head, _) = grpc_web_call(server.addr, "GetInfo", &request, Some("wrong")).await;
+    assert!(head.contains("grpc-status: 16"), "a wrong key must be UNAUTHENTICATED: {head}");
+
+    let (head, body) = grpc_web_call(server.addr, "GetInfo", &request, Some("console-secret")).await;
+    assert!(head.starts_with("http/1.1 200") && head.contains("application/grpc-web"), "{head}");
+    let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    assert_eq!(body[0], 0, "the first frame is the message");
+    let info = calmline::grpc::pb::GetInfoResponse::decode(&body[5..5 + length]).unwrap();
+    assert!(!info.model_version.is_empty());
+    let trailers = String::from_utf8_lossy(&body[5 + length + 5..]);
+    assert_eq!(body[5 + length], 0x80, "then the trailers frame");
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    server.stop().await.unwrap();
+}
