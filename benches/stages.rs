@@ -1,5 +1,5 @@
 //! Per-stage benchmarks (criterion): tokenizing; the encoder by batch size and sequence
-//! length; head and policy; one text and a batch end to end. Speed work compares these.
+//! length; padded against packed batches; the dense GEMM (candle vs OpenBLAS); head and policy; one text and a batch end to end. Speed work compares these.
 //!
 //!     cargo bench --bench stages
 //!
@@ -37,6 +37,38 @@ fn stages(c: &mut Criterion) {
             let seqs: Vec<Vec<u32>> = (0..batch).map(|_| ids[..len].to_vec()).collect();
             g.throughput(Throughput::Elements(batch as u64));
             g.bench_with_input(BenchmarkId::new(format!("len {len}"), format!("batch {batch}")), &seqs, |b, seqs| b.iter(|| extractor.encoder.forward(seqs).unwrap()));
+        }
+    }
+    g.finish();
+
+    // Padded against packed (issue 7): 32 sequences of mixed lengths (median 19 tokens, longest
+    // 96, like live customer turns), and 32 of one length, where packing can only cost.
+    const MIXED: [usize; 32] = [6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 18, 19, 20, 21, 22, 24, 26, 28, 30, 33, 36, 40, 45, 50, 56, 64, 72, 80, 90, 96];
+    let long = extractor.tokenizer.encode(&TURNS[0].repeat(40)).unwrap();
+    let mixed: Vec<Vec<u32>> = MIXED.iter().map(|&n| long[..n].to_vec()).collect();
+    let uniform: Vec<Vec<u32>> = (0..32).map(|_| long[..24].to_vec()).collect();
+    let mut g = c.benchmark_group("padding");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(32));
+    for (name, seqs) in [("mixed 6-96", &mixed), ("uniform 24", &uniform)] {
+        g.bench_with_input(BenchmarkId::new("padded", name), seqs, |b, seqs| b.iter(|| extractor.encoder.forward_padded(seqs).unwrap()));
+        g.bench_with_input(BenchmarkId::new("packed", name), seqs, |b, seqs| b.iter(|| extractor.encoder.forward(seqs).unwrap()));
+    }
+    g.finish();
+
+    // The dense layers' product on this model's exact shapes, for one short text (24 rows) and a
+    // batch (768 rows): candle's GEMM against the build's (`--features openblas`: OpenBLAS).
+    let layer = &extractor.encoder.layers()[0];
+    let mut g = c.benchmark_group(format!("gemm {}", calmline::model::gemm::BACKEND));
+    for rows in [24usize, 768] {
+        for (name, linear, inner) in [("384x384", &layer.query, 384usize), ("384x1536", &layer.ffn_in, 384), ("1536x384", &layer.ffn_out, 1536)] {
+            let x = candle_core::Tensor::randn(0f32, 1.0, (rows, inner), &candle_core::Device::Cpu).unwrap();
+            let flops = 2 * rows * inner * linear.weight().dims()[0];
+            g.throughput(Throughput::Elements(flops as u64));
+            g.bench_with_input(BenchmarkId::new(format!("candle {name}"), rows), &x, |b, x| b.iter(|| calmline::model::gemm::dense_candle(x, linear).unwrap()));
+            if calmline::model::gemm::BACKEND != "candle" {
+                g.bench_with_input(BenchmarkId::new(format!("{} {name}", calmline::model::gemm::BACKEND), rows), &x, |b, x| b.iter(|| calmline::model::gemm::dense(x, linear).unwrap()));
+            }
         }
     }
     g.finish();

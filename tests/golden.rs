@@ -43,3 +43,33 @@ fn embeddings_match_the_float64_reference_in_en_hu_he_de() {
         }
     }
 }
+
+/// Inference packs the batch (no padding in the dense layers); the padded layout of the
+/// fine-tuning code must give the same pooled outputs, for a batch of very different lengths.
+#[test]
+fn the_packed_forward_pass_matches_the_padded_one() {
+    let extractor = FeatureExtractor::load(Path::new("models/base")).expect("run `make setup` first");
+    let texts = [
+        "Thanks!",
+        "This is the third time I'm calling, and the router STILL doesn't work. I have been waiting for two weeks.",
+        "Maga egy hülye idióta.",
+        "אני מחכה כבר שעה על הקו ואף אחד לא עונה, זה פשוט לא ייאמן",
+        "Ok",
+    ];
+    let sequences: Vec<Vec<u32>> = texts.iter().map(|t| extractor.tokenizer.encode(t).unwrap()).collect();
+    let packed = extractor.encoder.forward(&sequences).unwrap();
+    let padded = extractor.encoder.forward_padded(&sequences).unwrap();
+    let mut worst = 0f32;
+    for (a, b) in packed.iter().zip(&padded) {
+        for (x, y) in [(&a.last, &b.last), (&a.upper, &b.upper), (&a.stable, &b.stable)] {
+            for (u, v) in x.iter().zip(y.iter()) {
+                worst = worst.max((u - v).abs());
+            }
+        }
+    }
+    assert!(worst < 1e-4, "packed and padded differ by up to {worst}");
+    // And one at a time (no padding at all) agrees with the batch.
+    let alone = extractor.encoder.forward(&sequences[1..2]).unwrap();
+    let gap = alone[0].last.iter().zip(&packed[1].last).map(|(u, v)| (u - v).abs()).fold(0f32, f32::max);
+    assert!(gap < 1e-4, "a text alone and in a batch differ by up to {gap}");
+}

@@ -3,6 +3,7 @@
 
 pub mod blob;
 pub mod encoder;
+pub mod gemm;
 pub mod head;
 pub mod tokenizer;
 
