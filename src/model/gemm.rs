@@ -42,6 +42,24 @@ mod openblas {
     unsafe extern "C" {
         #[allow(clippy::too_many_arguments)]
         fn cblas_sgemm(order: i32, trans_a: i32, trans_b: i32, m: i32, n: i32, k: i32, alpha: f32, a: *const f32, lda: i32, b: *const f32, ldb: i32, beta: f32, c: *mut f32, ldc: i32);
+        fn openblas_set_num_threads(threads: i32);
+        fn openblas_get_num_procs() -> i32;
+    }
+
+    /// Products smaller than this many multiply-adds run on one thread: waking OpenBLAS's
+    /// second thread costs more than it saves on one short text (measured: BENCHMARKS.md).
+    const PARALLEL_FROM_MACS: usize = 64 * 384 * 384;
+
+    /// The thread count last set, so OpenBLAS is told only when it changes.
+    static THREADS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+    fn use_threads(macs: usize) {
+        // SAFETY: plain getter and setter of OpenBLAS's global thread count. Callers on other
+        // threads (tests, training) can only race on that count, never on memory.
+        let wanted = if macs < PARALLEL_FROM_MACS { 1 } else { unsafe { openblas_get_num_procs() }.max(1) };
+        if THREADS.swap(wanted, std::sync::atomic::Ordering::Relaxed) != wanted {
+            unsafe { openblas_set_num_threads(wanted) };
+        }
     }
 
     /// The f32 values of a contiguous CPU tensor, with a closure so the storage lock is held
@@ -73,6 +91,7 @@ mod openblas {
             }
             None => 0.0,
         };
+        use_threads(rows * inner * out);
         with_values(&x, |a| {
             with_values(layer.weight(), |w| {
                 // SAFETY: a is rows×inner, w is out×inner, c is rows×out, all row-major and
