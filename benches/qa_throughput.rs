@@ -11,6 +11,7 @@
 //! 3. QA over gRPC: one `ScoreTranscripts` stream with every conversation.
 //!
 //!     cargo bench --bench qa_throughput            # QA_BENCH_TURNS=2000 for a quick look
+//!                                                  # QA_BENCH_SAVE=FILE keeps the transcripts
 //!
 //! Results and the machine they came from are in BENCHMARKS.md.
 
@@ -82,6 +83,10 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("convabuse.jsonl");
     write_jsonl(&conversations, &input);
+    if let Ok(keep) = std::env::var("QA_BENCH_SAVE") {
+        // The assembled transcripts, for batch-size studies with `calmline score` by hand.
+        std::fs::copy(&input, &keep).unwrap();
+    }
 
     // 1. The batch path, as a user runs it.
     let out = Command::new(env!("CARGO_BIN_EXE_calmline"))

@@ -1,5 +1,16 @@
 //! Tokenisation for the e5 encoder: the `"query: "` prefix, special tokens, and windowing of
 //! texts longer than the model's 512 positions (never silently cut).
+//!
+//! The normaliser (sentencepiece's precompiled character map) and the pre-tokeniser (Metaspace)
+//! are the `tokenizers` crate's, read from tokenizer.json; the Unigram model is ours. The
+//! crate's Unigram keeps a character trie of the 250,002 pieces that costs about 280 MB of
+//! memory — two thirds of the server's — where a hash of the pieces costs about 20 MB. The
+//! search is the same Viterbi as the crate's (`encode_optimized`: pieces tried shortest first,
+//! strictly better scores win, an unknown character scores the lowest piece minus 10, unknown
+//! runs fused into one `<unk>`), and `tests/tokenizer.rs` checks the ids against the crate's on
+//! thousands of texts in many scripts. One deliberate difference: special-token strings typed
+//! in a customer's text ("<s>", "<mask>") are read as text, never as control tokens (the crate
+//! turns them into the control tokens themselves).
 
 use std::path::Path;
 
@@ -15,7 +26,9 @@ pub enum TokenizeError {
 pub const PREFIX: &str = "query: ";
 
 pub struct TextTokenizer {
-    inner: tokenizers::Tokenizer,
+    normalizer: tokenizers::normalizers::NormalizerWrapper,
+    pre_tokenizer: tokenizers::pre_tokenizers::PreTokenizerWrapper,
+    pieces: UnigramPieces,
     /// Tokens of the prefix, without specials.
     prefix: Vec<u32>,
     bos: u32,
@@ -23,41 +36,155 @@ pub struct TextTokenizer {
     max_len: usize,
 }
 
+/// The Unigram model's pieces: id and log-probability by UTF-8 bytes.
+struct UnigramPieces {
+    ids: std::collections::HashMap<Box<[u8]>, u32>,
+    scores: Vec<f64>,
+    /// The longest piece, in bytes: no match is looked for beyond it.
+    longest: usize,
+    unk_id: u32,
+    /// The score of an unknown character: the lowest piece's, minus 10 (as sentencepiece).
+    unk_score: f64,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenizerJson {
+    added_tokens: Vec<AddedToken>,
+    normalizer: tokenizers::normalizers::NormalizerWrapper,
+    pre_tokenizer: tokenizers::pre_tokenizers::PreTokenizerWrapper,
+    model: UnigramJson,
+}
+
+#[derive(serde::Deserialize)]
+struct AddedToken {
+    id: u32,
+    content: String,
+    special: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct UnigramJson {
+    r#type: String,
+    unk_id: Option<u32>,
+    vocab: Vec<(String, f64)>,
+}
+
+impl UnigramPieces {
+    /// `control`: the special tokens' ids, left out of the search so a text can never produce them.
+    fn new(model: UnigramJson, control: &[u32]) -> Result<Self, String> {
+        if model.r#type != "Unigram" {
+            return Err(format!("a {} model; calmline reads Unigram (sentencepiece) tokenizers", model.r#type));
+        }
+        let unk_id = model.unk_id.ok_or("the Unigram model has no unk_id")?;
+        if unk_id as usize >= model.vocab.len() {
+            return Err(format!("unk_id {unk_id} is outside the vocabulary of {}", model.vocab.len()));
+        }
+        let min_score = model.vocab.iter().map(|(_, score)| *score).fold(f64::INFINITY, f64::min);
+        let mut ids = std::collections::HashMap::with_capacity(model.vocab.len());
+        let mut scores = Vec::with_capacity(model.vocab.len());
+        let mut longest = 0;
+        for (id, (piece, score)) in model.vocab.into_iter().enumerate() {
+            scores.push(score);
+            if control.contains(&(id as u32)) {
+                continue;
+            }
+            longest = longest.max(piece.len());
+            // A piece listed twice keeps its first id, as the crate's map does.
+            ids.entry(piece.into_bytes().into_boxed_slice()).or_insert(id as u32);
+        }
+        Ok(UnigramPieces { ids, scores, longest, unk_id, unk_score: min_score - 10.0 })
+    }
+
+    /// The best segmentation of one pre-tokenised word, as ids, appended to `out`.
+    fn encode_word(&self, word: &str, out: &mut Vec<u32>) {
+        #[derive(Clone, Copy)]
+        struct Best {
+            score: f64,
+            /// Where the best piece ending here starts, and its id.
+            from: usize,
+            id: u32,
+            reached: bool,
+        }
+        let bytes = word.as_bytes();
+        let mut best = vec![Best { score: 0.0, from: 0, id: 0, reached: false }; bytes.len() + 1];
+        best[0].reached = true;
+        let offer = |best: &mut Vec<Best>, from: usize, to: usize, id: u32, score: f64| {
+            let candidate = best[from].score + score;
+            if !best[to].reached || candidate > best[to].score {
+                best[to] = Best { score: candidate, from, id, reached: true };
+            }
+        };
+        for (start, c) in word.char_indices() {
+            let char_len = c.len_utf8();
+            let mut single = false;
+            for end in start + 1..=bytes.len().min(start + self.longest) {
+                if let Some(&id) = self.ids.get(&bytes[start..end]) {
+                    offer(&mut best, start, end, id, self.scores[id as usize]);
+                    single |= end - start == char_len;
+                }
+            }
+            if !single {
+                offer(&mut best, start, start + char_len, self.unk_id, self.unk_score);
+            }
+        }
+        // Walk back from the end; consecutive unknown characters become one <unk>.
+        let first = out.len();
+        let mut end = bytes.len();
+        while end > 0 {
+            let node = best[end];
+            if !(node.id == self.unk_id && out.len() > first && out[out.len() - 1] == self.unk_id) {
+                out.push(node.id);
+            }
+            end = node.from;
+        }
+        out[first..].reverse();
+    }
+}
+
 impl TextTokenizer {
     pub fn load(path: &Path, max_len: usize) -> Result<Self, TokenizeError> {
         let load_err = |reason: String| TokenizeError::Load { path: path.display().to_string(), reason };
-        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| load_err(e.to_string()))?;
-        // tokenizer.json may carry truncation or padding settings; windowing and batching are
-        // ours, so neither may cut or pad behind our back.
-        inner.with_truncation(None).map_err(|e| load_err(e.to_string()))?;
-        inner.with_padding(None);
-        let bos = inner.token_to_id("<s>").ok_or_else(|| load_err("no <s> token".into()))?;
-        let eos = inner.token_to_id("</s>").ok_or_else(|| load_err("no </s> token".into()))?;
-        let mut tokenizer = TextTokenizer { inner, prefix: Vec::new(), bos, eos, max_len };
+        let text = std::fs::read_to_string(path).map_err(|e| load_err(e.to_string()))?;
+        let json: TokenizerJson = serde_json::from_str(&text).map_err(|e| load_err(e.to_string()))?;
+        drop(text);
+        let control: Vec<u32> = json.added_tokens.iter().filter(|t| t.special).map(|t| t.id).collect();
+        let special = |name: &str| {
+            json.added_tokens.iter().find(|t| t.special && t.content == name).map(|t| t.id).ok_or_else(|| load_err(format!("no {name} token")))
+        };
+        let (bos, eos) = (special("<s>")?, special("</s>")?);
+        let pieces = UnigramPieces::new(json.model, &control).map_err(load_err)?;
+        let mut tokenizer = TextTokenizer { normalizer: json.normalizer, pre_tokenizer: json.pre_tokenizer, pieces, prefix: Vec::new(), bos, eos, max_len };
         // Encode "query:" without its space: alone, the trailing space would become a lone "▁"
         // piece that never occurs before real text.
-        let prefix = tokenizer
-            .inner
-            .encode(PREFIX.trim_end(), false)
-            .map_err(|e| load_err(e.to_string()))?;
-        tokenizer.prefix = prefix.get_ids().to_vec();
+        tokenizer.prefix = tokenizer.pieces_of(PREFIX.trim_end()).map_err(|e| load_err(e.to_string()))?;
         if tokenizer.prefix.len() + 3 > max_len {
             return Err(load_err(format!("max length {max_len} leaves no room for text")));
         }
         Ok(tokenizer)
     }
 
+    /// Normalises, pre-tokenises and segments `text`: its piece ids, without specials.
+    fn pieces_of(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
+        use tokenizers::{Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+        let mut normalized = tokenizers::NormalizedString::from(text);
+        self.normalizer.normalize(&mut normalized).map_err(|e| TokenizeError::Encode(e.to_string()))?;
+        let mut words = PreTokenizedString::from(normalized);
+        self.pre_tokenizer.pre_tokenize(&mut words).map_err(|e| TokenizeError::Encode(e.to_string()))?;
+        let mut ids = Vec::with_capacity(text.len() / 3 + 2);
+        for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::None) {
+            self.pieces.encode_word(word, &mut ids);
+        }
+        Ok(ids)
+    }
+
     /// `<s> query: text </s>` as token ids, however long.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
-        let encoding = self
-            .inner
-            .encode(format!("{PREFIX}{text}"), true)
-            .map_err(|e| TokenizeError::Encode(e.to_string()))?;
-        let ids = encoding.get_ids();
-        if ids.len() < 2 || ids[0] != self.bos || ids[ids.len() - 1] != self.eos {
-            return Err(TokenizeError::Encode("unexpected special-token layout".into()));
-        }
-        Ok(ids.to_vec())
+        let pieces = self.pieces_of(&format!("{PREFIX}{text}"))?;
+        let mut ids = Vec::with_capacity(pieces.len() + 2);
+        ids.push(self.bos);
+        ids.extend_from_slice(&pieces);
+        ids.push(self.eos);
+        Ok(ids)
     }
 
     /// Token windows for one text: a single sequence when it fits, else overlapping windows of
