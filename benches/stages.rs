@@ -26,6 +26,11 @@ fn stages(c: &mut Criterion) {
     let mut g = c.benchmark_group("tokenize");
     g.throughput(Throughput::Elements(1));
     g.bench_function("one turn", |b| b.iter(|| extractor.tokenizer.windows(TURNS[0]).unwrap()));
+    // The `tokenizers` crate's whole pipeline on the same file, which calmline's Unigram replaced
+    // (for memory: src/model/tokenizer.rs).
+    let crate_tokenizer = tokenizers::Tokenizer::from_file("models/base/tokenizer.json").unwrap();
+    let prefixed = format!("{}{}", calmline::model::tokenizer::PREFIX, TURNS[0]);
+    g.bench_function("one turn, tokenizers crate", |b| b.iter(|| crate_tokenizer.encode(prefixed.as_str(), true).unwrap()));
     g.finish();
 
     // The encoder on token ids of a given length (a repeated real turn, so embeddings are real).
