@@ -11,7 +11,8 @@
 //! 3. QA over gRPC: one `ScoreTranscripts` stream with every conversation.
 //!
 //!     cargo bench --bench qa_throughput            # QA_BENCH_TURNS=2000 for a quick look
-//!                                                  # QA_BENCH_SAVE=FILE keeps the transcripts
+//!
+//! `QA_BENCH_SAVE=FILE` keeps the assembled transcripts (for batch-size studies by hand).
 //!
 //! Results and the machine they came from are in BENCHMARKS.md.
 

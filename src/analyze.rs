@@ -60,11 +60,10 @@ pub fn validate(input: &TextInput) -> Result<(), Error> {
     if input.text.len() > MAX_TEXT_BYTES {
         return Err(Error::Validation(format!("text is {} bytes; the limit is {MAX_TEXT_BYTES}", input.text.len())));
     }
-    if let Some(lang) = input.lang {
-        if lang.is_empty() || lang.len() > 16 || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    if let Some(lang) = input.lang
+        && (lang.is_empty() || lang.len() > 16 || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')) {
             return Err(Error::Validation("lang must be a language code such as \"hu\" or \"pt-BR\"".into()));
         }
-    }
     Ok(())
 }
 

@@ -8,19 +8,15 @@ use crate::qa::transcripts::{CsvReader, JsonlReader};
 
 /// Transcript JSON lines: every record read, good or bad.
 pub fn transcripts_jsonl(data: &[u8]) {
-    for record in JsonlReader::new(data) {
-        if let Ok((_, transcript)) = record {
-            let _ = transcript.validate();
-        }
+    for (_, transcript) in JsonlReader::new(data).flatten() {
+        let _ = transcript.validate();
     }
 }
 
 /// Transcript CSV: every record read, good or bad.
 pub fn transcripts_csv(data: &[u8]) {
-    for record in CsvReader::new(data) {
-        if let Ok((_, transcript)) = record {
-            let _ = transcript.validate();
-        }
+    for (_, transcript) in CsvReader::new(data).flatten() {
+        let _ = transcript.validate();
     }
 }
 

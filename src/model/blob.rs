@@ -262,7 +262,7 @@ fn parse(bytes: &[u8]) -> Result<(Header, BTreeMap<String, TensorEntry>), BlobEr
         layer_norm_eps: c.f32("layer norm eps")? as f64,
         block_size: c.dim("block size", 1024)?,
     };
-    if header.hidden % header.heads != 0 {
+    if !header.hidden.is_multiple_of(header.heads) {
         return Err(BlobError::BadHeader(format!(
             "hidden size {} is not a multiple of the head count {}",
             header.hidden, header.heads
@@ -301,7 +301,7 @@ fn parse(bytes: &[u8]) -> Result<(Header, BTreeMap<String, TensorEntry>), BlobEr
         let bad = |reason: String| BlobError::BadTensor { name: name.clone(), reason };
         let encoding = if len == elements as u64 * 4 {
             Encoding::F32
-        } else if elements % Q4_BLOCK == 0 && len == (elements / Q4_BLOCK * Q4_BLOCK_BYTES) as u64 {
+        } else if elements.is_multiple_of(Q4_BLOCK) && len == (elements / Q4_BLOCK * Q4_BLOCK_BYTES) as u64 {
             Encoding::Q4_0
         } else {
             return Err(bad(format!("{len} bytes fit neither f32 nor Q4_0 for {elements} elements (dtype {dtype})")));

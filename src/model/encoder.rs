@@ -126,7 +126,7 @@ impl Encoder {
         };
 
         let word = blob.entry("emb.word")?;
-        if word.encoding != Encoding::Q4_0 || word.elements != h.vocab * h.hidden || h.hidden % Q4_BLOCK != 0 {
+        if word.encoding != Encoding::Q4_0 || word.elements != h.vocab * h.hidden || !h.hidden.is_multiple_of(Q4_BLOCK) {
             return Err(EncoderError::Shape(format!(
                 "emb.word must be Q4_0 blocks of [{}, {}], found {:?} with {} elements",
                 h.vocab, h.hidden, word.encoding, word.elements

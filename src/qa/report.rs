@@ -90,7 +90,7 @@ impl Report {
 
     fn keep_most_serious(&mut self) {
         // Stable: among equals, the earlier conversation stays first.
-        self.serious.sort_by(|a, b| b.0.cmp(&a.0));
+        self.serious.sort_by_key(|s| std::cmp::Reverse(s.0));
         self.serious.truncate(SHOWN_CONVERSATIONS);
     }
 
@@ -110,9 +110,9 @@ impl Report {
         if interrupted {
             h.push_str("<p class=\"warn\">This run was interrupted: the report covers the conversations scored so far. Run <code>calmline score … --resume</code> to finish it.</p>\n");
         }
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<div class=\"cards\">{}{}{}{}{}</div>\n",
+            "<div class=\"cards\">{}{}{}{}{}</div>",
             card("conversations", self.conversations),
             card("customer turns", self.customer_turns),
             card("agent turns", self.agent_turns),
@@ -158,15 +158,15 @@ impl Report {
         }
         h.push_str("</table>\n");
         if agents.len() > 200 {
-            let _ = write!(h, "<p>{} more agents in summary.csv.</p>\n", agents.len() - 200);
+            let _ = writeln!(h, "<p>{} more agents in summary.csv.</p>", agents.len() - 200);
         }
 
         if self.errors > 0 {
             let _ = write!(h, "<h2>Records that could not be scored ({})</h2>\n<table><tr><th>file</th><th>line</th><th>id</th><th>error</th></tr>\n", self.errors);
             for e in &self.error_rows {
-                let _ = write!(
+                let _ = writeln!(
                     h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(e["file"].as_str().unwrap_or("")),
                     e["line"],
                     esc(e["id"].as_str().unwrap_or("")),
@@ -221,9 +221,9 @@ fn conversation(h: &mut String, n: usize, c: &Value) {
     let agent = c["agent_id"].as_str().unwrap_or("");
     let s = &c["summary"];
     let conduct: Vec<String> = s["agent_conduct"].as_object().into_iter().flatten().map(|(k, v)| format!("{} ×{v}", k.replace('_', " "))).collect();
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<details class=\"conv\" data-key=\"{} {}\"><summary><b>{}</b> · agent {} · <span class=\"act a{}\">{}</span> · max severity {} · {} incident(s){}</summary>\n",
+        "<details class=\"conv\" data-key=\"{} {}\"><summary><b>{}</b> · agent {} · <span class=\"act a{}\">{}</span> · max severity {} · {} incident(s){}</summary>",
         esc(&id),
         esc(agent),
         esc(&id),
@@ -241,7 +241,7 @@ fn conversation(h: &mut String, n: usize, c: &Value) {
         .map(|i| format!("<a href=\"#c{n}-t{}\">turn {}: {}</a>", i["turn_index"], i["turn_index"], esc(i["action"].as_str().unwrap_or(""))))
         .collect();
     if !incidents.is_empty() {
-        let _ = write!(h, "<p>Incidents: {}</p>\n", incidents.join(" · "));
+        let _ = writeln!(h, "<p>Incidents: {}</p>", incidents.join(" · "));
     }
     h.push_str("<table class=\"turns\"><tr><th>#</th><th>speaker</th><th>text</th><th>flags</th><th>severity</th><th>guidance / conduct</th></tr>\n");
     for t in c["turns"].as_array().into_iter().flatten() {
@@ -252,9 +252,9 @@ fn conversation(h: &mut String, n: usize, c: &Value) {
             let kinds: Vec<&str> = t["conduct"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             if kinds.is_empty() { String::new() } else { format!("<span class=\"flag\">{}</span>", esc(&kinds.join(", "))) }
         };
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr id=\"c{n}-t{}\" class=\"{}\"><td>{}</td><td>{}</td><td dir=\"auto\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr id=\"c{n}-t{}\" class=\"{}\"><td>{}</td><td>{}</td><td dir=\"auto\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             t["turn_index"],
             esc(t["speaker"].as_str().unwrap_or("")),
             t["turn_index"],

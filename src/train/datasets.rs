@@ -288,7 +288,7 @@ fn germeval(dir: &Path) -> Result<Vec<Example>> {
                 _ => continue,
             };
             // The official release has no dev split: a tenth of train, by text hash, serves.
-            let split = if official_test { Split::Test } else if stable_hash(&text) % 10 == 0 { Split::Dev } else { Split::Train };
+            let split = if official_test { Split::Test } else if stable_hash(&text).is_multiple_of(10) { Split::Dev } else { Split::Train };
             out.push(Example { source: "germeval2018_de", lang: "de", split, text, targets: t });
         }
     }
@@ -320,7 +320,7 @@ fn tydip(dir: &Path) -> Result<Vec<Example>> {
         for row in csv_rows(&dir.join("binary").join(file), b',', true)? {
             let Ok(score) = row.get(1).unwrap_or("").parse::<f32>() else { continue };
             let text = row[0].to_string();
-            let split = if official_test { Split::Test } else if stable_hash(&text) % 10 == 0 { Split::Dev } else { Split::Train };
+            let split = if official_test { Split::Test } else if stable_hash(&text).is_multiple_of(10) { Split::Dev } else { Split::Train };
             out.push(Example { source: "tydip_en", lang: "en", split, text, targets: targets(&[(Label::Rudeness, score < 0.0)]) });
         }
     }
@@ -373,7 +373,7 @@ fn hebemo(dir: &Path) -> Result<Vec<Example>> {
             if pairs.is_empty() {
                 continue;
             }
-            let split = if test { Split::Test } else if stable_hash(&text) % 10 == 0 { Split::Dev } else { Split::Train };
+            let split = if test { Split::Test } else if stable_hash(&text).is_multiple_of(10) { Split::Dev } else { Split::Train };
             out.push(Example { source: "hebemo_he", lang: "he", split, text, targets: targets(&pairs) });
         }
     }
@@ -522,7 +522,7 @@ fn offenseval_tr(dir: &Path) -> Result<Vec<Example>> {
     let mut out = Vec::new();
     for row in csv_rows(&dir.join("offenseval-tr-training-v1.tsv"), b'\t', false)? {
         let (Some(text), Some(t)) = (row.get(1), row.get(2).and_then(olid)) else { continue };
-        out.push(Example { source: "tr_offenseval2020_coltekin", lang: "tr", split: if stable_hash(text) % 10 == 0 { Split::Dev } else { Split::Train }, text: text.to_string(), targets: t });
+        out.push(Example { source: "tr_offenseval2020_coltekin", lang: "tr", split: if stable_hash(text).is_multiple_of(10) { Split::Dev } else { Split::Train }, text: text.to_string(), targets: t });
     }
     let gold: std::collections::HashMap<String, String> = csv_rows(&dir.join("offenseval-tr-labela-v1.tsv"), b',', false)?
         .into_iter()
@@ -544,7 +544,7 @@ fn dkhate(dir: &Path) -> Result<Vec<Example>> {
     ] {
         for row in csv_rows(&dir.join(file), b'\t', true)? {
             let (Some(text), Some(t)) = (row.get(1), row.get(2).and_then(olid)) else { continue };
-            let split = if official_test { Split::Test } else if stable_hash(text) % 10 == 0 { Split::Dev } else { Split::Train };
+            let split = if official_test { Split::Test } else if stable_hash(text).is_multiple_of(10) { Split::Dev } else { Split::Train };
             out.push(Example { source: "da_dkhate", lang: "da", split, text: text.to_string(), targets: t });
         }
     }
@@ -564,7 +564,7 @@ fn kocohub(dir: &Path) -> Result<Vec<Example>> {
                 _ => continue,
             };
             let text = row[0].to_string();
-            let split = if official_test { Split::Test } else if stable_hash(&text) % 10 == 0 { Split::Dev } else { Split::Train };
+            let split = if official_test { Split::Test } else if stable_hash(&text).is_multiple_of(10) { Split::Dev } else { Split::Train };
             out.push(Example { source: "ko_kocohub_hate", lang: "ko", split, text, targets: t });
         }
     }
