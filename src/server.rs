@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tower_layer::Layer;
 
 use crate::access::{self, ApiKeys};
@@ -87,6 +87,10 @@ pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Opti
     let (secure, keyed) = (args.tls_cert.is_some(), api_keys.is_enabled());
     let triage = tonic::service::interceptor::InterceptedService::new(triage, move |request| api_keys.check(request));
     let (triage, triage_web) = if args.console { (None, Some(tonic_web::GrpcWebLayer::new().layer(triage))) } else { (Some(triage), None) };
+    // TCP_NODELAY on every accepted connection: with Nagle's algorithm a small reply waits for
+    // the client's delayed ACK, ~40 ms on Linux loopback — more than the whole inference of a turn.
+    // (tonic's `Server::tcp_nodelay` applies only when tonic binds the socket itself.)
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tokio::spawn(
         builder
             .add_service(health_service)
@@ -94,7 +98,7 @@ pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Opti
             .add_optional_service(triage)
             .add_optional_service(triage_web)
             .add_optional_service(args.console.then_some(ConsoleAssets))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal),
+            .serve_with_incoming_shutdown(incoming, shutdown_signal),
     );
     tracing::info!(%address, tls = secure, mutual_tls = args.tls_client_ca.is_some(), api_keys = keyed, console = args.console, "listening (NOT_SERVING until the model is warm)");
     if args.console {
