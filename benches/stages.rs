@@ -62,18 +62,19 @@ fn stages(c: &mut Criterion) {
     g.finish();
 
     // The dense layers' product on this model's exact shapes, for one short text (24 rows) and a
-    // batch (768 rows): candle's GEMM against the build's (`--features openblas`: OpenBLAS).
+    // batch (768 rows): calmline's GEMM against candle's, and OpenBLAS's with `--features openblas`.
     let layer = &extractor.encoder.layers()[0];
-    let mut g = c.benchmark_group(format!("gemm {}", calmline::model::gemm::BACKEND));
+    let mut g = c.benchmark_group("gemm");
     for rows in [24usize, 768] {
-        for (name, linear, inner) in [("384x384", &layer.query, 384usize), ("384x1536", &layer.ffn_in, 384), ("1536x384", &layer.ffn_out, 1536)] {
+        for (name, dense, inner) in [("384x384", &layer.query, 384usize), ("384x1536", &layer.ffn_in, 384), ("1536x384", &layer.ffn_out, 1536)] {
+            let linear = dense.linear().unwrap();
             let x = candle_core::Tensor::randn(0f32, 1.0, (rows, inner), &candle_core::Device::Cpu).unwrap();
-            let flops = 2 * rows * inner * linear.weight().dims()[0];
+            let flops = 2 * rows * inner * dense.packed().outer();
             g.throughput(Throughput::Elements(flops as u64));
+            g.bench_with_input(BenchmarkId::new(format!("calmline {name}"), rows), &x, |b, x| b.iter(|| dense.forward(x).unwrap()));
             g.bench_with_input(BenchmarkId::new(format!("candle {name}"), rows), &x, |b, x| b.iter(|| calmline::model::gemm::dense_candle(x, linear).unwrap()));
-            if calmline::model::gemm::BACKEND != "candle" {
-                g.bench_with_input(BenchmarkId::new(format!("{} {name}", calmline::model::gemm::BACKEND), rows), &x, |b, x| b.iter(|| calmline::model::gemm::dense(x, linear).unwrap()));
-            }
+            #[cfg(feature = "openblas")]
+            g.bench_with_input(BenchmarkId::new(format!("openblas {name}"), rows), &x, |b, x| b.iter(|| calmline::model::gemm::dense_openblas(x, linear).unwrap()));
         }
     }
     g.finish();

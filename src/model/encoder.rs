@@ -9,7 +9,7 @@ use std::sync::Arc;
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear};
 
-use super::gemm::dense;
+use super::gemm::Dense;
 use super::blob::{Blob, BlobError, Encoding, Q4_BLOCK, Q4_BLOCK_BYTES, dequantize_q4_0};
 
 /// Layers whose mean-pooled outputs, averaged, form the "upper" half of the classifier features.
@@ -37,19 +37,19 @@ pub enum EncoderError {
 /// One transformer layer's weights (public for the fine-tuning code, which runs the same
 /// computation with differentiable operations and adapters).
 pub struct Layer {
-    pub query: Linear,
-    pub key: Linear,
-    pub value: Linear,
-    pub attention_out: Linear,
+    pub query: Dense,
+    pub key: Dense,
+    pub value: Dense,
+    pub attention_out: Dense,
     pub attention_norm: LayerNorm,
-    pub ffn_in: Linear,
-    pub ffn_out: Linear,
+    pub ffn_in: Dense,
+    pub ffn_out: Dense,
     pub output_norm: LayerNorm,
 }
 
 impl Layer {
     /// The projection named as in the blob (`q`, `k`, `v`, `ao`, `fi`, `fo`).
-    pub fn projection(&self, name: &str) -> Option<&Linear> {
+    pub fn projection(&self, name: &str) -> Option<&Dense> {
         Some(match name {
             "q" => &self.query,
             "k" => &self.key,
@@ -61,7 +61,7 @@ impl Layer {
         })
     }
 
-    fn projection_mut(&mut self, name: &str) -> Option<&mut Linear> {
+    fn projection_mut(&mut self, name: &str) -> Option<&mut Dense> {
         Some(match name {
             "q" => &mut self.query,
             "k" => &mut self.key,
@@ -118,8 +118,8 @@ impl Encoder {
             let values = blob.f32_values(name, shape.iter().product())?;
             Ok(Tensor::from_vec(values, shape, &device)?)
         };
-        let linear = |prefix: &str, out_dim: usize, in_dim: usize| -> Result<Linear, EncoderError> {
-            Ok(Linear::new(tensor(&format!("{prefix}.w"), &[out_dim, in_dim])?, Some(tensor(&format!("{prefix}.b"), &[out_dim])?)))
+        let linear = |prefix: &str, out_dim: usize, in_dim: usize| -> Result<Dense, EncoderError> {
+            Ok(Dense::new(&Linear::new(tensor(&format!("{prefix}.w"), &[out_dim, in_dim])?, Some(tensor(&format!("{prefix}.b"), &[out_dim])?)))?)
         };
         let norm = |prefix: &str| -> Result<LayerNorm, EncoderError> {
             Ok(LayerNorm::new(tensor(&format!("{prefix}.w"), &[h.hidden])?, tensor(&format!("{prefix}.b"), &[h.hidden])?, h.layer_norm_eps))
@@ -204,17 +204,16 @@ impl Encoder {
     /// Adds a low-rank update to one projection's weight: W += delta (an adapter merged in, so
     /// inference with adapters costs nothing extra).
     pub fn add_to_weight(&mut self, layer: usize, projection: &str, delta: &Tensor) -> Result<(), EncoderError> {
-        let linear = self
+        let dense = self
             .layers
             .get_mut(layer)
             .and_then(|l| l.projection_mut(projection))
             .ok_or_else(|| EncoderError::Shape(format!("no projection l{layer}.{projection}")))?;
-        if delta.dims() != linear.weight().dims() {
-            return Err(EncoderError::Shape(format!("l{layer}.{projection}: update {:?} vs weight {:?}", delta.dims(), linear.weight().dims())));
+        let weight_dims = [dense.packed().outer(), dense.packed().inner()];
+        if delta.dims() != weight_dims {
+            return Err(EncoderError::Shape(format!("l{layer}.{projection}: update {:?} vs weight {:?}", delta.dims(), weight_dims)));
         }
-        let merged = (linear.weight() + delta)?;
-        *linear = Linear::new(merged, linear.bias().cloned());
-        Ok(())
+        Ok(dense.add_to_weight(delta)?)
     }
 
     /// Pads a batch of token sequences and applies the embedding layer (the fine-tuning code's
@@ -267,7 +266,7 @@ impl Encoder {
                 .contiguous()?
                 .reshape((batch * seq_len, hidden))?;
             let attended = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + &x)?)?;
-            let ffn = layer.ffn_out.forward(&layer.ffn_in.forward(&attended)?.gelu_erf()?)?;
+            let ffn = layer.ffn_out.forward(&layer.ffn_in.forward_gelu(&attended)?)?;
             x = layer.output_norm.forward(&(ffn + &attended)?)?;
             if UPPER_LAYERS.contains(&i) {
                 upper_sum = Some(match upper_sum {
@@ -365,9 +364,9 @@ impl Encoder {
         let padded_heads = |t: Tensor| -> candle_core::Result<Tensor> {
             t.index_select(&p.to_padded, 0)?.reshape((p.batch, p.seq_len, heads, head_dim))?.transpose(1, 2)?.contiguous()
         };
-        let q = padded_heads(dense(x, &layer.query)?)?;
-        let k = padded_heads(dense(x, &layer.key)?)?;
-        let v = padded_heads(dense(x, &layer.value)?)?;
+        let q = padded_heads(layer.query.forward(x)?)?;
+        let k = padded_heads(layer.key.forward(x)?)?;
+        let v = padded_heads(layer.value.forward(x)?)?;
         let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&p.bias)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = probs
@@ -376,8 +375,8 @@ impl Encoder {
             .contiguous()?
             .reshape((p.batch * p.seq_len, hidden))?
             .index_select(&p.to_packed, 0)?;
-        let attended = layer.attention_norm.forward(&(dense(&context, &layer.attention_out)? + x)?)?;
-        let ffn = dense(&dense(&attended, &layer.ffn_in)?.gelu_erf()?, &layer.ffn_out)?;
+        let attended = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + x)?)?;
+        let ffn = layer.ffn_out.forward(&layer.ffn_in.forward_gelu(&attended)?)?;
         Ok(layer.output_norm.forward(&(ffn + &attended)?)?)
     }
 

@@ -1,31 +1,29 @@
-//! The dense layers' product `x · Wᵀ + b` on packed rows: candle's own GEMM, or — with the
-//! cargo feature `openblas` — OpenBLAS's `cblas_sgemm` (Debian's `libopenblas-dev`), which runs
-//! this model's shapes about twice as fast on AVX-512 machines (BENCHMARKS.md, `gemm` group).
-//! Both compute in f32 from the same weights; `tests/golden.rs` holds either to the float64
-//! reference.
+//! The dense layers' product `x · Wᵀ + b` on packed rows: calmline's own GEMM.
+//!
+//! Each weight is re-laid once, at load, into column panels (`PackedWeights`); an AVX-512 kernel
+//! streams a panel through registers while up to eight rows of `x` are broadcast into it, and
+//! larger products split their panels over rayon's threads. On this model's shapes it runs at
+//! ~175–220 GFLOP/s on the 2-core development machine, where candle's GEMM gives 80–175 and
+//! Debian's OpenBLAS 75–195 (BENCHMARKS.md, `cargo bench --bench stages -- gemm`). CPUs without
+//! AVX-512 take a plain-Rust loop over the same panels. All compute in f32 from the same
+//! weights; the tests hold them to candle's product within 1e-4.
+//!
+//! `dense_candle` and, with the cargo feature `openblas`, `dense_openblas` stay as the yardsticks
+//! of the benches and tests.
 
-use candle_core::{Module, Tensor};
+use std::sync::OnceLock;
+
+use candle_core::{Module, Storage, Tensor};
 use candle_nn::Linear;
 
-/// Which GEMM this build uses, for `GetInfo`-style reporting and the benches.
-pub const BACKEND: &str = if cfg!(feature = "openblas") { "openblas" } else { "candle" };
-
-/// `x · Wᵀ + b` for `x` of shape [rows, in] and a linear layer with weight [out, in].
-pub fn dense(x: &Tensor, layer: &Linear) -> candle_core::Result<Tensor> {
-    #[cfg(feature = "openblas")]
-    {
-        openblas::dense(x, layer)
-    }
-    #[cfg(not(feature = "openblas"))]
-    {
-        layer.forward(x)
-    }
-}
-
-/// candle's own product, whatever the build: the reference the OpenBLAS path is compared with.
+/// candle's own product: the reference the other products are compared with.
 pub fn dense_candle(x: &Tensor, layer: &Linear) -> candle_core::Result<Tensor> {
     layer.forward(x)
 }
+
+/// OpenBLAS's `cblas_sgemm` (Debian's `libopenblas-dev`), measured against calmline's GEMM.
+#[cfg(feature = "openblas")]
+pub use openblas::dense as dense_openblas;
 
 #[cfg(feature = "openblas")]
 mod openblas {
@@ -106,23 +104,417 @@ mod openblas {
     }
 }
 
+/// A dense layer as the encoder holds it: packed for inference. candle's `Linear` (for the
+/// fine-tuning code, whose products must be differentiable) is unpacked on first use and kept,
+/// so serving holds one copy of the weights.
+pub struct Dense {
+    packed: PackedWeights,
+    linear: OnceLock<Linear>,
+}
+
+impl Dense {
+    pub fn new(linear: &Linear) -> candle_core::Result<Dense> {
+        Ok(Dense { packed: PackedWeights::from_linear(linear)?, linear: OnceLock::new() })
+    }
+
+    /// `x · Wᵀ + b` through calmline's GEMM.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.packed.forward(x, Activation::None)
+    }
+
+    /// `gelu(x · Wᵀ + b)`, the activation applied to each panel while it is still in cache.
+    pub fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.packed.forward(x, Activation::Gelu)
+    }
+
+    pub fn packed(&self) -> &PackedWeights {
+        &self.packed
+    }
+
+    /// The layer as candle's `Linear` (unpacked once, then kept).
+    pub fn linear(&self) -> candle_core::Result<&Linear> {
+        if let Some(linear) = self.linear.get() {
+            return Ok(linear);
+        }
+        let linear = self.packed.to_linear(&candle_core::Device::Cpu)?;
+        Ok(self.linear.get_or_init(|| linear))
+    }
+
+    /// W += delta ([outer, inner]): an adapter merged in.
+    pub fn add_to_weight(&mut self, delta: &Tensor) -> candle_core::Result<()> {
+        let linear = self.packed.to_linear(&candle_core::Device::Cpu)?;
+        let merged = Linear::new((linear.weight() + delta)?, linear.bias().cloned());
+        *self = Dense::new(&merged)?;
+        Ok(())
+    }
+}
+
+/// What is applied to the product before it is returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    /// BERT's exact GELU, `x · Φ(x)` (see `gelu_in_place`).
+    Gelu,
+}
+
+/// Output columns per panel of [`PackedWeights`]: three AVX-512 registers of 16 floats.
+const PANEL: usize = 48;
+/// Rows of `x` kept in L2 while every panel passes over them (64 rows × 1536 × 4 B = 384 KB).
+const ROW_CHUNK: usize = 64;
+
+/// A dense layer's weight re-laid for calmline's own GEMM: column panels of `PANEL` outputs, each
+/// `[inner][PANEL]`, so the kernel streams one panel through registers while the rows of `x` are
+/// broadcast into it — no packing at run time (OpenBLAS repacks the whole weight on every call,
+/// which is most of its time on one short text: BENCHMARKS.md).
+#[derive(Clone)]
+pub struct PackedWeights {
+    inner: usize,
+    outer: usize,
+    /// Panel `p` holds `W[p·PANEL + c][k]` at `[p][k][c]`; columns past `outer` are zero.
+    panels: Vec<f32>,
+    /// The bias padded with zeros to whole panels.
+    bias: Vec<f32>,
+}
+
+impl PackedWeights {
+    /// Packs `weight` ([outer, inner], row-major, as a `Linear` holds it) and an optional bias.
+    pub fn pack(weight: &[f32], bias: Option<&[f32]>, outer: usize, inner: usize) -> PackedWeights {
+        assert_eq!(weight.len(), outer * inner, "weight is not [outer, inner]");
+        let panels_n = outer.div_ceil(PANEL);
+        let mut panels = vec![0f32; panels_n * inner * PANEL];
+        for (o, row) in weight.chunks_exact(inner).enumerate() {
+            let (p, c) = (o / PANEL, o % PANEL);
+            let panel = &mut panels[p * inner * PANEL..(p + 1) * inner * PANEL];
+            for (k, &w) in row.iter().enumerate() {
+                panel[k * PANEL + c] = w;
+            }
+        }
+        let mut padded_bias = vec![0f32; panels_n * PANEL];
+        if let Some(bias) = bias {
+            assert_eq!(bias.len(), outer, "bias is not [outer]");
+            padded_bias[..outer].copy_from_slice(bias);
+        }
+        PackedWeights { inner, outer, panels, bias: padded_bias }
+    }
+
+    pub fn from_linear(layer: &Linear) -> candle_core::Result<PackedWeights> {
+        let (outer, inner) = layer.weight().dims2()?;
+        let weight = layer.weight().flatten_all()?.to_vec1::<f32>()?;
+        let bias = layer.bias().map(|b| b.to_vec1::<f32>()).transpose()?;
+        Ok(PackedWeights::pack(&weight, bias.as_deref(), outer, inner))
+    }
+
+    /// The weight and bias back in `Linear`'s layout (for the fine-tuning code's differentiable
+    /// products).
+    pub fn to_linear(&self, device: &candle_core::Device) -> candle_core::Result<Linear> {
+        let mut weight = vec![0f32; self.outer * self.inner];
+        for (o, row) in weight.chunks_exact_mut(self.inner).enumerate() {
+            let panel = &self.panels[o / PANEL * self.inner * PANEL..];
+            row.iter_mut().enumerate().for_each(|(k, w)| *w = panel[k * PANEL + o % PANEL]);
+        }
+        let weight = Tensor::from_vec(weight, (self.outer, self.inner), device)?;
+        let bias = Tensor::from_slice(&self.bias[..self.outer], self.outer, device)?;
+        Ok(Linear::new(weight, Some(bias)))
+    }
+
+    pub fn inner(&self) -> usize {
+        self.inner
+    }
+
+    pub fn outer(&self) -> usize {
+        self.outer
+    }
+
+    /// `out = x · Wᵀ + b` for `x` of `rows` × `inner` and `out` of `rows` × `outer`, row-major.
+    /// Products of at least `PARALLEL_FROM_MACS` multiply-adds split their panels over rayon's
+    /// threads; each thread writes only its panels' columns.
+    pub fn forward_into(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
+        assert_eq!(x.len(), rows * self.inner, "x is not [rows, inner]");
+        assert_eq!(out.len(), rows * self.outer, "out is not [rows, outer]");
+        let panels = self.outer.div_ceil(PANEL);
+        let parts = if rows * self.inner * self.outer >= PARALLEL_FROM_MACS { rayon::current_num_threads().min(panels) } else { 1 };
+        let out = OutPtr(out.as_mut_ptr());
+        // SAFETY (both calls): the lengths were checked above, and the parts' panel ranges are
+        // disjoint, so no two threads write the same element of `out`.
+        if parts <= 1 {
+            unsafe { self.run_panels(x, rows, out, 0..panels, activation) };
+        } else {
+            use rayon::prelude::*;
+            (0..parts).into_par_iter().for_each(|i| unsafe { self.run_panels(x, rows, out, i * panels / parts..(i + 1) * panels / parts, activation) });
+        }
+    }
+
+    /// Computes the columns of panels `panels` for every row.
+    ///
+    /// # Safety
+    /// `x` is `rows × inner`, `out` points to `rows × outer` floats, and no one else writes
+    /// these panels' columns meanwhile.
+    unsafe fn run_panels(&self, x: &[f32], rows: usize, out: OutPtr, panels: std::ops::Range<usize>, activation: Activation) {
+        #[cfg(target_arch = "x86_64")]
+        let done = avx512::available() && {
+            // SAFETY: the CPU has AVX-512F; the rest is this function's contract.
+            unsafe { avx512::gemm(self, x, rows, out.0, panels.clone()) };
+            true
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = false;
+        if !done {
+            // SAFETY: this function's contract.
+            unsafe { portable_gemm(self, x, rows, out.0, panels.clone()) };
+        }
+        if activation == Activation::Gelu {
+            let columns = panels.start * PANEL..(panels.end * PANEL).min(self.outer);
+            for r in 0..rows {
+                // SAFETY: row r's columns of these panels lie inside `out`, and only this
+                // thread touches them (the contract).
+                let values = unsafe { std::slice::from_raw_parts_mut(out.0.add(r * self.outer + columns.start), columns.len()) };
+                gelu_in_place(values);
+            }
+        }
+    }
+
+    /// `x · Wᵀ + b` (then the activation) on a `[rows, inner]` tensor.
+    pub fn forward(&self, x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
+        let (rows, inner) = x.dims2()?;
+        if inner != self.inner {
+            candle_core::bail!("dense: x has {inner} columns, the weight {}", self.inner);
+        }
+        let mut out = vec![0f32; rows * self.outer];
+        let x = x.contiguous()?;
+        {
+            let (storage, layout) = x.storage_and_layout();
+            let Storage::Cpu(cpu) = &*storage else { candle_core::bail!("calmline's GEMM runs on the CPU only") };
+            let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("dense needs a contiguous tensor") };
+            self.forward_into(&cpu.as_slice::<f32>()?[start..end], rows, &mut out, activation);
+        }
+        Tensor::from_vec(out, (rows, self.outer), x.device())
+    }
+}
+
+/// The output pointer shared by the threads of one product (each writes its own columns).
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: only handed to `run_panels`, whose callers give each thread disjoint columns.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// BERT's exact GELU in place: `x · Φ(x) = x/2 · (1 + erf(x/√2))`, with erf from Abramowitz &
+/// Stegun, *Handbook of Mathematical Functions*, 7.1.26 (absolute error ≤ 1.5e-7) and `exp` by
+/// range reduction and a degree-6 polynomial — branch-free, so the loop vectorises (candle's
+/// `gelu_erf` calls libm's scalar `erff` per value: ~6% of a short text's time).
+pub fn gelu_in_place(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        // SAFETY: the CPU has AVX-512F.
+        unsafe { avx512::gelu_in_place(values) };
+        return;
+    }
+    values.iter_mut().for_each(|v| *v = gelu(*v));
+}
+
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152, 1.061_405_4];
+    let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
+    let t = 1.0 / (1.0 + P * z);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let erf_abs = 1.0 - poly * exp_nonpositive(-z * z);
+    0.5 * x * (1.0 + erf_abs.copysign(x))
+}
+
+/// `e^y` for `y ≤ 0` (below −87 it returns ~1e-38, as good as 0 here): `y = n·ln2 + r` with
+/// `|r| ≤ ln2/2`, `e^r` by its Taylor polynomial to r⁶ (relative error < 2e-7), `2^n` built in
+/// the exponent bits. No branches and no libm, so it vectorises.
+#[inline(always)]
+fn exp_nonpositive(y: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75; // ln 2 split so n·LN2_HI is exact (Cody & Waite)
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer in the low bits
+    let y = y.max(-87.0);
+    let shifted = y * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let r = (y - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    // shifted's bits are ROUND's plus n (|n| ≤ 126), so the biased exponent is n + 127.
+    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+    p * f32::from_bits(((n_bits + 127) as u32) << 23)
+}
+
+/// Products below this many multiply-adds run on the calling thread alone.
+const PARALLEL_FROM_MACS: usize = 4 * 384 * 384;
+
+/// The same product in plain Rust, for CPUs without AVX-512 (and a second reference in tests).
+///
+/// # Safety
+/// As `PackedWeights::run_panels`.
+unsafe fn portable_gemm(w: &PackedWeights, x: &[f32], rows: usize, out: *mut f32, panels: std::ops::Range<usize>) {
+    let (inner, outer) = (w.inner, w.outer);
+    for p in panels {
+        let panel = &w.panels[p * inner * PANEL..(p + 1) * inner * PANEL];
+        let columns = PANEL.min(outer - p * PANEL);
+        for r in 0..rows {
+            let mut acc = [0f32; PANEL];
+            acc.copy_from_slice(&w.bias[p * PANEL..(p + 1) * PANEL]);
+            for (k, weights) in panel.chunks_exact(PANEL).enumerate() {
+                let xv = x[r * inner + k];
+                acc.iter_mut().zip(weights).for_each(|(a, w)| *a += xv * w);
+            }
+            // SAFETY: row r's columns p·PANEL.. of this panel lie inside `out` (the contract).
+            unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), out.add(r * outer + p * PANEL), columns) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+    use std::sync::OnceLock;
+
+    use super::{PANEL, PackedWeights, ROW_CHUNK};
+
+    /// The same loop as the portable one, compiled for AVX-512 so it runs 16 values at a time.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gelu_in_place(values: &mut [f32]) {
+        values.iter_mut().for_each(|v| *v = super::gelu(*v));
+    }
+
+    pub fn available() -> bool {
+        static AVX512: OnceLock<bool> = OnceLock::new();
+        *AVX512.get_or_init(|| is_x86_feature_detected!("avx512f"))
+    }
+
+    /// The whole product, one row chunk at a time so `x`'s rows stay in L2 while every panel
+    /// passes over them; each panel meets the chunk's rows eight at a time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; otherwise as `PackedWeights::run_panels`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gemm(w: &PackedWeights, x: &[f32], rows: usize, out: *mut f32, panels: std::ops::Range<usize>) {
+        let (inner, outer) = (w.inner, w.outer);
+        for chunk in (0..rows).step_by(ROW_CHUNK) {
+            let chunk_end = (chunk + ROW_CHUNK).min(rows);
+            for p in panels.clone() {
+                let panel = &w.panels[p * inner * PANEL..(p + 1) * inner * PANEL];
+                let columns = PANEL.min(outer - p * PANEL);
+                let masks: [u16; 3] = std::array::from_fn(|c| {
+                    let valid = columns.saturating_sub(c * 16).min(16);
+                    ((1u32 << valid) - 1) as u16
+                });
+                let bias = &w.bias[p * PANEL..(p + 1) * PANEL];
+                let mut r = chunk;
+                while r < chunk_end {
+                    let n = (chunk_end - r).min(8);
+                    let x_rows = &x[r * inner..(r + n) * inner];
+                    let out_at = r * outer + p * PANEL;
+                    // SAFETY: x_rows holds n rows of `inner`; the panel `inner × PANEL`; the
+                    // bias PANEL values; stores write n rows of `outer` from out_at, masked to
+                    // the panel's valid columns, all inside `out`.
+                    unsafe {
+                        let (xp, pp, bp, op) = (x_rows.as_ptr(), panel.as_ptr(), bias.as_ptr(), out.add(out_at));
+                        match n {
+                            8 => tile::<8>(xp, inner, pp, bp, op, outer, masks),
+                            7 => tile::<7>(xp, inner, pp, bp, op, outer, masks),
+                            6 => tile::<6>(xp, inner, pp, bp, op, outer, masks),
+                            5 => tile::<5>(xp, inner, pp, bp, op, outer, masks),
+                            4 => tile::<4>(xp, inner, pp, bp, op, outer, masks),
+                            3 => tile::<3>(xp, inner, pp, bp, op, outer, masks),
+                            2 => tile::<2>(xp, inner, pp, bp, op, outer, masks),
+                            _ => tile::<1>(xp, inner, pp, bp, op, outer, masks),
+                        }
+                    }
+                    r += n;
+                }
+            }
+        }
+    }
+
+    /// `R` rows × one panel: 3·R accumulators start at the bias; for each `k` the panel's 48
+    /// weights are loaded once and every row's `x[r][k]` is broadcast against them.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile<const R: usize>(x: *const f32, inner: usize, panel: *const f32, bias: *const f32, out: *mut f32, outer: usize, masks: [u16; 3]) {
+        unsafe {
+            let b = [_mm512_loadu_ps(bias), _mm512_loadu_ps(bias.add(16)), _mm512_loadu_ps(bias.add(32))];
+            let mut acc = [b; R];
+            for k in 0..inner {
+                let wk = panel.add(k * PANEL);
+                let w = [_mm512_loadu_ps(wk), _mm512_loadu_ps(wk.add(16)), _mm512_loadu_ps(wk.add(32))];
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let xv = _mm512_set1_ps(*x.add(r * inner + k));
+                    row[0] = _mm512_fmadd_ps(xv, w[0], row[0]);
+                    row[1] = _mm512_fmadd_ps(xv, w[1], row[1]);
+                    row[2] = _mm512_fmadd_ps(xv, w[2], row[2]);
+                }
+            }
+            for (r, row) in acc.iter().enumerate() {
+                for (c, &v) in row.iter().enumerate() {
+                    _mm512_mask_storeu_ps(out.add(r * outer + c * 16), masks[c], v);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
 
+    #[cfg(feature = "openblas")]
     #[test]
-    fn dense_matches_candle_on_the_models_shapes() {
+    fn openblas_matches_candle_on_the_models_shapes() {
         let device = Device::Cpu;
         for (rows, inner, out) in [(1, 384, 384), (23, 384, 1536), (57, 1536, 384)] {
             let x = Tensor::randn(0f32, 1.0, (rows, inner), &device).unwrap();
             let w = Tensor::randn(0f32, 0.05, (out, inner), &device).unwrap();
             let b = Tensor::randn(0f32, 0.1, out, &device).unwrap();
             let layer = Linear::new(w, Some(b));
-            let ours = dense(&x, &layer).unwrap();
+            let ours = dense_openblas(&x, &layer).unwrap();
             let reference = dense_candle(&x, &layer).unwrap();
             let gap = (ours - reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(gap < 1e-4, "{BACKEND} differs from candle by {gap} on {rows}×{inner}·{inner}×{out}");
+            assert!(gap < 1e-4, "OpenBLAS differs from candle by {gap} on {rows}×{inner}·{inner}×{out}");
+        }
+    }
+
+    #[test]
+    fn packed_weights_match_candle_on_any_shape() {
+        let device = Device::Cpu;
+        // The model's shapes, rows across the row chunk, and outputs that leave a panel half full.
+        for (rows, inner, out) in [(1, 384, 384), (24, 384, 1536), (130, 1536, 384), (7, 20, 50), (9, 3, 1)] {
+            let x = Tensor::randn(0f32, 1.0, (rows, inner), &device).unwrap();
+            let w = Tensor::randn(0f32, 0.05, (out, inner), &device).unwrap();
+            let b = Tensor::randn(0f32, 0.1, out, &device).unwrap();
+            let layer = Linear::new(w, Some(b));
+            let packed = PackedWeights::from_linear(&layer).unwrap();
+            let reference = dense_candle(&x, &layer).unwrap();
+            let ours = packed.forward(&x, Activation::None).unwrap();
+            let gap = (ours - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(gap < 1e-4, "packed GEMM differs from candle by {gap} on {rows}×{inner}·{inner}×{out}");
+            let mut portable = vec![0f32; rows * out];
+            let panels = out.div_ceil(PANEL);
+            // SAFETY: `portable` is rows × out, and this thread alone writes it.
+            unsafe { portable_gemm(&packed, &x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), rows, portable.as_mut_ptr(), 0..panels) };
+            let portable = Tensor::from_vec(portable, (rows, out), &device).unwrap();
+            let gap = (portable - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(gap < 1e-4, "portable GEMM differs from candle by {gap} on {rows}×{inner}·{inner}×{out}");
+        }
+    }
+
+    #[test]
+    fn gelu_matches_the_exact_erf_gelu() {
+        let xs: Vec<f32> = (-2400..=2400).map(|i| i as f32 / 200.0).chain([0.0, -0.0, 1e-30, -1e-30, 50.0, -50.0, 1e4, -1e4]).collect();
+        let reference = Tensor::from_slice(&xs, xs.len(), &Device::Cpu).unwrap().gelu_erf().unwrap().to_vec1::<f32>().unwrap();
+        for chunked in [false, true] {
+            let mut ours = xs.clone();
+            if chunked {
+                ours.iter_mut().for_each(|v| *v = gelu(*v)); // the portable path
+            } else {
+                gelu_in_place(&mut ours);
+            }
+            for ((x, a), b) in xs.iter().zip(&ours).zip(&reference) {
+                assert!((a - b).abs() <= 1e-6 + 1e-6 * b.abs(), "gelu({x}) = {a}, exact {b}");
+            }
         }
     }
 }

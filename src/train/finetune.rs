@@ -57,7 +57,7 @@ impl Trainable {
         let mut lora = HashMap::new();
         for layer in config.first_layer..encoder.layers().len() {
             for p in PROJECTIONS {
-                let linear = encoder.layers()[layer].projection(p).context("projection")?;
+                let linear = encoder.layers()[layer].projection(p).context("projection")?.linear()?;
                 let (out_dim, in_dim) = linear.weight().dims2()?;
                 let a = vb.get_with_hints((config.rank, in_dim), &format!("l{layer}.{p}.lora_a"), Init::Randn { mean: 0.0, stdev: 0.01 })?;
                 let b = vb.get_with_hints((out_dim, config.rank), &format!("l{layer}.{p}.lora_b"), Init::Const(0.0))?;
@@ -89,7 +89,7 @@ impl Trainable {
         let mut upper: Option<Tensor> = None;
         for (i, layer) in encoder.layers().iter().enumerate().skip(self.config.first_layer) {
             let proj = |name: &'static str, input: &Tensor| -> Result<Tensor> {
-                let linear = layer.projection(name).context("projection")?;
+                let linear = layer.projection(name).context("projection")?.linear()?;
                 let mut y = input.matmul(&linear.weight().t()?)?;
                 if let Some(b) = linear.bias() {
                     y = y.broadcast_add(b)?;
