@@ -9,7 +9,8 @@ use std::sync::Arc;
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear};
 
-use super::gemm::Dense;
+use super::attention::{Span, attend};
+use super::gemm::{Activation, Dense, with_values};
 use super::blob::{Blob, BlobError, Encoding, Q4_BLOCK, Q4_BLOCK_BYTES, dequantize_q4_0};
 
 /// Layers whose mean-pooled outputs, averaged, form the "upper" half of the classifier features.
@@ -282,9 +283,8 @@ impl Encoder {
     /// long) and returns each sequence's pooled outputs, in input order.
     ///
     /// Packed, not padded: every projection and FFN runs on the `[total tokens, hidden]` rows of
-    /// the batch, so a short text next to a long one costs only its own tokens. Only attention
-    /// needs per-text shapes: it gathers the rows into a padded `[batch, heads, seq, head]` view
-    /// (about 1% of the work) and scatters the result back.
+    /// the batch, so a short text next to a long one costs only its own tokens; attention runs
+    /// per text over its own span of rows (`attention::attend`).
     pub fn forward(&self, sequences: &[Vec<u32>]) -> Result<Vec<Pooled>, EncoderError> {
         if sequences.is_empty() {
             return Ok(Vec::new());
@@ -312,69 +312,40 @@ impl Encoder {
         Ok(last.into_iter().zip(upper).zip(stable).map(|((last, upper), stable)| Pooled { last, upper, stable }).collect())
     }
 
-    /// The embedding layer over the batch's tokens, one after another, and the index maps
-    /// between these packed rows and a padded `[batch × seq]` layout.
+    /// The embedding layer over the batch's tokens, one after another, each text's span of rows
+    /// and the pooling matrix.
     fn pack(&self, sequences: &[Vec<u32>]) -> Result<Packed, EncoderError> {
         let batch = sequences.len();
-        let seq_len = sequences.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        if seq_len > self.max_positions {
-            return Err(EncoderError::TooLong { len: seq_len, max: self.max_positions });
+        let longest = sequences.iter().map(Vec::len).max().unwrap_or(0);
+        if longest > self.max_positions {
+            return Err(EncoderError::TooLong { len: longest, max: self.max_positions });
         }
         let ids: Vec<u32> = sequences.iter().flatten().copied().collect();
-        let total = ids.len().max(1);
-        let (mut positions, mut to_padded, mut to_packed) = (Vec::with_capacity(total), vec![0u32; batch * seq_len], Vec::with_capacity(total));
-        let (mut mask, mut pool) = (vec![0f32; batch * seq_len], vec![0f32; batch * total]);
-        let mut offset = 0;
-        for (b, seq) in sequences.iter().enumerate() {
-            for t in 0..seq.len() {
-                positions.push(t as u32);
-                to_padded[b * seq_len + t] = (offset + t) as u32; // padding rows keep row 0: masked out
-                to_packed.push((b * seq_len + t) as u32);
-                mask[b * seq_len + t] = 1.0;
-                pool[b * total + offset + t] = 1.0 / seq.len() as f32;
-            }
-            offset += seq.len();
+        if ids.is_empty() || sequences.iter().any(Vec::is_empty) {
+            return Err(EncoderError::Shape("an empty sequence in a batch".into()));
         }
-        if ids.is_empty() {
-            return Err(EncoderError::Shape("a batch of empty sequences".into()));
+        let total = ids.len();
+        let (mut positions, mut spans, mut pool) = (Vec::with_capacity(total), Vec::with_capacity(batch), vec![0f32; batch * total]);
+        for (b, seq) in sequences.iter().enumerate() {
+            let start = positions.len();
+            spans.push(Span { start, len: seq.len() });
+            pool[b * total + start..b * total + start + seq.len()].fill(1.0 / seq.len() as f32);
+            positions.extend(0..seq.len() as u32);
         }
         let device = &self.device;
         let words = Tensor::from_vec(self.word_embeddings(&ids)?, (total, self.hidden), device)?;
         let positions = self.positions.index_select(&Tensor::from_vec(positions, total, device)?, 0)?;
         let x = self.embedding_norm.forward(&(words + positions)?.broadcast_add(&self.token_type0)?)?;
-        // Additive attention bias: 0 where attended, a large negative (not −inf, which turns
-        // 0 × −inf into NaN) on padding. Shape [batch, 1, 1, seq].
-        let bias = ((Tensor::from_vec(mask, (batch, 1, 1, seq_len), device)? - 1.0)? * 1e9)?;
-        Ok(Packed {
-            x,
-            batch,
-            seq_len,
-            to_padded: Tensor::from_vec(to_padded, batch * seq_len, device)?,
-            to_packed: Tensor::from_vec(to_packed, total, device)?,
-            bias,
-            pool: Tensor::from_vec(pool, (batch, total), device)?,
-        })
+        Ok(Packed { x, total, spans, pool: Tensor::from_vec(pool, (batch, total), device)? })
     }
 
     /// One transformer layer on packed rows.
     fn packed_layer(&self, layer: &Layer, p: &Packed, x: &Tensor) -> Result<Tensor, EncoderError> {
-        let (hidden, heads) = (self.hidden, self.heads);
-        let head_dim = hidden / heads;
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let padded_heads = |t: Tensor| -> candle_core::Result<Tensor> {
-            t.index_select(&p.to_padded, 0)?.reshape((p.batch, p.seq_len, heads, head_dim))?.transpose(1, 2)?.contiguous()
-        };
-        let q = padded_heads(layer.query.forward(x)?)?;
-        let k = padded_heads(layer.key.forward(x)?)?;
-        let v = padded_heads(layer.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&p.bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((p.batch * p.seq_len, hidden))?
-            .index_select(&p.to_packed, 0)?;
+        let context = with_values(x, |rows| {
+            let project = |dense: &Dense| dense.packed().apply(rows, p.total, Activation::None);
+            attend(&project(&layer.query), &project(&layer.key), &project(&layer.value), &p.spans, self.heads, self.hidden)
+        })?;
+        let context = Tensor::from_vec(context, (p.total, self.hidden), &self.device)?;
         let attended = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + x)?)?;
         let ffn = layer.ffn_out.forward(&layer.ffn_in.forward_gelu(&attended)?)?;
         Ok(layer.output_norm.forward(&(ffn + &attended)?)?)
@@ -405,15 +376,9 @@ impl Encoder {
 struct Packed {
     /// [total tokens, hidden] after the embedding layer.
     x: Tensor,
-    batch: usize,
-    /// The longest sequence: attention's padded length.
-    seq_len: usize,
-    /// For each row of the padded [batch × seq] layout, the packed row it reads.
-    to_padded: Tensor,
-    /// For each packed row, its row in the padded layout.
-    to_packed: Tensor,
-    /// [batch, 1, 1, seq] additive attention bias.
-    bias: Tensor,
+    total: usize,
+    /// Each text's rows.
+    spans: Vec<Span>,
     /// [batch, total]: 1/len on a sequence's own rows, so `pool · x` is the mean over its tokens.
     pool: Tensor,
 }

@@ -27,8 +27,10 @@ pub use openblas::dense as dense_openblas;
 
 #[cfg(feature = "openblas")]
 mod openblas {
-    use candle_core::{Storage, Tensor};
+    use candle_core::Tensor;
     use candle_nn::Linear;
+
+    use super::with_values;
 
     // cblas.h: enum CBLAS_ORDER { CblasRowMajor = 101 }, enum CBLAS_TRANSPOSE { CblasNoTrans =
     // 111, CblasTrans = 112 }; blasint is a 32-bit int in Debian's build.
@@ -58,15 +60,6 @@ mod openblas {
         if THREADS.swap(wanted, std::sync::atomic::Ordering::Relaxed) != wanted {
             unsafe { openblas_set_num_threads(wanted) };
         }
-    }
-
-    /// The f32 values of a contiguous CPU tensor, with a closure so the storage lock is held
-    /// only while they are read.
-    fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-        let (storage, layout) = t.storage_and_layout();
-        let Storage::Cpu(cpu) = &*storage else { candle_core::bail!("the OpenBLAS path runs on the CPU only") };
-        let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("the OpenBLAS path needs contiguous tensors") };
-        Ok(f(&cpu.as_slice::<f32>()?[start..end]))
     }
 
     pub fn dense(x: &Tensor, layer: &Linear) -> candle_core::Result<Tensor> {
@@ -147,6 +140,16 @@ impl Dense {
         *self = Dense::new(&merged)?;
         Ok(())
     }
+}
+
+/// Runs `f` on the f32 values of a CPU tensor (made contiguous first if need be), holding the
+/// storage lock only meanwhile.
+pub fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else { candle_core::bail!("calmline's kernels run on the CPU only") };
+    let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("a contiguous tensor has no contiguous offsets") };
+    Ok(f(&cpu.as_slice::<f32>()?[start..end]))
 }
 
 /// What is applied to the product before it is returned.
@@ -273,20 +276,21 @@ impl PackedWeights {
         }
     }
 
+    /// `x · Wᵀ + b` (then the activation) for `x` of `rows` × `inner`, into a new buffer.
+    pub fn apply(&self, x: &[f32], rows: usize, activation: Activation) -> Vec<f32> {
+        let mut out = vec![0f32; rows * self.outer];
+        self.forward_into(x, rows, &mut out, activation);
+        out
+    }
+
     /// `x · Wᵀ + b` (then the activation) on a `[rows, inner]` tensor.
     pub fn forward(&self, x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
         let (rows, inner) = x.dims2()?;
         if inner != self.inner {
             candle_core::bail!("dense: x has {inner} columns, the weight {}", self.inner);
         }
-        let mut out = vec![0f32; rows * self.outer];
         let x = x.contiguous()?;
-        {
-            let (storage, layout) = x.storage_and_layout();
-            let Storage::Cpu(cpu) = &*storage else { candle_core::bail!("calmline's GEMM runs on the CPU only") };
-            let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("dense needs a contiguous tensor") };
-            self.forward_into(&cpu.as_slice::<f32>()?[start..end], rows, &mut out, activation);
-        }
+        let out = with_values(&x, |values| self.apply(values, rows, activation))?;
         Tensor::from_vec(out, (rows, self.outer), x.device())
     }
 }
@@ -327,7 +331,7 @@ fn gelu(x: f32) -> f32 {
 /// `|r| ≤ ln2/2`, `e^r` by its Taylor polynomial to r⁶ (relative error < 2e-7), `2^n` built in
 /// the exponent bits. No branches and no libm, so it vectorises.
 #[inline(always)]
-fn exp_nonpositive(y: f32) -> f32 {
+pub(crate) fn exp_nonpositive(y: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75; // ln 2 split so n·LN2_HI is exact (Cody & Waite)
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer in the low bits
@@ -339,6 +343,12 @@ fn exp_nonpositive(y: f32) -> f32 {
     // shifted's bits are ROUND's plus n (|n| ≤ 126), so the biased exponent is n + 127.
     let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     p * f32::from_bits(((n_bits + 127) as u32) << 23)
+}
+
+/// Whether this CPU runs calmline's AVX-512 kernels (checked once).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx512() -> bool {
+    avx512::available()
 }
 
 /// Products below this many multiply-adds run on the calling thread alone.
@@ -376,7 +386,9 @@ mod avx512 {
     /// The same loop as the portable one, compiled for AVX-512 so it runs 16 values at a time.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn gelu_in_place(values: &mut [f32]) {
-        values.iter_mut().for_each(|v| *v = super::gelu(*v));
+        for v in values.iter_mut() {
+            *v = super::gelu(*v);
+        }
     }
 
     pub fn available() -> bool {

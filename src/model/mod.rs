@@ -1,6 +1,7 @@
 //! The model: the e5 encoder read from its blob, the tokenizer, and the label head, combined
 //! into a `Classifier` that turns texts into per-label scores.
 
+pub mod attention;
 pub mod blob;
 pub mod encoder;
 pub mod gemm;
