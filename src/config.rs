@@ -117,11 +117,12 @@ pub struct ServeArgs {
     /// Texts per encoder batch: larger raises throughput under load.
     #[arg(long, env = "CALMLINE_MAX_BATCH_TEXTS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_batch_texts: u32,
-    /// Padded tokens (texts × longest) per encoder batch: bounds one batch's latency and memory.
+    /// Tokens per encoder batch (batches are packed, so padding never counts): bounds one
+    /// batch's latency and memory.
     #[arg(long, env = "CALMLINE_MAX_BATCH_TOKENS", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]
     pub max_batch_tokens: u32,
-    /// How long the first text of a batch waits for others, in milliseconds: higher batches
-    /// more under load, at that much latency when idle.
+    /// How long the first text of a batch waits for others, in milliseconds, when others are
+    /// already on their way (admitted and being tokenized); a lone text never waits.
     #[arg(long, env = "CALMLINE_MAX_WAIT_MS", default_value_t = 2)]
     pub max_wait_ms: u64,
     /// Converse and ScoreTranscripts streams open at once; more are refused.
@@ -222,7 +223,7 @@ pub struct ScoreArgs {
     /// 63 at 8, 70 at 4, 58 at 2 — BENCHMARKS.md).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_batch_texts: u32,
-    /// Padded tokens per encoder batch.
+    /// Tokens per encoder batch.
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]
     pub max_batch_tokens: u32,
     /// Progress on stderr: `auto` shows it on a terminal only.

@@ -199,6 +199,31 @@ async fn overload_is_refused_at_once_and_accepted_work_is_answered() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_turn_does_not_wait_for_company() {
+    // A batch waits up to --max-wait-ms for more texts only while more are on their way. With
+    // the wait at 60 s, a lone turn answered within 20 s proves it did not wait; a burst after
+    // it is still batched and answered.
+    let server = common::start(&["--max-wait-ms", "60000"]).await;
+    let mut client = server.client().await;
+    let mut request = tonic::Request::new(pb::AnalyzeRequest { turn: Some(customer("Where is my parcel?")), ..Default::default() });
+    request.set_timeout(std::time::Duration::from_secs(20));
+    assert!(client.analyze(request).await.is_ok(), "a lone turn waited for company");
+
+    let channel = server.channel().await;
+    let calls = (0..8).map(|i| {
+        let mut client = common::TriageClient::new(channel.clone());
+        tokio::spawn(async move {
+            let mut request = tonic::Request::new(pb::AnalyzeRequest { turn: Some(customer(&format!("Order {i} never arrived."))), ..Default::default() });
+            request.set_timeout(std::time::Duration::from_secs(20));
+            client.analyze(request).await
+        })
+    });
+    for result in futures_join(calls).await {
+        assert!(result.is_ok(), "{result:?}");
+    }
+}
+
 async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut out = Vec::new();
     for h in handles.collect::<Vec<_>>() {
@@ -211,8 +236,8 @@ async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T
 async fn a_deadline_that_passes_gets_deadline_exceeded() {
     let server = common::start(&[]).await;
     let mut client = server.client().await;
-    // One window of ~450 tokens: far more than 40 ms of work, and over soon after.
-    let long = "I am writing again about the invoice that was charged twice this month. ".repeat(30);
+    // ~2,200 tokens in five windows: several times 40 ms of work even on a fast machine.
+    let long = "I am writing again about the invoice that was charged twice this month. ".repeat(150);
     let mut request = tonic::Request::new(pb::AnalyzeRequest { turn: Some(customer(&long)), ..Default::default() });
     request.set_timeout(std::time::Duration::from_millis(40));
     let status = client.analyze(request).await.unwrap_err();

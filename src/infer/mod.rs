@@ -5,13 +5,16 @@
 //!   once (`Error::Overloaded`), never queued without bound.
 //! - Tokenizer workers are plain threads sharing the one tokenizer, fed by a bounded channel.
 //! - The inference thread takes the first waiting text, then gathers more until the batch holds
-//!   `max_batch_texts` texts or `max_batch_tokens` padded tokens, or `max_wait` has passed.
-//!   Texts whose caller has gone (cancelled, deadline passed) are dropped from the batch.
+//!   `max_batch_texts` texts or `max_batch_tokens` tokens, or `max_wait` has passed — but it
+//!   waits only while other texts are on their way (admitted, still being tokenized): a lone
+//!   text at low load runs at once. Texts whose caller has gone (cancelled, deadline passed) are
+//!   dropped from the batch.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError, bounded};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::error::Error;
@@ -28,9 +31,9 @@ pub struct PipelineConfig {
     pub tokenizer_workers: usize,
     /// Texts in one encoder batch.
     pub max_batch_texts: usize,
-    /// Padded tokens (texts × longest) in one encoder batch.
+    /// Tokens in one encoder batch (batches are packed: no padding counts).
     pub max_batch_tokens: usize,
-    /// How long the first text of a batch waits for company.
+    /// How long the first text of a batch waits for company, when company is on its way.
     pub max_wait: Duration,
 }
 
@@ -89,6 +92,8 @@ impl Tokenized {
 pub struct Pipeline {
     admission: Arc<Semaphore>,
     to_tokenizers: Sender<Job>,
+    /// Texts queued for or in the tokenizers: the batcher waits for company only while some are.
+    tokenizing: Arc<AtomicUsize>,
     classifier: Arc<Classifier>,
     conduct: Arc<ConductModel>,
     config: PipelineConfig,
@@ -122,23 +127,25 @@ impl Pipeline {
     pub fn start(classifier: Arc<Classifier>, conduct: Arc<ConductModel>, config: PipelineConfig) -> Pipeline {
         let (to_tokenizers, tokenizer_rx) = bounded::<Job>(config.max_in_flight.max(1) * TEXTS_PER_REQUEST_IN_QUEUE);
         let (to_batcher, batch_rx) = bounded::<Tokenized>(config.max_batch_texts.max(1) * 4);
+        let tokenizing = Arc::new(AtomicUsize::new(0));
         for i in 0..config.tokenizer_workers.max(1) {
-            let (rx, tx) = (tokenizer_rx.clone(), to_batcher.clone());
+            let (rx, tx, count) = (tokenizer_rx.clone(), to_batcher.clone(), Arc::clone(&tokenizing));
             // Workers share the one tokenizer (encoding takes &self): a copy of this 250k-piece
             // vocabulary costs about 240 MB of resident memory.
             let shared = Arc::clone(&classifier);
             std::thread::Builder::new()
                 .name(format!("calmline-tokenize-{i}"))
-                .spawn(move || tokenize_loop(&shared.extractor.tokenizer, rx, tx))
+                .spawn(move || tokenize_loop(&shared.extractor.tokenizer, rx, tx, &count))
                 .expect("spawning a tokenizer thread");
         }
         let worker_classifier = Arc::clone(&classifier);
         let worker_config = config.clone();
+        let on_the_way = Arc::clone(&tokenizing);
         std::thread::Builder::new()
             .name("calmline-infer".into())
-            .spawn(move || inference_loop(&worker_classifier, &worker_config, batch_rx))
+            .spawn(move || inference_loop(&worker_classifier, &worker_config, batch_rx, &on_the_way))
             .expect("spawning the inference thread");
-        Pipeline { admission: Arc::new(Semaphore::new(config.max_in_flight)), to_tokenizers, classifier, conduct, config }
+        Pipeline { admission: Arc::new(Semaphore::new(config.max_in_flight)), to_tokenizers, tokenizing, classifier, conduct, config }
     }
 
     pub fn classifier(&self) -> &Classifier {
@@ -191,10 +198,17 @@ impl Pipeline {
         for text in texts {
             let (reply, rx) = oneshot::channel();
             let job = Job { text: text.to_string(), reply, enqueued: Instant::now(), deadline };
+            // Counted before it is queued, so the batcher never misses a text on its way.
+            self.tokenizing.fetch_add(1, Ordering::SeqCst);
             match self.to_tokenizers.try_send(job) {
                 Ok(()) => receivers.push(rx),
-                Err(TrySendError::Full(_)) => return Err(Error::Overloaded(self.config.max_in_flight)),
-                Err(TrySendError::Disconnected(_)) => return Err(Error::Unavailable("the inference pipeline has stopped".into())),
+                Err(e) => {
+                    self.tokenizing.fetch_sub(1, Ordering::SeqCst);
+                    return Err(match e {
+                        TrySendError::Full(_) => Error::Overloaded(self.config.max_in_flight),
+                        TrySendError::Disconnected(_) => Error::Unavailable("the inference pipeline has stopped".into()),
+                    });
+                }
             }
         }
         metrics::gauge!(m::QUEUE_DEPTH).set(self.to_tokenizers.len() as f64);
@@ -212,8 +226,12 @@ impl Pipeline {
     }
 }
 
-fn tokenize_loop(tokenizer: &crate::model::tokenizer::TextTokenizer, jobs: Receiver<Job>, to_batcher: Sender<Tokenized>) {
+fn tokenize_loop(tokenizer: &crate::model::tokenizer::TextTokenizer, jobs: Receiver<Job>, to_batcher: Sender<Tokenized>, tokenizing: &AtomicUsize) {
     for job in jobs {
+        // Uncounted just before it reaches the batcher's queue (or is answered here). Not after:
+        // the batcher may already hold it and would wait for itself. A text the batcher misses
+        // in between joins the next batch.
+        let counted = Uncount(tokenizing);
         if job.reply.is_closed() {
             continue;
         }
@@ -227,6 +245,7 @@ fn tokenize_loop(tokenizer: &crate::model::tokenizer::TextTokenizer, jobs: Recei
                 let tokenize = started.elapsed();
                 metrics::histogram!(m::STAGE_SECONDS, "stage" => "tokenize").record(tokenize.as_secs_f64());
                 let t = Tokenized { windows, reply: job.reply, enqueued: job.enqueued, deadline: job.deadline, tokenize, tokenized_at: Instant::now() };
+                drop(counted);
                 if to_batcher.send(t).is_err() {
                     return;
                 }
@@ -238,21 +257,34 @@ fn tokenize_loop(tokenizer: &crate::model::tokenizer::TextTokenizer, jobs: Recei
     }
 }
 
-fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Receiver<Tokenized>) {
+/// Decrements the count of texts on their way to the batcher when dropped.
+struct Uncount<'a>(&'a AtomicUsize);
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Receiver<Tokenized>, tokenizing: &AtomicUsize) {
+    let tokens = |t: &Tokenized| t.windows.iter().map(Vec::len).sum::<usize>();
     while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
         let gather_until = Instant::now() + config.max_wait;
-        let padded = |b: &[Tokenized]| {
-            let windows: usize = b.iter().map(|t| t.windows.len()).sum();
-            let longest = b.iter().flat_map(|t| t.windows.iter().map(Vec::len)).max().unwrap_or(0);
-            windows * longest
-        };
-        while batch.len() < config.max_batch_texts && padded(&batch) < config.max_batch_tokens {
-            match queue.recv_deadline(gather_until) {
-                Ok(t) => batch.push(t),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
+        let mut batch_tokens = tokens(&first);
+        let mut batch = vec![first];
+        while batch.len() < config.max_batch_texts && batch_tokens < config.max_batch_tokens {
+            let next = match queue.try_recv() {
+                Ok(t) => t,
+                Err(TryRecvError::Disconnected) => break,
+                // Nothing waiting and nothing being tokenized: no company is coming, run now.
+                Err(TryRecvError::Empty) if tokenizing.load(Ordering::SeqCst) == 0 => break,
+                Err(TryRecvError::Empty) => match queue.recv_deadline(gather_until) {
+                    Ok(t) => t,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            batch_tokens += tokens(&next);
+            batch.push(next);
         }
         let now = Instant::now();
         let (live, gone): (Vec<Tokenized>, Vec<Tokenized>) = batch.into_iter().partition(|t| !t.abandoned(now));
