@@ -218,10 +218,10 @@ pub struct ScoreArgs {
     /// Conversations scored at once (their turns share the encoder's batches).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
-    /// Texts per encoder batch. Small batches win on 2 cores with short turns: padding to the
-    /// longest text costs more than batching saves (3,000 ConvAbuse turns: 37.5 turns/s at 32,
-    /// 63 at 8, 70 at 4, 58 at 2 — BENCHMARKS.md).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// Texts per encoder batch. Batches are packed (no padding), so the size matters little:
+    /// 10,000 ConvAbuse turns gave 245, 257, 238 and 261 turns/s at 4, 8, 16 and 32
+    /// (BENCHMARKS.md); the service's 32 is kept.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_batch_texts: u32,
     /// Tokens per encoder batch.
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]

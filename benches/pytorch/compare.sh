@@ -5,7 +5,6 @@
 # (batched throughput). One server runs at a time. Results: $OUT/*.json and a table on stdout.
 #
 #   benches/pytorch/compare.sh                       # SECONDS_PER=30 CONCURRENCY="1 32"
-#   FEATURES=openblas benches/pytorch/compare.sh     # calmline built with OpenBLAS
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=${VENV:-.venv-pytorch}
@@ -20,7 +19,7 @@ if [ ! -f "$VENV/.installed" ] || [ benches/pytorch/requirements.txt -nt "$VENV/
   touch "$VENV/.installed"
 fi
 ./models/fetch.sh
-cargo build --release ${FEATURES:+--features "$FEATURES"}
+cargo build --release
 mkdir -p "$OUT"
 
 wait_for() { # log file, line that says it is ready

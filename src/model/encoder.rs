@@ -296,7 +296,7 @@ impl Encoder {
         for (i, layer) in self.layers.iter().enumerate() {
             x = self.packed_layer(layer, &p, &x)?;
             if i + 1 == STABLE_LAYERS {
-                stable = Some(p.pool.matmul(&x)?);
+                stable = Some(self.span_means(&x, &p.spans, 1.0)?);
             }
             if UPPER_LAYERS.contains(&i) {
                 upper_sum = Some(match upper_sum {
@@ -305,15 +305,34 @@ impl Encoder {
                 });
             }
         }
-        let stable = stable.ok_or_else(|| EncoderError::Shape("no stable layer was pooled".into()))?.to_vec2::<f32>()?;
+        let stable = stable.ok_or_else(|| EncoderError::Shape("no stable layer was pooled".into()))?;
         let upper = upper_sum.ok_or_else(|| EncoderError::Shape("no upper layers were pooled".into()))?;
-        let upper = (p.pool.matmul(&upper)? / UPPER_LAYERS.len() as f64)?.to_vec2::<f32>()?;
-        let last = p.pool.matmul(&x)?.to_vec2::<f32>()?;
+        let upper = self.span_means(&upper, &p.spans, 1.0 / UPPER_LAYERS.len() as f32)?;
+        let last = self.span_means(&x, &p.spans, 1.0)?;
         Ok(last.into_iter().zip(upper).zip(stable).map(|((last, upper), stable)| Pooled { last, upper, stable }).collect())
     }
 
-    /// The embedding layer over the batch's tokens, one after another, each text's span of rows
-    /// and the pooling matrix.
+    /// Each text's mean over its own rows of `x` ([total, hidden]), times `scale`.
+    fn span_means(&self, x: &Tensor, spans: &[Span], scale: f32) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let hidden = self.hidden;
+        Ok(with_values(x, |rows| {
+            spans
+                .iter()
+                .map(|span| {
+                    let mut mean = vec![0f32; hidden];
+                    for row in rows[span.start * hidden..(span.start + span.len) * hidden].chunks_exact(hidden) {
+                        mean.iter_mut().zip(row).for_each(|(m, v)| *m += v);
+                    }
+                    let factor = scale / span.len as f32;
+                    mean.iter_mut().for_each(|m| *m *= factor);
+                    mean
+                })
+                .collect()
+        })?)
+    }
+
+    /// The embedding layer over the batch's tokens, one after another, and each text's span of
+    /// rows.
     fn pack(&self, sequences: &[Vec<u32>]) -> Result<Packed, EncoderError> {
         let batch = sequences.len();
         let longest = sequences.iter().map(Vec::len).max().unwrap_or(0);
@@ -325,18 +344,16 @@ impl Encoder {
             return Err(EncoderError::Shape("an empty sequence in a batch".into()));
         }
         let total = ids.len();
-        let (mut positions, mut spans, mut pool) = (Vec::with_capacity(total), Vec::with_capacity(batch), vec![0f32; batch * total]);
-        for (b, seq) in sequences.iter().enumerate() {
-            let start = positions.len();
-            spans.push(Span { start, len: seq.len() });
-            pool[b * total + start..b * total + start + seq.len()].fill(1.0 / seq.len() as f32);
+        let (mut positions, mut spans) = (Vec::with_capacity(total), Vec::with_capacity(batch));
+        for seq in sequences {
+            spans.push(Span { start: positions.len(), len: seq.len() });
             positions.extend(0..seq.len() as u32);
         }
         let device = &self.device;
         let words = Tensor::from_vec(self.word_embeddings(&ids)?, (total, self.hidden), device)?;
         let positions = self.positions.index_select(&Tensor::from_vec(positions, total, device)?, 0)?;
         let x = self.embedding_norm.forward(&(words + positions)?.broadcast_add(&self.token_type0)?)?;
-        Ok(Packed { x, total, spans, pool: Tensor::from_vec(pool, (batch, total), device)? })
+        Ok(Packed { x, total, spans })
     }
 
     /// One transformer layer on packed rows.
@@ -379,8 +396,6 @@ struct Packed {
     total: usize,
     /// Each text's rows.
     spans: Vec<Span>,
-    /// [batch, total]: 1/len on a sequence's own rows, so `pool · x` is the mean over its tokens.
-    pool: Tensor,
 }
 
 /// Mean over the tokens the mask keeps: [batch, seq, hidden] → [batch, hidden].

@@ -1,4 +1,5 @@
-//! Binary classification metrics: precision, recall, F1, ROC AUC, and threshold search.
+//! Binary classification metrics: precision, recall, F1, ROC AUC, calibration, and threshold
+//! search.
 
 use serde::Serialize;
 
@@ -16,6 +17,10 @@ pub struct BinaryMetrics {
     pub accuracy: f64,
     /// Share of negatives flagged: the number that matters where a set has no positives.
     pub false_positive_rate: f64,
+    /// Expected calibration error of the scores read as probabilities (10 equal-width bins).
+    pub ece: f64,
+    /// Brier score: mean squared gap between score and truth.
+    pub brier: f64,
 }
 
 /// Metrics of `scores` against `truth` at `threshold`.
@@ -45,7 +50,33 @@ pub fn binary_metrics(scores: &[f32], truth: &[bool], threshold: f32) -> BinaryM
         macro_f1: (f1 + f1_of(tn, fn_, fp)) / 2.0,
         accuracy: ratio(tp + tn, scores.len()),
         false_positive_rate: ratio(fp, fp + tn),
+        ece: calibration_error(scores, truth, CALIBRATION_BINS),
+        brier: if scores.is_empty() { 0.0 } else { scores.iter().zip(truth).map(|(&s, &t)| (s as f64 - f64::from(u8::from(t))).powi(2)).sum::<f64>() / scores.len() as f64 },
     }
+}
+
+const CALIBRATION_BINS: usize = 10;
+
+/// Expected calibration error (Naeini et al. 2015; Guo et al. 2017): scores fall into `bins`
+/// equal-width bins over [0, 1]; each bin's |share of positives − mean score| is weighted by the
+/// share of examples in it. 0 is perfectly calibrated.
+pub fn calibration_error(scores: &[f32], truth: &[bool], bins: usize) -> f64 {
+    if scores.is_empty() || bins == 0 {
+        return 0.0;
+    }
+    let (mut count, mut positives, mut score_sum) = (vec![0usize; bins], vec![0usize; bins], vec![0f64; bins]);
+    for (&s, &t) in scores.iter().zip(truth) {
+        let s = f64::from(s).clamp(0.0, 1.0);
+        let b = ((s * bins as f64) as usize).min(bins - 1);
+        count[b] += 1;
+        positives[b] += usize::from(t);
+        score_sum[b] += s;
+    }
+    (0..bins)
+        .filter(|&b| count[b] > 0)
+        .map(|b| (positives[b] as f64 / count[b] as f64 - score_sum[b] / count[b] as f64).abs() * count[b] as f64)
+        .sum::<f64>()
+        / scores.len() as f64
 }
 
 /// ROC AUC by the rank-sum (Mann–Whitney) formula, ties counted half.
@@ -90,6 +121,19 @@ pub fn best_f1_threshold(scores: &[f32], truth: &[bool]) -> Option<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calibration_error_is_the_weighted_gap_between_scores_and_outcomes() {
+        // A quarter of the 0.25s are positive, all the 0.95s: perfectly calibrated.
+        let scores = [0.25f32, 0.25, 0.25, 0.25, 0.95, 0.95];
+        let truth = [true, false, false, false, true, true];
+        assert!(calibration_error(&scores, &truth, 10) < 0.05 + 1e-9);
+        // Confident and always wrong.
+        assert!((calibration_error(&[1.0, 0.0], &[false, true], 10) - 1.0).abs() < 1e-9);
+        // Scores of 0.4 where half are positive: off by 0.1.
+        assert!((calibration_error(&[0.4, 0.4], &[true, false], 10) - 0.1).abs() < 1e-6);
+        assert_eq!(calibration_error(&[], &[], 10), 0.0);
+    }
 
     #[test]
     fn perfect_ranking_has_auc_one_and_inverted_zero() {

@@ -277,8 +277,8 @@ impl EvalReport {
     /// The report as Markdown tables, for the model card.
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
-        s.push_str("| source | lang | label | n | pos | thr | precision | recall | F1 | macro-F1 | AUC | FPR |\n");
-        s.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("| source | lang | label | n | pos | thr | precision | recall | F1 | macro-F1 | AUC | FPR | ECE |\n");
+        s.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for r in self.overall.iter().chain(&self.rows) {
             let m = &r.metrics;
             let auc = m.auc.map(|a| format!("{a:.3}")).unwrap_or_else(|| "–".into());
@@ -289,8 +289,8 @@ impl EvalReport {
                 (format!("{:.3}", m.precision), format!("{:.3}", m.recall), format!("{:.3}", m.f1), format!("{:.3}", m.macro_f1))
             };
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {:.2} | {p} | {rc} | {f1} | {mf1} | {auc} | {:.3} |\n",
-                r.source, r.lang, r.label, m.n, m.positives, r.threshold, m.false_positive_rate
+                "| {} | {} | {} | {} | {} | {:.2} | {p} | {rc} | {f1} | {mf1} | {auc} | {:.3} | {:.3} |\n",
+                r.source, r.lang, r.label, m.n, m.positives, r.threshold, m.false_positive_rate, m.ece
             ));
         }
         s
