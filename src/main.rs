@@ -139,6 +139,8 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
 }
 
 fn train_command(args: &calmline::config::TrainArgs) -> anyhow::Result<ExitCode> {
+    // Made before the long part, so a new --models folder cannot fail the run at the end.
+    std::fs::create_dir_all(&args.model.models).with_context(|| format!("creating {}", args.model.models.display()))?;
     let extractor = FeatureExtractor::load(&args.model.base_dir()).context("loading the encoder")?;
     let opts = train_options(&args.data, args.steps, args.learning_rate, args.l2);
     let (head, report) = train::train_head(&extractor, &opts, &args.version)?;

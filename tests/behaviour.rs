@@ -11,9 +11,15 @@ use std::sync::OnceLock;
 use calmline::labels::Label;
 use calmline::model::Classifier;
 
+/// The default model, or the candidate in `CALMLINE_BEHAVIOUR_MODELS` (a folder with a head and
+/// adapters, e.g. `models/experiments/lora6-3`), so a new model faces the same bar before it is
+/// promoted: `CALMLINE_BEHAVIOUR_MODELS=DIR cargo test --release --test behaviour -- --include-ignored`.
 fn classifier() -> &'static Classifier {
     static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
-    CLASSIFIER.get_or_init(|| Classifier::load(Path::new("models")).expect("run `make setup` first"))
+    CLASSIFIER.get_or_init(|| match std::env::var_os("CALMLINE_BEHAVIOUR_MODELS") {
+        Some(dir) => Classifier::load_from(Path::new("models/base"), Path::new(&dir)).expect("loading the candidate model"),
+        None => Classifier::load(Path::new("models")).expect("run `make setup` first"),
+    })
 }
 
 fn flags(texts: &[&str]) -> Vec<Vec<Label>> {
