@@ -130,6 +130,8 @@ pub const SOURCES: &[(&str, Reader)] = &[
     ("ko_kocohub_hate", kocohub),
     ("zh_cold", cold),
     ("ur_roman_urdu_ruhsold", ruhsold),
+    ("en_foxnews_comments", foxnews),
+    ("en_diasafety", diasafety),
 ];
 
 /// Loads every source found under `data_dir`, capped per source, language and split.
@@ -603,4 +605,89 @@ fn ruhsold(dir: &Path) -> Result<Vec<Example>> {
         }
     }
     Ok(out)
+}
+
+fn foxnews(dir: &Path) -> Result<Vec<Example>> {
+    // Gao & Huang 2017: hateful comments attack groups (435 of 1,528). A non-hateful comment
+    // may still be rude, so only identity_attack is negative there. No official split.
+    #[derive(serde::Deserialize)]
+    struct Row {
+        text: String,
+        label: u8,
+    }
+    let path = dir.join("fox-news-comments.json");
+    let content = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in content.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let row: Row = serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), n + 1))?;
+        let t = match row.label {
+            1 => targets(&[(Label::IdentityAttack, true), (Label::Rudeness, true)]),
+            0 => targets(&[(Label::IdentityAttack, false)]),
+            _ => continue,
+        };
+        out.push(Example { source: "en_foxnews_comments", lang: "en", split: hash_split(&row.text), text: row.text, targets: t });
+    }
+    Ok(out)
+}
+
+fn diasafety(dir: &Path) -> Result<Vec<Example>> {
+    // Sun et al. 2022 label a chatbot's *response* given a context. Only the "Offending User"
+    // category is about abuse of the person addressed — the agent's side of a conversation:
+    // unsafe → rudeness, safe → not. The other categories (risk ignorance, unauthorised
+    // expertise, toxicity agreement, biased opinion) are not abuse and are left out.
+    #[derive(serde::Deserialize)]
+    struct Row {
+        response: String,
+        category: String,
+        label: String,
+    }
+    let mut out = Vec::new();
+    for (file, split) in [("DiaSafety_dataset_train.json", Split::Train), ("DiaSafety_dataset_val.json", Split::Dev), ("DiaSafety_dataset_test.json", Split::Test)] {
+        let path = dir.join(file);
+        let content = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let rows: Vec<Row> = serde_json::from_str(&content).with_context(|| format!("parsing {}", path.display()))?;
+        for row in rows.into_iter().filter(|r| r.category == "Offending User") {
+            let rude = match row.label.as_str() {
+                "Unsafe" => true,
+                "Safe" => false,
+                _ => continue,
+            };
+            out.push(Example { source: "en_diasafety", lang: "en", split, text: row.response, targets: targets(&[(Label::Rudeness, rude)]) });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(name)
+    }
+
+    fn count(examples: &[Example], label: Label, value: bool) -> usize {
+        examples.iter().filter(|e| e.targets[label.index()] == Some(value)).count()
+    }
+
+    #[test]
+    fn fox_news_comments_map_hate_to_identity_attack() {
+        let examples = foxnews(&shared("en_foxnews_comments")).unwrap();
+        // MANIFEST.md: 1,528 comments, 435 hateful.
+        assert_eq!(examples.len(), 1528);
+        assert_eq!(count(&examples, Label::IdentityAttack, true), 435);
+        assert_eq!(count(&examples, Label::Rudeness, true), 435);
+        assert_eq!(count(&examples, Label::Rudeness, false), 0, "non-hateful is not known to be polite");
+        assert!(examples.iter().any(|e| e.split == Split::Test) && examples.iter().any(|e| e.split == Split::Dev));
+    }
+
+    #[test]
+    fn diasafety_keeps_only_responses_that_offend_the_user() {
+        let examples = diasafety(&shared("en_diasafety")).unwrap();
+        let in_split = |s: Split| examples.iter().filter(|e| e.split == s).count();
+        // "Offending User" rows: train 732 unsafe + 528 safe, val 75 + 58, test 71 + 57.
+        assert_eq!((in_split(Split::Train), in_split(Split::Dev), in_split(Split::Test)), (1260, 133, 128));
+        assert_eq!(count(&examples, Label::Rudeness, true), 732 + 75 + 71);
+        assert!(examples.iter().all(|e| e.targets.iter().filter(|t| t.is_some()).count() == 1));
+    }
 }
