@@ -3,8 +3,8 @@
 //! Each weight is re-laid once, at load, into column panels (`PackedWeights`); an AVX-512 kernel
 //! streams a panel through registers while up to eight rows of `x` are broadcast into it, and
 //! larger products split their panels over rayon's threads. On this model's shapes it runs at
-//! ~175–220 GFLOP/s on the 2-core development machine, where candle's GEMM gives 80–175 and
-//! Debian's OpenBLAS 75–195 (BENCHMARKS.md, `cargo bench --bench stages -- gemm`). CPUs without
+//! 144–221 GFLOP/s on the 2-core development machine, where candle's GEMM gives 50–176 and
+//! Debian's OpenBLAS 76–196 (BENCHMARKS.md, `cargo bench --bench stages -- gemm`). CPUs without
 //! AVX-512 take a plain-Rust loop over the same panels. All compute in f32 from the same
 //! weights; the tests hold them to candle's product within 1e-4.
 //!
@@ -115,7 +115,8 @@ impl Dense {
         self.packed.forward(x, Activation::None)
     }
 
-    /// `gelu(x · Wᵀ + b)`, the activation applied to each panel while it is still in cache.
+    /// `gelu(x · Wᵀ + b)`, the activation applied by the thread that computed those columns,
+    /// right after (no second pass over the whole output).
     pub fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.packed.forward(x, Activation::Gelu)
     }
@@ -289,8 +290,7 @@ impl PackedWeights {
         if inner != self.inner {
             candle_core::bail!("dense: x has {inner} columns, the weight {}", self.inner);
         }
-        let x = x.contiguous()?;
-        let out = with_values(&x, |values| self.apply(values, rows, activation))?;
+        let out = with_values(x, |values| self.apply(values, rows, activation))?;
         Tensor::from_vec(out, (rows, self.outer), x.device())
     }
 }
@@ -517,9 +517,9 @@ mod tests {
     fn gelu_matches_the_exact_erf_gelu() {
         let xs: Vec<f32> = (-2400..=2400).map(|i| i as f32 / 200.0).chain([0.0, -0.0, 1e-30, -1e-30, 50.0, -50.0, 1e4, -1e4]).collect();
         let reference = Tensor::from_slice(&xs, xs.len(), &Device::Cpu).unwrap().gelu_erf().unwrap().to_vec1::<f32>().unwrap();
-        for chunked in [false, true] {
+        for portable in [false, true] {
             let mut ours = xs.clone();
-            if chunked {
+            if portable {
                 ours.iter_mut().for_each(|v| *v = gelu(*v)); // the portable path
             } else {
                 gelu_in_place(&mut ours);
