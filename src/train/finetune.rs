@@ -215,6 +215,8 @@ pub struct FinetuneOptions {
     /// still windows whole texts.
     pub max_tokens: usize,
     pub seed: u64,
+    /// Stop early (and save) once training steps have run this long.
+    pub time_limit: Option<std::time::Duration>,
 }
 
 /// A training text after the frozen lower layers: its hidden states, unpadded.
@@ -230,7 +232,7 @@ pub fn train(
     head: &Head,
     examples: &[super::datasets::Example],
     opts: &FinetuneOptions,
-) -> Result<Trainable> {
+) -> Result<Trained> {
     let encoder = &extractor.encoder;
     let hidden = encoder.hidden_size();
     anyhow::ensure!(opts.lora.first_layer <= UPPER_LAYERS.start, "adapters must start at layer {} or below", UPPER_LAYERS.start);
@@ -270,21 +272,22 @@ pub fn train(
     eprintln!();
     let cache: Vec<Cached> = cache.into_iter().map(|c| c.expect("every text cached")).collect();
 
-    // 3. Steps over random batches.
+    // 3. Steps over length-bucketed batches, with a warm-up and a linear decay of the rate.
     let trainable = Trainable::new(encoder, head, opts.lora.clone())?;
     let mut optimizer = trainable.optimizer(opts.learning_rate)?;
-    let mut rng = opts.seed | 1;
-    let mut next = move || {
-        // xorshift64*: a fixed, dependency-free sequence for reproducible batches.
-        rng ^= rng >> 12;
-        rng ^= rng << 25;
-        rng ^= rng >> 27;
-        rng.wrapping_mul(0x2545F4914F6CDD1D)
-    };
+    let lengths: Vec<usize> = cache.iter().map(|c| c.len).collect();
+    let mut batches = BatchPlan::new(lengths, opts.batch, opts.seed);
+    let deadline = opts.time_limit.map(|limit| std::time::Instant::now() + limit);
     let started = std::time::Instant::now();
     let mut recent = Vec::new();
+    let (mut texts_seen, mut steps_done) = (0usize, 0usize);
     for step in 1..=opts.steps {
-        let picks: Vec<&Cached> = (0..opts.batch).map(|_| &cache[(next() % cache.len() as u64) as usize]).collect();
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            eprintln!("time limit reached after {} of {} steps; saving what was learnt", step - 1, opts.steps);
+            break;
+        }
+        optimizer.set_learning_rate(opts.learning_rate * schedule(step, opts.steps));
+        let picks: Vec<&Cached> = batches.next_batch().iter().map(|&i| &cache[i]).collect();
         let seq_len = picks.iter().map(|c| c.len).max().unwrap_or(1);
         let mut x = vec![0f32; picks.len() * seq_len * hidden];
         let mut mask = vec![0f32; picks.len() * seq_len];
@@ -309,14 +312,84 @@ pub fn train(
         let loss = masked_bce(&logits, &y, &m)?;
         optimizer.backward_step(&loss)?;
         recent.push(loss.to_scalar::<f32>()?);
+        texts_seen += picks.len();
+        steps_done = step;
         if step % 20 == 0 || step == opts.steps {
             let mean = recent.iter().sum::<f32>() / recent.len() as f32;
             recent.clear();
-            let rate = (step * opts.batch) as f64 / started.elapsed().as_secs_f64();
-            eprintln!("step {step}/{}: masked BCE {mean:.4} ({rate:.1} texts/s)", opts.steps);
+            let rate = texts_seen as f64 / started.elapsed().as_secs_f64();
+            let epochs = texts_seen as f64 / cache.len() as f64;
+            eprintln!("step {step}/{}: masked BCE {mean:.4} ({rate:.1} texts/s, epoch {epochs:.2}, lr {:.2e})", opts.steps, optimizer.learning_rate());
         }
     }
-    Ok(trainable)
+    eprintln!("{steps_done} steps, {texts_seen} texts ({:.2} epochs of {}) in {:.0} s", texts_seen as f64 / cache.len() as f64, cache.len(), started.elapsed().as_secs_f64());
+    Ok(Trained { trainable, steps_done, texts_seen, train_texts: cache.len() })
+}
+
+/// What a run learnt and how far it got (a time limit may stop it before its last step).
+pub struct Trained {
+    pub trainable: Trainable,
+    pub steps_done: usize,
+    pub texts_seen: usize,
+    pub train_texts: usize,
+}
+
+/// The learning-rate multiplier at `step` (1-based) of `steps`: a linear warm-up over the first
+/// 5% (the adapters start at zero and the head at the baseline, so early large steps mostly
+/// undo the head), then a linear decay to a tenth.
+pub fn schedule(step: usize, steps: usize) -> f64 {
+    let warmup = (steps / 20).max(1);
+    if step <= warmup {
+        return step as f64 / warmup as f64;
+    }
+    let progress = (step - warmup) as f64 / (steps - warmup).max(1) as f64;
+    1.0 - 0.9 * progress.min(1.0)
+}
+
+/// Batches of texts of similar length, so a step pads little: every epoch shuffles all texts,
+/// cuts them into pools of 50 batches, sorts each pool by length, cuts it into batches and
+/// shuffles the batches. Each batch still mixes data sets; each text is seen once per epoch.
+struct BatchPlan {
+    lengths: Vec<usize>,
+    batch: usize,
+    rng: u64,
+    queue: Vec<Vec<usize>>,
+}
+
+impl BatchPlan {
+    fn new(lengths: Vec<usize>, batch: usize, seed: u64) -> Self {
+        BatchPlan { lengths, batch: batch.max(1), rng: seed | 1, queue: Vec::new() }
+    }
+
+    /// xorshift64*: a fixed, dependency-free sequence for reproducible batches.
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.random() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+
+    fn next_batch(&mut self) -> Vec<usize> {
+        if self.queue.is_empty() {
+            let mut order: Vec<usize> = (0..self.lengths.len()).collect();
+            self.shuffle(&mut order);
+            let mut batches = Vec::new();
+            for pool in order.chunks_mut(self.batch * 50) {
+                pool.sort_by_key(|&i| self.lengths[i]);
+                batches.extend(pool.chunks(self.batch).map(<[usize]>::to_vec));
+            }
+            self.shuffle(&mut batches);
+            self.queue = batches;
+        }
+        self.queue.pop().unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -335,5 +408,34 @@ mod tests {
         let label0 = (bce(0.0, 1.0) + bce(1.0, 0.0)) / 2.0;
         let label1 = bce(-3.0, 1.0);
         assert!((got - (label0 + label1) / 2.0).abs() < 1e-5, "{got}");
+    }
+    #[test]
+    fn every_text_is_seen_once_per_epoch_in_batches_of_similar_length() {
+        let lengths: Vec<usize> = (0..1000).map(|i| (i * 37) % 64 + 1).collect();
+        let mut plan = BatchPlan::new(lengths.clone(), 10, 7);
+        let mut seen = vec![0; lengths.len()];
+        let mut spread = 0;
+        for _ in 0..100 {
+            let batch = plan.next_batch();
+            assert_eq!(batch.len(), 10);
+            let (lo, hi) = batch.iter().fold((usize::MAX, 0), |(lo, hi), &i| (lo.min(lengths[i]), hi.max(lengths[i])));
+            spread += hi - lo;
+            for i in batch {
+                seen[i] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&n| n == 1), "one epoch sees each text once");
+        // Random batches of lengths 1..64 would spread ~53 tokens; pools of 500 sorted, ~1.
+        assert!(spread / 100 <= 3, "mean spread {}", spread / 100);
+        assert_eq!(plan.next_batch().len(), 10, "the next epoch starts");
+    }
+
+    #[test]
+    fn the_rate_warms_up_then_decays_to_a_tenth() {
+        assert!((schedule(1, 1000) - 0.02).abs() < 1e-9);
+        assert!((schedule(50, 1000) - 1.0).abs() < 1e-9);
+        assert!(schedule(500, 1000) < 1.0 && schedule(500, 1000) > 0.5);
+        assert!((schedule(1000, 1000) - 0.1).abs() < 1e-9);
+        assert!((schedule(1, 1) - 1.0).abs() < 1e-9);
     }
 }
