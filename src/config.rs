@@ -310,6 +310,12 @@ pub struct FinetuneArgs {
     /// done are recorded in head.json); the schedule still assumes --steps.
     #[arg(long)]
     pub time_limit_minutes: Option<f64>,
+    /// How the thresholds are chosen on the dev splits.
+    #[arg(long, value_enum, default_value = "pooled")]
+    pub threshold_rule: crate::train::ThresholdRule,
+    /// Times each in-domain training turn is seen per epoch (oversampling against large public sets).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub indomain_repeat: u32,
     /// Version string reported with every result of this model.
     #[arg(long, default_value = "e5-small-q4+lora-1")]
     pub version: String,
@@ -324,4 +330,8 @@ pub struct EvalArgs {
     /// Where to write the report as JSON (Markdown goes to stdout).
     #[arg(long, default_value = "models/eval-test.json")]
     pub out: PathBuf,
+    /// First re-tune the thresholds on the dev splits by this rule and save them in the
+    /// model's head.json (scores the dev splits too).
+    #[arg(long, value_enum)]
+    pub tune_thresholds: Option<crate::train::ThresholdRule>,
 }

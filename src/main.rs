@@ -100,7 +100,7 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
     let opts = train_options(&args.data, 0, 0.0, 0.0);
     let examples = train::load_examples(&opts)?;
     let lora = LoraConfig { rank: args.rank, alpha: args.alpha, first_layer: args.first_layer };
-    let ft = FinetuneOptions { lora, steps: args.steps, batch: args.batch, learning_rate: args.learning_rate, max_tokens: args.max_tokens, seed: args.seed, time_limit: args.time_limit_minutes.map(|m| std::time::Duration::from_secs_f64(m * 60.0)) };
+    let ft = FinetuneOptions { lora, steps: args.steps, batch: args.batch, learning_rate: args.learning_rate, max_tokens: args.max_tokens, seed: args.seed, time_limit: args.time_limit_minutes.map(|m| std::time::Duration::from_secs_f64(m * 60.0)), indomain_repeat: args.indomain_repeat as usize };
     let trained = finetune::train(&extractor, &baseline, &examples, &ft)?;
     let trainable = &trained.trainable;
     drop(extractor);
@@ -118,10 +118,11 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
             "steps_done": trained.steps_done,
             "epochs": trained.texts_seen as f64 / trained.train_texts as f64,
             "cap_train": args.data.cap_train,
+            "indomain_repeat": args.indomain_repeat,
             "head_init": baseline.meta.model_version,
             "in_domain": opts.indomain.is_some(),
             "examples": {"train": count(train::datasets::Split::Train), "dev": count(train::datasets::Split::Dev), "test": count(train::datasets::Split::Test)},
-            "thresholds": "per label, max F1 on the dev splits",
+            "thresholds": format!("per label on the dev splits, rule {:?}", args.threshold_rule),
         }),
         ..baseline.meta.clone()
     };
@@ -131,7 +132,7 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
     let classifier = Classifier::load_from(&args.model.base_dir(), &args.out)?;
     let held_out: Vec<_> = examples.into_iter().filter(|e| e.split != train::datasets::Split::Train).collect();
     let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, held_out)?;
-    let thresholds = train::tune_thresholds(&classifier.head, &data);
+    let thresholds = train::tune_thresholds(&classifier.head, &data, args.threshold_rule);
     let Classifier { head, .. } = classifier;
     let head = head.with_thresholds(thresholds)?;
     head.save(&args.out)?;
@@ -188,11 +189,22 @@ fn eval_conduct_command(args: &calmline::config::EvalConductArgs) -> anyhow::Res
 fn eval_command(args: &calmline::config::EvalArgs) -> anyhow::Result<ExitCode> {
     let classifier = args.model.load().context("loading the model")?;
     let opts = train_options(&args.data, 0, 0.0, 0.0);
-    // Only the test splits are scored: embedding the train splits too would cost ~20 minutes
+    // Only the splits needed are scored: embedding the train splits too would cost ~20 minutes
     // through an adapted encoder for nothing.
-    let test: Vec<_> = train::load_examples(&opts)?.into_iter().filter(|e| e.split == train::datasets::Split::Test).collect();
-    let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, test)?;
-    let report = train::evaluate(&classifier.head, &data, train::datasets::Split::Test);
+    let wanted = |s: train::datasets::Split| s == train::datasets::Split::Test || (args.tune_thresholds.is_some() && s == train::datasets::Split::Dev);
+    let examples: Vec<_> = train::load_examples(&opts)?.into_iter().filter(|e| wanted(e.split)).collect();
+    let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, examples)?;
+    let calmline::model::Classifier { mut head, .. } = classifier;
+    if let Some(rule) = args.tune_thresholds {
+        let thresholds = train::tune_thresholds(&head, &data, rule);
+        eprintln!("thresholds by {rule:?} on dev: {thresholds:?}");
+        head = head.with_thresholds(thresholds)?;
+        if let Some(trained) = head.meta.trained.as_object_mut() {
+            trained.insert("thresholds".into(), serde_json::json!(format!("per label on the dev splits, rule {rule:?}")));
+        }
+        head.save(&args.model.models).context("saving the re-tuned thresholds")?;
+    }
+    let report = train::evaluate(&head, &data, train::datasets::Split::Test);
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("{}", report.to_markdown());
     Ok(ExitCode::SUCCESS)

@@ -217,6 +217,10 @@ pub struct FinetuneOptions {
     pub seed: u64,
     /// Stop early (and save) once training steps have run this long.
     pub time_limit: Option<std::time::Duration>,
+    /// How many times each of the project's own turns (`calmline_indomain`) is seen per epoch:
+    /// with the public sets uncapped they are under 2% of the texts, and they hold nearly all
+    /// threats and sexual harassment aimed at an agent.
+    pub indomain_repeat: usize,
 }
 
 /// A training text after the frozen lower layers: its hidden states, unpadded.
@@ -276,7 +280,8 @@ pub fn train(
     let trainable = Trainable::new(encoder, head, opts.lora.clone())?;
     let mut optimizer = trainable.optimizer(opts.learning_rate)?;
     let lengths: Vec<usize> = cache.iter().map(|c| c.len).collect();
-    let mut batches = BatchPlan::new(lengths, opts.batch, opts.seed);
+    let repeats: Vec<usize> = train.iter().map(|e| if e.source == "calmline_indomain" { opts.indomain_repeat.max(1) } else { 1 }).collect();
+    let mut batches = BatchPlan::new(lengths, repeats, opts.batch, opts.seed);
     let deadline = opts.time_limit.map(|limit| std::time::Instant::now() + limit);
     let started = std::time::Instant::now();
     let mut recent = Vec::new();
@@ -348,17 +353,19 @@ pub fn schedule(step: usize, steps: usize) -> f64 {
 
 /// Batches of texts of similar length, so a step pads little: every epoch shuffles all texts,
 /// cuts them into pools of 50 batches, sorts each pool by length, cuts it into batches and
-/// shuffles the batches. Each batch still mixes data sets; each text is seen once per epoch.
+/// shuffles the batches. Each batch still mixes data sets; each text is seen `repeats[i]` times
+/// per epoch (once, unless a source is oversampled).
 struct BatchPlan {
     lengths: Vec<usize>,
+    repeats: Vec<usize>,
     batch: usize,
     rng: u64,
     queue: Vec<Vec<usize>>,
 }
 
 impl BatchPlan {
-    fn new(lengths: Vec<usize>, batch: usize, seed: u64) -> Self {
-        BatchPlan { lengths, batch: batch.max(1), rng: seed | 1, queue: Vec::new() }
+    fn new(lengths: Vec<usize>, repeats: Vec<usize>, batch: usize, seed: u64) -> Self {
+        BatchPlan { lengths, repeats, batch: batch.max(1), rng: seed | 1, queue: Vec::new() }
     }
 
     /// xorshift64*: a fixed, dependency-free sequence for reproducible batches.
@@ -378,7 +385,7 @@ impl BatchPlan {
 
     fn next_batch(&mut self) -> Vec<usize> {
         if self.queue.is_empty() {
-            let mut order: Vec<usize> = (0..self.lengths.len()).collect();
+            let mut order: Vec<usize> = (0..self.lengths.len()).flat_map(|i| std::iter::repeat_n(i, self.repeats[i])).collect();
             self.shuffle(&mut order);
             let mut batches = Vec::new();
             for pool in order.chunks_mut(self.batch * 50) {
@@ -412,7 +419,7 @@ mod tests {
     #[test]
     fn every_text_is_seen_once_per_epoch_in_batches_of_similar_length() {
         let lengths: Vec<usize> = (0..1000).map(|i| (i * 37) % 64 + 1).collect();
-        let mut plan = BatchPlan::new(lengths.clone(), 10, 7);
+        let mut plan = BatchPlan::new(lengths.clone(), vec![1; lengths.len()], 10, 7);
         let mut seen = vec![0; lengths.len()];
         let mut spread = 0;
         for _ in 0..100 {
@@ -428,6 +435,17 @@ mod tests {
         // Random batches of lengths 1..64 would spread ~53 tokens; pools of 500 sorted, ~1.
         assert!(spread / 100 <= 3, "mean spread {}", spread / 100);
         assert_eq!(plan.next_batch().len(), 10, "the next epoch starts");
+    }
+
+    #[test]
+    fn an_oversampled_text_comes_back_as_often_as_asked() {
+        let mut repeats = vec![1; 100];
+        repeats[3] = 3;
+        let mut plan = BatchPlan::new(vec![5; 100], repeats, 6, 1);
+        let epoch: Vec<usize> = (0..17).flat_map(|_| plan.next_batch()).collect();
+        assert_eq!(epoch.len(), 102);
+        assert_eq!(epoch.iter().filter(|&&i| i == 3).count(), 3);
+        assert_eq!(epoch.iter().filter(|&&i| i == 4).count(), 1);
     }
 
     #[test]

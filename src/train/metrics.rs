@@ -118,9 +118,42 @@ pub fn best_f1_threshold(scores: &[f32], truth: &[bool]) -> Option<f32> {
         .map(|(t, _)| t)
 }
 
+/// The threshold in 0.02..=0.98 that maximises the mean F1 over groups (each a data set and
+/// language: scores and truths), counting only groups with positives (ties: the lower one).
+/// Pooling all dev texts instead lets the largest sets choose the cut for everyone.
+pub fn best_mean_f1_threshold(groups: &[(Vec<f32>, Vec<bool>)]) -> Option<f32> {
+    let with_positives: Vec<&(Vec<f32>, Vec<bool>)> = groups.iter().filter(|(_, truth)| truth.iter().any(|&t| t)).collect();
+    if with_positives.is_empty() {
+        return None;
+    }
+    let mean_f1 = |t: f32| with_positives.iter().map(|(s, truth)| binary_metrics(s, truth, t).f1).sum::<f64>() / with_positives.len() as f64;
+    (1..50)
+        .map(|i| i as f32 * 0.02)
+        .map(|t| (t, mean_f1(t)))
+        .fold(None, |best: Option<(f32, f64)>, (t, f1)| match best {
+            Some((_, b)) if b >= f1 => best,
+            _ => Some((t, f1)),
+        })
+        .map(|(t, _)| t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mean_rule_gives_a_small_set_an_equal_say() {
+        // A big set best cut at 0.7, a small one at 0.3: pooled follows the big one.
+        let big: (Vec<f32>, Vec<bool>) = ((0..100).map(|i| if i < 50 { 0.6 } else { 0.8 }).collect(), (0..100).map(|i| i >= 50).collect());
+        let small: (Vec<f32>, Vec<bool>) = (vec![0.1, 0.4, 0.4], vec![false, true, true]);
+        let pooled_scores: Vec<f32> = big.0.iter().chain(&small.0).copied().collect();
+        let pooled_truth: Vec<bool> = big.1.iter().chain(&small.1).copied().collect();
+        let pooled = best_f1_threshold(&pooled_scores, &pooled_truth).unwrap();
+        assert!(pooled > 0.6, "{pooled}");
+        let mean = best_mean_f1_threshold(&[big.clone(), small.clone()]).unwrap();
+        assert!(mean > 0.1 && mean < 0.4, "{mean}");
+        assert_eq!(best_mean_f1_threshold(&[(vec![0.5], vec![false])]), None);
+    }
 
     #[test]
     fn calibration_error_is_the_weighted_gap_between_scores_and_outcomes() {

@@ -200,12 +200,32 @@ impl Adam {
     }
 }
 
-/// Per-label threshold maximising F1 on the dev splits (0.5 where dev has no positives).
-pub fn tune_thresholds(head: &Head, data: &Featurised) -> BTreeMap<Label, f32> {
+/// How a label's threshold is chosen on the dev splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ThresholdRule {
+    /// Max F1 over all dev texts together: the largest sets decide.
+    Pooled,
+    /// Max of the mean F1 over the data sets and languages that annotate the label, so the
+    /// project's own turns count as much as a large public set.
+    MeanOverSources,
+}
+
+/// Per-label threshold on the dev splits by `rule` (0.5 where dev has no positives).
+pub fn tune_thresholds(head: &Head, data: &Featurised, rule: ThresholdRule) -> BTreeMap<Label, f32> {
     let mut out = BTreeMap::new();
     for label in Label::ALL {
-        let (scores, truth) = labelled(head, data, Split::Dev, label, |_| true);
-        out.insert(label, best_f1_threshold(&scores, &truth).unwrap_or(0.5));
+        let best = match rule {
+            ThresholdRule::Pooled => {
+                let (scores, truth) = labelled(head, data, Split::Dev, label, |_| true);
+                best_f1_threshold(&scores, &truth)
+            }
+            ThresholdRule::MeanOverSources => {
+                let groups: std::collections::BTreeSet<(&str, &str)> = data.examples.iter().filter(|e| e.split == Split::Dev).map(|e| (e.source, e.lang)).collect();
+                let groups: Vec<(Vec<f32>, Vec<bool>)> = groups.into_iter().map(|(source, lang)| labelled(head, data, Split::Dev, label, |e| e.source == source && e.lang == lang)).collect();
+                metrics::best_mean_f1_threshold(&groups)
+            }
+        };
+        out.insert(label, best.unwrap_or(0.5));
     }
     out
 }
@@ -319,7 +339,7 @@ pub fn train_head(extractor: &FeatureExtractor, opts: &TrainOptions, model_versi
         }),
     };
     let head = Head::new(meta, weight, bias)?;
-    let thresholds = tune_thresholds(&head, &data);
+    let thresholds = tune_thresholds(&head, &data, ThresholdRule::Pooled);
     let head = head.with_thresholds(thresholds)?;
     let report = evaluate(&head, &data, Split::Test);
     Ok((head, report))
