@@ -707,7 +707,7 @@ fn stormfront(dir: &Path) -> Result<Vec<Example>> {
         }
         let split = if test_comments.contains(&comment) {
             Split::Test
-        } else if stable_hash(&comment) % 9 == 0 {
+        } else if stable_hash(&comment).is_multiple_of(9) {
             Split::Dev
         } else {
             Split::Train
