@@ -122,7 +122,7 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
             "head_init": baseline.meta.model_version,
             "in_domain": opts.indomain.is_some(),
             "examples": {"train": count(train::datasets::Split::Train), "dev": count(train::datasets::Split::Dev), "test": count(train::datasets::Split::Test)},
-            "thresholds": format!("per label on the dev splits, rule {:?}", args.threshold_rule),
+            "thresholds": args.threshold_rule.describe(),
         }),
         ..baseline.meta.clone()
     };
@@ -200,7 +200,7 @@ fn eval_command(args: &calmline::config::EvalArgs) -> anyhow::Result<ExitCode> {
         eprintln!("thresholds by {rule:?} on dev: {thresholds:?}");
         head = head.with_thresholds(thresholds)?;
         if let Some(trained) = head.meta.trained.as_object_mut() {
-            trained.insert("thresholds".into(), serde_json::json!(format!("per label on the dev splits, rule {rule:?}")));
+            trained.insert("thresholds".into(), serde_json::json!(rule.describe()));
         }
         head.save(&args.model.models).context("saving the re-tuned thresholds")?;
     }

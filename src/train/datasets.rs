@@ -107,6 +107,9 @@ fn column(headers: &csv::StringRecord, name: &str) -> Result<usize> {
     headers.iter().position(|h| h.trim_start_matches('\u{feff}') == name).with_context(|| format!("no column `{name}`"))
 }
 
+/// The source name of the project's own turns (`data/indomain/`).
+pub const INDOMAIN_SOURCE: &str = "calmline_indomain";
+
 /// One source's reader: the examples of every split, uncapped.
 type Reader = fn(&Path) -> Result<Vec<Example>>;
 
@@ -184,7 +187,7 @@ pub fn load_indomain(path: &Path) -> Result<Vec<Example>> {
             let value = row.labels.get(label.name()).with_context(|| format!("{}:{}: no {label}", path.display(), n + 1))?;
             targets[label.index()] = Some(*value == 1);
         }
-        out.push(Example { source: "calmline_indomain", lang, split, text: row.text, targets });
+        out.push(Example { source: INDOMAIN_SOURCE, lang, split, text: row.text, targets });
     }
     Ok(out)
 }

@@ -280,7 +280,7 @@ pub fn train(
     let trainable = Trainable::new(encoder, head, opts.lora.clone())?;
     let mut optimizer = trainable.optimizer(opts.learning_rate)?;
     let lengths: Vec<usize> = cache.iter().map(|c| c.len).collect();
-    let repeats: Vec<usize> = train.iter().map(|e| if e.source == "calmline_indomain" { opts.indomain_repeat.max(1) } else { 1 }).collect();
+    let repeats: Vec<usize> = train.iter().map(|e| if e.source == super::datasets::INDOMAIN_SOURCE { opts.indomain_repeat.max(1) } else { 1 }).collect();
     let mut batches = BatchPlan::new(lengths, repeats, opts.batch, opts.seed);
     let deadline = opts.time_limit.map(|limit| std::time::Instant::now() + limit);
     let started = std::time::Instant::now();
@@ -416,6 +416,7 @@ mod tests {
         let label1 = bce(-3.0, 1.0);
         assert!((got - (label0 + label1) / 2.0).abs() < 1e-5, "{got}");
     }
+
     #[test]
     fn every_text_is_seen_once_per_epoch_in_batches_of_similar_length() {
         let lengths: Vec<usize> = (0..1000).map(|i| (i * 37) % 64 + 1).collect();

@@ -108,33 +108,33 @@ pub fn best_f1_threshold(scores: &[f32], truth: &[bool]) -> Option<f32> {
     if !truth.iter().any(|&t| t) {
         return None;
     }
-    (1..50)
-        .map(|i| i as f32 * 0.02)
-        .map(|t| (t, binary_metrics(scores, truth, t).f1))
-        .fold(None, |best: Option<(f32, f64)>, (t, f1)| match best {
-            Some((_, b)) if b >= f1 => best,
-            _ => Some((t, f1)),
-        })
-        .map(|(t, _)| t)
+    Some(best_threshold(|t| binary_metrics(scores, truth, t).f1))
 }
+
+/// Scores of one label and the truths they are judged against.
+pub type Scored = (Vec<f32>, Vec<bool>);
 
 /// The threshold in 0.02..=0.98 that maximises the mean F1 over groups (each a data set and
 /// language: scores and truths), counting only groups with positives (ties: the lower one).
 /// Pooling all dev texts instead lets the largest sets choose the cut for everyone.
-pub fn best_mean_f1_threshold(groups: &[(Vec<f32>, Vec<bool>)]) -> Option<f32> {
-    let with_positives: Vec<&(Vec<f32>, Vec<bool>)> = groups.iter().filter(|(_, truth)| truth.iter().any(|&t| t)).collect();
+pub fn best_mean_f1_threshold(groups: &[Scored]) -> Option<f32> {
+    let with_positives: Vec<&Scored> = groups.iter().filter(|(_, truth)| truth.iter().any(|&t| t)).collect();
     if with_positives.is_empty() {
         return None;
     }
-    let mean_f1 = |t: f32| with_positives.iter().map(|(s, truth)| binary_metrics(s, truth, t).f1).sum::<f64>() / with_positives.len() as f64;
-    (1..50)
-        .map(|i| i as f32 * 0.02)
-        .map(|t| (t, mean_f1(t)))
-        .fold(None, |best: Option<(f32, f64)>, (t, f1)| match best {
-            Some((_, b)) if b >= f1 => best,
-            _ => Some((t, f1)),
-        })
-        .map(|(t, _)| t)
+    Some(best_threshold(|t| with_positives.iter().map(|(s, truth)| binary_metrics(s, truth, t).f1).sum::<f64>() / with_positives.len() as f64))
+}
+
+/// The point of the 0.02 grid in 0.02..=0.98 where `objective` is highest (ties: the lower one).
+fn best_threshold(objective: impl Fn(f32) -> f64) -> f32 {
+    let mut best = (0.02, f64::NEG_INFINITY);
+    for t in (1..50).map(|i| i as f32 * 0.02) {
+        let value = objective(t);
+        if value > best.1 {
+            best = (t, value);
+        }
+    }
+    best.0
 }
 
 #[cfg(test)]
@@ -144,8 +144,8 @@ mod tests {
     #[test]
     fn the_mean_rule_gives_a_small_set_an_equal_say() {
         // A big set best cut at 0.7, a small one at 0.3: pooled follows the big one.
-        let big: (Vec<f32>, Vec<bool>) = ((0..100).map(|i| if i < 50 { 0.6 } else { 0.8 }).collect(), (0..100).map(|i| i >= 50).collect());
-        let small: (Vec<f32>, Vec<bool>) = (vec![0.1, 0.4, 0.4], vec![false, true, true]);
+        let big: Scored = ((0..100).map(|i| if i < 50 { 0.6 } else { 0.8 }).collect(), (0..100).map(|i| i >= 50).collect());
+        let small: Scored = (vec![0.1, 0.4, 0.4], vec![false, true, true]);
         let pooled_scores: Vec<f32> = big.0.iter().chain(&small.0).copied().collect();
         let pooled_truth: Vec<bool> = big.1.iter().chain(&small.1).copied().collect();
         let pooled = best_f1_threshold(&pooled_scores, &pooled_truth).unwrap();

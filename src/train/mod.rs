@@ -212,22 +212,35 @@ pub enum ThresholdRule {
 
 /// Per-label threshold on the dev splits by `rule` (0.5 where dev has no positives).
 pub fn tune_thresholds(head: &Head, data: &Featurised, rule: ThresholdRule) -> BTreeMap<Label, f32> {
+    let dev: Vec<(&Example, [f32; LABEL_COUNT])> = data.examples.iter().zip(&data.features).filter(|(e, _)| e.split == Split::Dev).map(|(e, f)| (e, head.scores(f).0)).collect();
     let mut out = BTreeMap::new();
     for label in Label::ALL {
+        // Scores and truths of the label per data set and language.
+        let mut groups: BTreeMap<(&str, &str), metrics::Scored> = BTreeMap::new();
+        for (e, scores) in &dev {
+            if let Some(t) = e.targets[label.index()] {
+                let group = groups.entry((e.source, e.lang)).or_default();
+                group.0.push(scores[label.index()]);
+                group.1.push(t);
+            }
+        }
         let best = match rule {
             ThresholdRule::Pooled => {
-                let (scores, truth) = labelled(head, data, Split::Dev, label, |_| true);
+                let (scores, truth): (Vec<f32>, Vec<bool>) = groups.into_values().flat_map(|(s, t)| s.into_iter().zip(t)).unzip();
                 best_f1_threshold(&scores, &truth)
             }
-            ThresholdRule::MeanOverSources => {
-                let groups: std::collections::BTreeSet<(&str, &str)> = data.examples.iter().filter(|e| e.split == Split::Dev).map(|e| (e.source, e.lang)).collect();
-                let groups: Vec<(Vec<f32>, Vec<bool>)> = groups.into_iter().map(|(source, lang)| labelled(head, data, Split::Dev, label, |e| e.source == source && e.lang == lang)).collect();
-                metrics::best_mean_f1_threshold(&groups)
-            }
+            ThresholdRule::MeanOverSources => metrics::best_mean_f1_threshold(&groups.into_values().collect::<Vec<_>>()),
         };
         out.insert(label, best.unwrap_or(0.5));
     }
     out
+}
+
+impl ThresholdRule {
+    /// How head.json describes thresholds chosen by this rule.
+    pub fn describe(self) -> String {
+        format!("per label on the dev splits, rule {self:?}")
+    }
 }
 
 /// Scores and truths of one label on one split, for examples passing `keep`.
