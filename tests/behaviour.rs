@@ -13,7 +13,7 @@ use calmline::model::Classifier;
 
 /// The default model, or the candidate in `CALMLINE_BEHAVIOUR_MODELS` (a folder with a head and
 /// adapters, e.g. `models/experiments/lora6-3`), so a new model faces the same bar before it is
-/// promoted: `CALMLINE_BEHAVIOUR_MODELS=DIR cargo test --release --test behaviour -- --include-ignored`.
+/// promoted: `CALMLINE_BEHAVIOUR_MODELS=DIR cargo test --release --test behaviour`.
 fn classifier() -> &'static Classifier {
     static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
     CLASSIFIER.get_or_init(|| match std::env::var_os("CALMLINE_BEHAVIOUR_MODELS") {
@@ -30,9 +30,6 @@ fn flags(texts: &[&str]) -> Vec<Vec<Label>> {
 const ABUSE: [Label; 5] = [Label::Rudeness, Label::Insult, Label::Threat, Label::IdentityAttack, Label::SexualHarassment];
 
 #[test]
-#[ignore = "known weakness of e5-small-q4+lora6-2: 8 of 51 seed paragraphs (long Hungarian and Hebrew \
-            advice, headings) are flagged rudeness; the frozen baseline flagged 1. See models/README.md, \
-            experiment 2, and the plan there (Hungarian and Hebrew neutral text as rudeness negatives)"]
 fn the_seed_paragraphs_carry_no_abuse_flag() {
     let mut paragraphs = Vec::new();
     for entry in std::fs::read_dir("../shared/seeds").expect("../shared/seeds beside the project") {
@@ -78,15 +75,9 @@ fn insults_are_flagged() {
 fn threats_are_flagged() {
     expect(&[
         ("If you hang up on me again I will find you and hurt you.", &[Threat], &[]),
+        ("Ha még egyszer leteszi, megkeresem és megverem.", &[Threat], &[]),
         ("אם תנתק לי שוב אני אמצא אותך ואפגע בך.", &[Threat], &[]),
     ]);
-}
-
-#[test]
-#[ignore = "known weakness of e5-small-q4+lora6-2: this Hungarian threat scores 0.23 against a \
-            threshold of 0.24 (models/README.md, experiment 2)"]
-fn a_hungarian_threat_is_flagged() {
-    expect(&[("Ha még egyszer leteszi, megkeresem és megverem.", &[Threat], &[])]);
 }
 
 #[test]
