@@ -116,7 +116,7 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
             "lora": {"rank": args.rank, "alpha": args.alpha, "layers": format!("{}..12", args.first_layer), "projections": finetune::PROJECTIONS},
             "optimiser": format!("AdamW lr {} (5% warm-up, linear decay to a tenth), {} steps of {} texts in length-bucketed batches, texts cut to {} tokens", args.learning_rate, args.steps, args.batch, args.max_tokens),
             "steps_done": trained.steps_done,
-            "epochs": trained.texts_seen as f64 / trained.train_texts as f64,
+            "epochs": trained.texts_seen as f64 / trained.epoch_texts as f64,
             "cap_train": args.data.cap_train,
             "indomain_repeat": args.indomain_repeat,
             "head_init": baseline.meta.model_version,

@@ -281,6 +281,8 @@ pub fn train(
     let mut optimizer = trainable.optimizer(opts.learning_rate)?;
     let lengths: Vec<usize> = cache.iter().map(|c| c.len).collect();
     let repeats: Vec<usize> = train.iter().map(|e| if e.source == super::datasets::INDOMAIN_SOURCE { opts.indomain_repeat.max(1) } else { 1 }).collect();
+    // An epoch shows every text as often as it is repeated, so it is longer than the set.
+    let epoch_texts: usize = repeats.iter().sum();
     let mut batches = BatchPlan::new(lengths, repeats, opts.batch, opts.seed);
     let deadline = opts.time_limit.map(|limit| std::time::Instant::now() + limit);
     let started = std::time::Instant::now();
@@ -323,12 +325,12 @@ pub fn train(
             let mean = recent.iter().sum::<f32>() / recent.len() as f32;
             recent.clear();
             let rate = texts_seen as f64 / started.elapsed().as_secs_f64();
-            let epochs = texts_seen as f64 / cache.len() as f64;
+            let epochs = texts_seen as f64 / epoch_texts as f64;
             eprintln!("step {step}/{}: masked BCE {mean:.4} ({rate:.1} texts/s, epoch {epochs:.2}, lr {:.2e})", opts.steps, optimizer.learning_rate());
         }
     }
-    eprintln!("{steps_done} steps, {texts_seen} texts ({:.2} epochs of {}) in {:.0} s", texts_seen as f64 / cache.len() as f64, cache.len(), started.elapsed().as_secs_f64());
-    Ok(Trained { trainable, steps_done, texts_seen, train_texts: cache.len() })
+    eprintln!("{steps_done} steps, {texts_seen} texts ({:.2} epochs of {epoch_texts}) in {:.0} s", texts_seen as f64 / epoch_texts as f64, started.elapsed().as_secs_f64());
+    Ok(Trained { trainable, steps_done, texts_seen, epoch_texts })
 }
 
 /// What a run learnt and how far it got (a time limit may stop it before its last step).
@@ -336,7 +338,8 @@ pub struct Trained {
     pub trainable: Trainable,
     pub steps_done: usize,
     pub texts_seen: usize,
-    pub train_texts: usize,
+    /// Texts in one epoch: the training set with the in-domain turns counted as often as repeated.
+    pub epoch_texts: usize,
 }
 
 /// The learning-rate multiplier at `step` (1-based) of `steps`: a linear warm-up over the first
