@@ -62,12 +62,31 @@ async fn health_goes_from_not_serving_to_serving_and_shutdown_drains() {
     assert_eq!(seen.first(), Some(&tonic_health::pb::health_check_response::ServingStatus::NotServing), "{seen:?}");
     assert_eq!(seen.last(), Some(&tonic_health::pb::health_check_response::ServingStatus::Serving));
 
-    // A request in flight when shutdown starts is still answered.
+    // A conversation in flight when shutdown starts is still answered, turn by turn, until the
+    // client ends it. A stream (not a unary call) so the test knows, rather than hopes, that the
+    // request reached the server before the shutdown began.
     let mut client = server.client().await;
-    let in_flight = tokio::spawn(async move { client.analyze(pb::AnalyzeRequest { turn: Some(customer("Where is my parcel?")), ..Default::default() }).await });
-    tokio::task::yield_now().await;
-    server.stop().await.unwrap();
-    assert!(in_flight.await.unwrap().is_ok());
+    let (turns, rx) = tokio::sync::mpsc::channel(2);
+    turns.send(pb::ConverseRequest { turn: Some(customer("Where is my parcel?")), locale: "en".into() }).await.unwrap();
+    let mut answers = client.converse(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    assert!(answers.message().await.unwrap().is_some(), "the first turn is answered");
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+    let request = tonic_health::pb::HealthCheckRequest { service: "calmline.v1.Triage".into() };
+    let mut watch = health.watch(request).await.unwrap().into_inner();
+    let stopping = tokio::spawn(server.stop());
+    while let Some(message) = watch.message().await.unwrap() {
+        if message.status == tonic_health::pb::health_check_response::ServingStatus::NotServing as i32 {
+            break;
+        }
+    }
+    drop(watch); // an open Watch stream would hold the drain open
+
+    turns.send(pb::ConverseRequest { turn: Some(customer("It was due on Monday.")), locale: "en".into() }).await.unwrap();
+    drop(turns);
+    assert!(answers.message().await.unwrap().is_some(), "a turn sent while draining is answered");
+    assert!(answers.message().await.unwrap().is_none(), "the stream ends cleanly");
+    stopping.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
