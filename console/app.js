@@ -105,7 +105,9 @@ function labelChip(label, cls = "chip flag") {
 function showTurn(turn, a) {
   const customer = a.speaker === "SPEAKER_CUSTOMER";
   const item = el("li", { className: `turn ${customer ? "customer" : "agent"}`, id: `turn-${a.turn_index}`, dataset: { testid: "turn", speaker: customer ? "customer" : "agent", index: a.turn_index } }, [
-    el("div", { className: "who" }, [`#${a.turn_index} · ${customer ? text().customer : text().agent} · ${a.language}`]),
+    el("div", { className: "who" }, [`#${a.turn_index} · ${customer ? text().customer : text().agent} · ${a.language}`,
+      // The model card does not measure this language: the page says so beside it.
+      ...(a.language_measured ? [] : [el("span", { className: "unmeasured", dataset: { testid: "unmeasured" }, title: text().unmeasuredWhy }, [` · ${text().unmeasured}`])])]),
     el("div", { className: "bubble", dir: "auto" }, [turn.text]),
   ]);
   const chips = el("div", { className: "chips" });

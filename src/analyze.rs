@@ -33,6 +33,8 @@ pub struct TextInput<'a> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Analysis {
     pub language: String,
+    /// Whether the model card measures this language's quality (`GetInfo` lists them).
+    pub language_measured: bool,
     pub scores: Scores,
     pub flags: Vec<Label>,
     pub severity: Severity,
@@ -75,9 +77,11 @@ pub fn analyze(classifier: &Classifier, policy: &Policy, inputs: &[TextInput]) -
         .iter()
         .zip(scores)
         .map(|(input, scores)| {
-            let flags = classifier.head.flags(&scores);
+            let language = input.lang.map(str::to_string).unwrap_or_else(|| crate::lang::detect(input.text).to_string());
+            let flags = classifier.head.flags(&scores, &language);
             Analysis {
-                language: input.lang.map(str::to_string).unwrap_or_else(|| crate::lang::detect(input.text).to_string()),
+                language_measured: classifier.head.is_measured(&language),
+                language,
                 severity: policy.severity_of(&flags, &scores),
                 scores: Scores(scores),
                 flags,

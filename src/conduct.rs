@@ -269,13 +269,14 @@ pub mod evaluation {
             .zip(embeddings)
             .map(|(((row, before), own), embedding)| {
                 let labels = row.labels.iter().map(|l| ConductKind::from_name(l).with_context(|| format!("{}: unknown kind {l:?}", row.id))).collect::<anyhow::Result<_>>()?;
+                let (after_complaint, flags) = (!classifier.head.flags(&before, &row.lang).is_empty(), classifier.head.flags(&own, &row.lang));
                 Ok(Example {
                     id: row.id,
                     lang: row.lang,
                     split: row.split,
                     labels,
-                    after_complaint: !classifier.head.flags(&before).is_empty(),
-                    flags: classifier.head.flags(&own),
+                    after_complaint,
+                    flags,
                     scores: own,
                     embedding,
                 })

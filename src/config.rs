@@ -22,6 +22,8 @@ pub enum Command {
     Score(ScoreArgs),
     /// Train the label head on the frozen encoder from the public data sets.
     Train(TrainArgs),
+    /// Score the behaviour suite, the gold conversations and the neutral sets (what users see).
+    EvalJudgement(EvalJudgementArgs),
     /// Re-score the held-out test splits with the committed head (the model card's numbers).
     Eval(EvalArgs),
     /// Fine-tune low-rank adapters on the upper layers together with the head.
@@ -254,6 +256,16 @@ pub struct DataArgs {
     /// Leave the in-domain turns out (to measure what they add).
     #[arg(long)]
     pub no_indomain: bool,
+    /// The project's behaviour suite (see data/behaviour/README.md): its train cases train,
+    /// its dev cases calibrate, its test cases are reported.
+    #[arg(long, env = "CALMLINE_BEHAVIOUR", default_value = "data/behaviour")]
+    pub behaviour: PathBuf,
+    /// Leave the behaviour suite out.
+    #[arg(long)]
+    pub no_behaviour: bool,
+    /// Leave the neutral sets (negatives in many languages) out.
+    #[arg(long)]
+    pub no_neutral: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -273,6 +285,29 @@ pub struct TrainArgs {
     /// Version string reported with every result of this head.
     #[arg(long, default_value = "e5-small-q4+frozen-head-1")]
     pub version: String,
+    /// Train the head on the encoder with these LoRA adapters (a folder with
+    /// `adapters.safetensors`, e.g. `models`); they are copied beside the new head.
+    #[arg(long)]
+    pub adapters: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalJudgementArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The conversations with gold actions (see data/conversations/README.md).
+    #[arg(long, default_value = "data/conversations")]
+    pub conversations: PathBuf,
+    /// `test` (the reported numbers) or `dev` (while tuning).
+    #[arg(long, default_value = "test", value_parser = ["dev", "test"])]
+    pub split: String,
+    /// Where to write the report as JSON (Markdown goes to stdout).
+    #[arg(long, default_value = "models/eval-judgement.json")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -43,6 +43,12 @@ pub struct TurnAssessment {
     pub flags: Vec<Label>,
     pub severity: Severity,
     pub language: String,
+    /// Whether the model card measures quality in `language`.
+    pub language_measured: bool,
+    /// The language whose thresholds decided the flags (`language`, or the locale when the
+    /// turn was too short to tell).
+    #[serde(skip)]
+    pub thresholds_language: String,
     /// Customer turns only.
     pub guidance: Option<Guidance>,
     /// Agent turns only: conduct flags (seed 003), in `ConductKind` order.
@@ -71,9 +77,12 @@ pub fn assess(
     context: AgentContext,
 ) -> TurnAssessment {
     let head = &pipeline.classifier().head;
-    let flags = head.flags(&scored.scores);
-    let severity = policy.severity_of(&flags, &scored.scores);
     let language = turn.lang.clone().unwrap_or_else(|| crate::lang::detect(&turn.text).to_string());
+    // Thresholds are per language; a turn too short to tell goes by the conversation's locale.
+    let thresholds_language = if language == "und" { crate::model::head::base_language(locale) } else { language.clone() };
+    let flags = head.flags(&scored.scores, &thresholds_language);
+    let language_measured = head.is_measured(&language);
+    let severity = policy.severity_of(&flags, &scored.scores);
     let turn_index = state.turns;
     state.turns = state.turns.saturating_add(1);
     let guidance = match turn.speaker {
@@ -98,7 +107,7 @@ pub fn assess(
         }),
         Speaker::Customer => Vec::new(),
     };
-    TurnAssessment { turn_index, speaker: turn.speaker, scores: scored.scores, flags, severity, language, guidance, conduct, timings: scored.timings }
+    TurnAssessment { turn_index, speaker: turn.speaker, scores: scored.scores, flags, severity, language, language_measured, thresholds_language, guidance, conduct, timings: scored.timings }
 }
 
 /// Scores one (validated) turn of an admitted request through the pipeline and assesses it.

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         }
         Command::Train(args) => train_command(&args),
         Command::Eval(args) => eval_command(&args),
+        Command::EvalJudgement(args) => eval_judgement_command(&args),
         Command::Finetune(args) => finetune_command(&args),
         Command::EvalConduct(args) => eval_conduct_command(&args),
         Command::HashKey => hash_key_command(),
@@ -88,6 +89,8 @@ fn train_options(data: &DataArgs, steps: usize, learning_rate: f64, l2: f64) -> 
         learning_rate,
         l2,
         indomain: (!data.no_indomain).then(|| data.indomain.clone()),
+        behaviour: (!data.no_behaviour).then(|| data.behaviour.clone()),
+        neutral: !data.no_neutral,
     }
 }
 
@@ -132,9 +135,8 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
     let classifier = Classifier::load_from(&args.model.base_dir(), &args.out)?;
     let held_out: Vec<_> = examples.into_iter().filter(|e| e.split != train::datasets::Split::Train).collect();
     let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, held_out)?;
-    let thresholds = train::tune_thresholds(&classifier.head, &data, args.threshold_rule);
     let Classifier { head, .. } = classifier;
-    let head = head.with_thresholds(thresholds)?;
+    let head = train::apply_threshold_rule(head, &data, args.threshold_rule)?;
     head.save(&args.out)?;
     let report = train::evaluate(&head, &data, train::datasets::Split::Test);
     std::fs::write(args.out.join("eval-test.json"), serde_json::to_string_pretty(&report)? + "\n")?;
@@ -146,14 +148,50 @@ fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<Exi
 fn train_command(args: &calmline::config::TrainArgs) -> anyhow::Result<ExitCode> {
     // Made before the long part, so a new --models folder cannot fail the run at the end.
     std::fs::create_dir_all(&args.model.models).with_context(|| format!("creating {}", args.model.models.display()))?;
-    let extractor = FeatureExtractor::load(&args.model.base_dir()).context("loading the encoder")?;
+    let mut extractor = FeatureExtractor::load(&args.model.base_dir()).context("loading the encoder")?;
+    if let Some(dir) = &args.adapters {
+        extractor.merge_adapters(dir).context("merging the adapters")?;
+        anyhow::ensure!(extractor.fingerprint != "base", "no adapters found in {}", dir.display());
+        if dir != &args.model.models {
+            for file in ["adapters.json", "adapters.safetensors"] {
+                std::fs::copy(dir.join(file), args.model.models.join(file)).with_context(|| format!("copying {file}"))?;
+            }
+        }
+    }
     let opts = train_options(&args.data, args.steps, args.learning_rate, args.l2);
-    let (head, report) = train::train_head(&extractor, &opts, &args.version)?;
+    let (head, report, _) = train::train_head(&extractor, &opts, &args.version)?;
     head.save(&args.model.models).context("saving the head")?;
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(args.model.models.join("eval-test.json"), json + "\n")?;
     println!("{}", report.to_markdown());
     eprintln!("head saved to {}", args.model.models.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval_judgement_command(args: &calmline::config::EvalJudgementArgs) -> anyhow::Result<ExitCode> {
+    use train::datasets::Split;
+    use train::judgement;
+    let classifier = args.model.load().context("loading the model")?;
+    let policy = args.policy.load()?;
+    let split = if args.split == "dev" { Split::Dev } else { Split::Test };
+    let cases = judgement::load_cases(&args.data.behaviour)?;
+    let suite = judgement::run_suite(&classifier, &policy, &cases, split)?;
+    let conversations = judgement::load_conversations(&args.conversations)?;
+    let dialogues = judgement::run_conversations(&classifier, &policy, &conversations, split)?;
+    let opts = train_options(&args.data, 0, 0.0, 0.0);
+    let neutral: Vec<_> = train::neutral::load_neutral(&opts.data_dir)?.into_iter().filter(|e| e.split == Split::Test).collect();
+    let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, neutral)?;
+    let rates = judgement::neutral_flag_rates(&classifier, &data.examples, &data.features);
+    let report = serde_json::json!({
+        "model_version": classifier.model_version(),
+        "policy_hash": policy.hash,
+        "split": args.split,
+        "behaviour": suite,
+        "conversations": dialogues,
+        "neutral_flag_rates": rates,
+    });
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")?;
+    println!("{}", judgement::markdown(&suite, &dialogues, &rates));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -196,9 +234,8 @@ fn eval_command(args: &calmline::config::EvalArgs) -> anyhow::Result<ExitCode> {
     let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, examples)?;
     let calmline::model::Classifier { mut head, .. } = classifier;
     if let Some(rule) = args.tune_thresholds {
-        let thresholds = train::tune_thresholds(&head, &data, rule);
-        eprintln!("thresholds by {rule:?} on dev: {thresholds:?}");
-        head = head.with_thresholds(thresholds)?;
+        head = train::apply_threshold_rule(head, &data, rule)?;
+        eprintln!("thresholds by {rule:?} on dev: {:?}, by language {:?}", head.meta.thresholds, head.meta.thresholds_by_language);
         if let Some(trained) = head.meta.trained.as_object_mut() {
             trained.insert("thresholds".into(), serde_json::json!(rule.describe()));
         }

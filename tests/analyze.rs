@@ -50,6 +50,7 @@ fn every_line_is_answered_in_order_and_bad_lines_get_error_objects() {
 
     assert_eq!(out[0]["id"], "t1");
     assert_eq!(out[0]["language"], "hu");
+    assert_eq!(out[0]["language_measured"], true, "Hungarian is measured in the model card");
     let scores = out[0]["scores"].as_object().unwrap();
     assert_eq!(scores.len(), 7);
     assert!(scores.values().all(|v| (0.0..=1.0).contains(&v.as_f64().unwrap())));

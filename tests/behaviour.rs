@@ -24,7 +24,7 @@ fn classifier() -> &'static Classifier {
 
 fn flags(texts: &[&str]) -> Vec<Vec<Label>> {
     let c = classifier();
-    c.scores(texts).unwrap().iter().map(|s| c.head.flags(s)).collect()
+    c.scores(texts).unwrap().iter().zip(texts).map(|(s, t)| c.head.flags(s, calmline::lang::detect(t))).collect()
 }
 
 const ABUSE: [Label; 5] = [Label::Rudeness, Label::Insult, Label::Threat, Label::IdentityAttack, Label::SexualHarassment];
@@ -106,4 +106,44 @@ fn polite_thanks_flags_nothing() {
         ("Nagyon köszönöm a segítségét, további szép napot!", &[], &all),
         ("תודה רבה על העזרה, יום נעים!", &[], &all),
     ]);
+}
+
+// --- The contact-center behaviour suite and the gold conversations (judgement issue) ---------
+//
+// `calmline eval-judgement` prints the full tables (models/README.md, "Judgement"). These tests
+// hold the default model to what it measured, so a change that makes it worse fails here; the
+// issue's bars themselves are higher and tracked in the model card.
+
+use calmline::policy::Policy;
+use calmline::train::datasets::Split;
+use calmline::train::judgement;
+
+fn suite() -> judgement::SuiteReport {
+    let cases = judgement::load_cases(Path::new("data/behaviour")).expect("data/behaviour");
+    judgement::run_suite(classifier(), &Policy::embedded(), &cases, Split::Test).unwrap()
+}
+
+#[test]
+fn the_behaviour_suite_holds_its_measured_floor() {
+    let report = suite();
+    let all = |m: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, judgement::Tally>>| m["all"]["all"];
+    let (labels, actions) = (all(&report.labels), all(&report.actions));
+    assert!(labels.total >= 1000, "the test split has {} cases", labels.total);
+    assert!(labels.rate() >= SUITE_LABEL_FLOOR && actions.rate() >= SUITE_ACTION_FLOOR, "labels {:.3}, actions {:.3}", labels.rate(), actions.rate());
+    // Calm text must stay calm: neutral turns get no action in every language.
+    for (lang, funcs) in &report.actions {
+        if let Some(neutral) = funcs.get("neutral") {
+            assert!(neutral.rate() >= NEUTRAL_FLOOR, "{lang}: {:.2} of neutral turns get no action", neutral.rate());
+        }
+    }
+}
+
+#[test]
+fn conversations_hold_their_measured_floor() {
+    let conversations = judgement::load_conversations(Path::new("data/conversations")).expect("data/conversations");
+    let report = judgement::run_conversations(classifier(), &Policy::embedded(), &conversations, Split::Test).unwrap();
+    let all = report.by_language["all"];
+    assert!(all.turns >= 500, "{} customer turns", all.turns);
+    assert!(all.accuracy() >= CONVERSATION_ACCURACY_FLOOR, "per-turn action accuracy {:.3}", all.accuracy());
+    assert!(all.false_alarm_rate() <= CONVERSATION_FALSE_ALARM_CEILING, "abuse actions on {:.3} of non-abusive turns", all.false_alarm_rate());
 }

@@ -109,6 +109,7 @@ async fn the_ladder_climbs_in_english_hungarian_and_hebrew() {
             assert_eq!(a.scores.len(), 7);
         }
         assert_eq!(out[0].language, s.lang, "a full sentence is detected reliably");
+        assert!(out[0].language_measured, "{} is a language the model card measures", s.lang);
         let ack = out[0].guidance.as_ref().unwrap();
         assert!(ack.donts.iter().any(|d| d.rule_id == "003-4-no-blaming-others"));
     }
@@ -320,6 +321,17 @@ async fn get_info_and_metrics_describe_the_server() {
         assert!(info.languages.iter().any(|l| l == lang));
     }
     assert_eq!(info.hint_locales, vec!["en", "he", "hu"]);
+    for lang in ["en", "hu", "he", "de", "pt", "tr"] {
+        assert!(info.measured_languages.iter().any(|l| l == lang), "{lang} in {:?}", info.measured_languages);
+    }
+    // Finnish is scored but its quality is not measured: the answer says so.
+    let finnish = client
+        .analyze(pb::AnalyzeRequest { turn: Some(customer("Tämä on täysin kestämätöntä, soitan teille jo kolmatta kertaa tällä viikolla!")), locale: "en".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let assessment = finnish.assessment.unwrap();
+    assert_eq!((assessment.language.as_str(), assessment.language_measured), ("fi", false));
     assert_eq!(info.policy_hash.len(), 16);
     assert!(!info.model_version.is_empty());
     let limits = info.limits.unwrap();

@@ -124,7 +124,7 @@ pub fn assessment(a: &TurnAssessment, head: &Head, versions: &Versions, total: s
         scores: a
             .scores
             .iter()
-            .map(|(l, score)| pb::LabelScore { label: label(l) as i32, score, threshold: head.threshold(l), flagged: a.flags.contains(&l) })
+            .map(|(l, score)| pb::LabelScore { label: label(l) as i32, score, threshold: head.threshold_in(l, &a.thresholds_language), flagged: a.flags.contains(&l) })
             .collect(),
         flags: a.flags.iter().map(|&l| label(l) as i32).collect(),
         severity: severity(a.severity) as i32,
@@ -134,6 +134,7 @@ pub fn assessment(a: &TurnAssessment, head: &Head, versions: &Versions, total: s
         policy_hash: versions.policy_hash.to_string(),
         timings: Some(pb::Timings { queue_us: micros(queue), tokenize_us: micros(tokenize), inference_us: micros(inference), total_us: micros(total) }),
         conduct: a.conduct.iter().map(|&k| conduct(k) as i32).collect(),
+        language_measured: a.language_measured,
     }
 }
 

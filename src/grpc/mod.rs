@@ -218,9 +218,9 @@ impl pb::triage_server::Triage for Triage {
 
     async fn get_info(&self, _request: Request<pb::GetInfoRequest>) -> Result<Response<pb::GetInfoResponse>, Status> {
         let started = Instant::now();
-        let (model_version, limits) = match self.pipeline.get() {
-            Some(p) => (p.classifier().model_version().to_string(), (p.config().max_in_flight, p.config().max_batch_texts)),
-            None => (String::new(), (0, 0)),
+        let (model_version, limits, measured_languages) = match self.pipeline.get() {
+            Some(p) => (p.classifier().model_version().to_string(), (p.config().max_in_flight, p.config().max_batch_texts), p.classifier().head.meta.measured_languages.clone()),
+            None => (String::new(), (0, 0), Vec::new()),
         };
         let response = pb::GetInfoResponse {
             labels: Label::ALL.iter().map(|l| l.name().to_string()).collect(),
@@ -238,6 +238,7 @@ impl pb::triage_server::Triage for Triage {
                 max_streams: self.limits.max_streams as u32,
                 stream_idle_timeout_s: self.limits.stream_idle_timeout.as_secs() as u32,
             }),
+            measured_languages,
         };
         record("GetInfo", started, tonic::Code::Ok);
         Ok(Response::new(response))

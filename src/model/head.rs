@@ -1,5 +1,6 @@
 //! The label head: one logistic output per label over the pooled encoder features, and the
-//! per-label thresholds chosen on dev splits. Stored as `head.safetensors` (tensors `weight`
+//! per-label thresholds chosen on dev splits (per language where that language's dev data is
+//! enough, `thresholds_by_language`; the pooled ones elsewhere). Stored as `head.safetensors` (tensors `weight`
 //! [labels, features] and `bias` [labels]) beside `head.json` (labels, thresholds, provenance).
 
 use std::collections::BTreeMap;
@@ -28,8 +29,17 @@ pub struct HeadMeta {
     pub feature_dim: usize,
     /// Output order of the head; must be `Label::ALL`.
     pub labels: Vec<Label>,
-    /// Decision threshold per label, tuned on dev splits.
+    /// Decision threshold per label, tuned on dev splits: the fallback for languages without
+    /// a threshold of their own.
     pub thresholds: BTreeMap<Label, f32>,
+    /// Thresholds calibrated on one language's dev data (`train::calibrate`), by language code;
+    /// a label missing here falls back to `thresholds`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub thresholds_by_language: BTreeMap<String, BTreeMap<Label, f32>>,
+    /// Languages whose quality the model card measures on held-out data; every answer says
+    /// whether its language is one of them.
+    #[serde(default)]
+    pub measured_languages: Vec<String>,
     /// Free-form provenance: data, splits, training settings.
     #[serde(default)]
     pub trained: serde_json::Value,
@@ -41,6 +51,12 @@ pub struct Head {
     weight: Vec<f32>,
     bias: [f32; LABEL_COUNT],
     thresholds: [f32; LABEL_COUNT],
+    by_language: BTreeMap<String, [f32; LABEL_COUNT]>,
+}
+
+/// The base code of a language tag: "pt-BR" → "pt", "HE" → "he".
+pub fn base_language(lang: &str) -> String {
+    lang.split(['-', '_']).next().unwrap_or("").to_ascii_lowercase()
 }
 
 impl Head {
@@ -66,10 +82,21 @@ impl Head {
             }
             thresholds[label.index()] = t;
         }
+        let mut by_language = BTreeMap::new();
+        for (lang, overrides) in &meta.thresholds_by_language {
+            let mut own = thresholds;
+            for (&label, &t) in overrides {
+                if !(0.0..=1.0).contains(&t) {
+                    return Err(HeadError::Invalid(format!("threshold {t} for {label} in {lang} is outside 0..1")));
+                }
+                own[label.index()] = t;
+            }
+            by_language.insert(base_language(lang), own);
+        }
         if weight.iter().chain(&bias).any(|w| !w.is_finite()) {
             return Err(HeadError::Invalid("weights contain NaN or infinity".into()));
         }
-        Ok(Head { meta, weight, bias, thresholds })
+        Ok(Head { meta, weight, bias, thresholds, by_language })
     }
 
     pub fn load(dir: &Path) -> Result<Self, HeadError> {
@@ -111,9 +138,16 @@ impl Head {
         std::fs::write(&meta_path, text + "\n").map_err(|e| write_err(&meta_path, e.to_string()))
     }
 
-    /// The same weights with new thresholds (validated like a loaded head).
+    /// The same weights with new pooled thresholds and no per-language ones (validated like a
+    /// loaded head).
     pub fn with_thresholds(self, thresholds: BTreeMap<Label, f32>) -> Result<Self, HeadError> {
-        let meta = HeadMeta { thresholds, ..self.meta };
+        let meta = HeadMeta { thresholds, thresholds_by_language: BTreeMap::new(), ..self.meta };
+        Head::new(meta, self.weight, self.bias)
+    }
+
+    /// The same weights with pooled and per-language thresholds.
+    pub fn with_calibration(self, thresholds: BTreeMap<Label, f32>, by_language: BTreeMap<String, BTreeMap<Label, f32>>) -> Result<Self, HeadError> {
+        let meta = HeadMeta { thresholds, thresholds_by_language: by_language, ..self.meta };
         Head::new(meta, self.weight, self.bias)
     }
 
@@ -126,8 +160,24 @@ impl Head {
         self.meta.feature_dim
     }
 
+    /// The pooled threshold of a label (the fallback for languages without their own).
     pub fn threshold(&self, label: Label) -> f32 {
         self.thresholds[label.index()]
+    }
+
+    /// The threshold of a label in a language (its own where calibrated, else the pooled one).
+    pub fn threshold_in(&self, label: Label, lang: &str) -> f32 {
+        self.thresholds_of(lang)[label.index()]
+    }
+
+    fn thresholds_of(&self, lang: &str) -> &[f32; LABEL_COUNT] {
+        self.by_language.get(&base_language(lang)).unwrap_or(&self.thresholds)
+    }
+
+    /// Whether the model card measures this language's quality on held-out data.
+    pub fn is_measured(&self, lang: &str) -> bool {
+        let base = base_language(lang);
+        self.meta.measured_languages.iter().any(|l| *l == base)
     }
 
     /// Sigmoid probability per label for one feature vector.
@@ -140,8 +190,49 @@ impl Head {
         LabelScores(out)
     }
 
-    /// The labels whose score reaches their threshold, in label order.
-    pub fn flags(&self, scores: &LabelScores) -> Vec<Label> {
-        scores.iter().filter(|&(l, s)| s >= self.threshold(l)).map(|(l, _)| l).collect()
+    /// The labels whose score reaches their threshold in `lang` (a language code, or "und"), in
+    /// label order.
+    pub fn flags(&self, scores: &LabelScores, lang: &str) -> Vec<Label> {
+        let thresholds = self.thresholds_of(lang);
+        scores.iter().filter(|&(l, s)| s >= thresholds[l.index()]).map(|(l, _)| l).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(by_language: BTreeMap<String, BTreeMap<Label, f32>>) -> Result<Head, HeadError> {
+        let meta = HeadMeta {
+            model_version: "test".into(),
+            features: "test".into(),
+            feature_dim: 1,
+            labels: Label::ALL.to_vec(),
+            thresholds: Label::ALL.into_iter().map(|l| (l, 0.5)).collect(),
+            thresholds_by_language: by_language,
+            measured_languages: vec!["hu".into(), "pt".into()],
+            trained: serde_json::Value::Null,
+        };
+        Head::new(meta, vec![0.0; LABEL_COUNT], [0.0; LABEL_COUNT])
+    }
+
+    #[test]
+    fn a_language_with_its_own_threshold_uses_it_and_others_fall_back() {
+        let own = BTreeMap::from([("pt".to_string(), BTreeMap::from([(Label::Frustration, 0.8)]))]);
+        let h = head(own).unwrap();
+        let mut scores = LabelScores::default();
+        scores.0[Label::Frustration.index()] = 0.7;
+        scores.0[Label::Insult.index()] = 0.6;
+        assert_eq!(h.flags(&scores, "pt-BR"), vec![Label::Insult], "pt's own frustration threshold, the pooled insult one");
+        assert_eq!(h.flags(&scores, "de"), vec![Label::Frustration, Label::Insult]);
+        assert_eq!(h.flags(&scores, "und"), vec![Label::Frustration, Label::Insult]);
+        assert_eq!(h.threshold_in(Label::Frustration, "PT"), 0.8);
+        assert!(h.is_measured("hu-HU") && h.is_measured("pt") && !h.is_measured("fi"));
+    }
+
+    #[test]
+    fn a_per_language_threshold_outside_0_1_is_refused() {
+        let bad = BTreeMap::from([("he".to_string(), BTreeMap::from([(Label::Rudeness, 1.5)]))]);
+        assert!(head(bad).err().expect("refused").to_string().contains("in he"));
     }
 }

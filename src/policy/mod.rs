@@ -74,6 +74,9 @@ pub struct LadderRules {
     pub frustration: Vec<Label>,
     pub stay_calm_at: u32,
     pub set_boundary_at: u32,
+    /// Labels of which the turn must carry one for the count to set a boundary (below it the
+    /// ladder stays at "stay calm").
+    pub boundary_needs: Vec<Label>,
     pub boundary_severity: Severity,
     pub cool_down_after: u32,
 }
@@ -242,16 +245,27 @@ impl Policy {
         let (harm, abuse, frustration) = (pick(&l.harm), pick(&l.abuse), pick(&l.frustration));
         state.customer_turns = state.customer_turns.saturating_add(1);
 
-        let (action, evidence) = if !harm.is_empty() || !abuse.is_empty() {
+        // Only rudeness and insult count as heated turns; a turn without them counts towards
+        // cooling down (data/conversations/README.md states the same ladder for the gold actions).
+        if abuse.is_empty() {
+            state.calm_streak = state.calm_streak.saturating_add(1);
+            if state.calm_streak >= l.cool_down_after && state.heated_turns > 0 {
+                state.heated_turns -= 1;
+                state.calm_streak = 0;
+            }
+        } else {
             state.calm_streak = 0;
             state.heated_turns = state.heated_turns.saturating_add(1);
+        }
+        let (action, evidence) = if !harm.is_empty() || !abuse.is_empty() {
             let mut evidence = harm.clone();
             evidence.extend(&abuse);
+            let may_set_boundary = abuse.iter().any(|a| l.boundary_needs.contains(a));
             let action = if state.manager_involved {
                 Action::EndContact
             } else if !harm.is_empty() || state.boundary_set {
                 Action::InvolveManager
-            } else if state.heated_turns >= l.set_boundary_at || severity >= l.boundary_severity {
+            } else if severity >= l.boundary_severity || (state.heated_turns >= l.set_boundary_at && may_set_boundary) {
                 Action::SetBoundary
             } else if state.heated_turns >= l.stay_calm_at {
                 Action::StayCalm
@@ -264,13 +278,10 @@ impl Policy {
                 _ => {}
             }
             (action, evidence)
+        } else if frustration.is_empty() {
+            (Action::None, Vec::new())
         } else {
-            state.calm_streak = state.calm_streak.saturating_add(1);
-            if state.calm_streak >= l.cool_down_after && state.heated_turns > 0 {
-                state.heated_turns -= 1;
-                state.calm_streak = 0;
-            }
-            if frustration.is_empty() { (Action::None, Vec::new()) } else { (Action::Acknowledge, frustration) }
+            (Action::Acknowledge, frustration)
         };
 
         let rule = &self.actions[&action];
@@ -321,7 +332,8 @@ mod tests {
         assert_eq!(s(&[Frustration, Profanity], &[(Frustration, 0.99)]), Severity::Low);
         assert_eq!(s(&[Rudeness], &[(Rudeness, 0.6)]), Severity::Medium);
         assert_eq!(s(&[Insult], &[(Insult, 0.7)]), Severity::Medium);
-        assert_eq!(s(&[Insult], &[(Insult, 0.95)]), Severity::High);
+        // A confident insult score is not a severe insult (judgement issue, item 7).
+        assert_eq!(s(&[Insult], &[(Insult, 0.95)]), Severity::Medium);
         assert_eq!(s(&[SexualHarassment], &[(SexualHarassment, 0.6)]), Severity::High);
         assert_eq!(s(&[Threat], &[(Threat, 0.5)]), Severity::Critical);
     }
@@ -344,11 +356,25 @@ mod tests {
     }
 
     #[test]
-    fn harm_goes_straight_to_a_manager_and_a_severe_insult_to_a_boundary() {
+    fn harm_goes_straight_to_a_manager_and_a_severe_turn_to_a_boundary() {
         use Action::*;
         assert_eq!(walk(&[(&[Threat], Severity::Critical)]), vec![InvolveManager]);
         assert_eq!(walk(&[(&[Insult], Severity::High)]), vec![SetBoundary]);
+        assert_eq!(walk(&[(&[Insult], Severity::Medium)]), vec![LetItPass]);
         assert_eq!(walk(&[(&[], Severity::None), (&[SexualHarassment], Severity::High)]), vec![None, InvolveManager]);
+    }
+
+    #[test]
+    fn rudeness_alone_never_reaches_a_boundary() {
+        use Action::*;
+        let r: &[Label] = &[Rudeness];
+        let m = Severity::Medium;
+        assert_eq!(walk(&[(r, m), (r, m), (r, m), (r, m), (&[Rudeness, Insult], m)]), vec![LetItPass, StayCalm, StayCalm, StayCalm, SetBoundary]);
+    }
+
+    #[test]
+    fn profanity_alone_asks_for_nothing() {
+        assert_eq!(walk(&[(&[Profanity], Severity::Low), (&[Frustration, Profanity], Severity::Low)]), vec![Action::None, Action::Acknowledge]);
     }
 
     #[test]

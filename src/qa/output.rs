@@ -40,6 +40,7 @@ fn turn_json(t: &TurnAssessment, text: &str) -> Value {
         "speaker": t.speaker,
         "text": text,
         "language": t.language,
+        "language_measured": t.language_measured,
         "scores": scores_json(&t.scores),
         "flags": names(&t.flags, Label::name),
         "severity": t.severity,

