@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CALMLINE = ./target/release/calmline
 
-.PHONY: setup run console test train eval demo
+.PHONY: setup run console test train eval judgement demo
 
 PYTHON ?= python3
 INTEROP_VENV = .venv-interop
@@ -63,3 +63,7 @@ train: setup
 ## Regenerate the held-out test numbers of the model card.
 eval: setup
 	$(CARGO) run --release -- eval
+
+## The behaviour suite, the gold conversations and the neutral flag rates (models/eval-judgement.json).
+judgement: setup
+	$(CARGO) run --release -- eval-judgement

@@ -289,6 +289,10 @@ pub struct TrainArgs {
     /// `adapters.safetensors`, e.g. `models`); they are copied beside the new head.
     #[arg(long)]
     pub adapters: Option<PathBuf>,
+    /// Also score the head in this folder (trained on the same encoder, e.g. today's default
+    /// `models`) on the same test data: `eval-test-previous.json` beside the new head.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

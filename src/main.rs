@@ -159,11 +159,19 @@ fn train_command(args: &calmline::config::TrainArgs) -> anyhow::Result<ExitCode>
         }
     }
     let opts = train_options(&args.data, args.steps, args.learning_rate, args.l2);
-    let (head, report, _) = train::train_head(&extractor, &opts, &args.version)?;
+    let (head, report, data) = train::train_head(&extractor, &opts, &args.version)?;
     head.save(&args.model.models).context("saving the head")?;
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(args.model.models.join("eval-test.json"), json + "\n")?;
     println!("{}", report.to_markdown());
+    let neutral_rates = |head: &calmline::model::head::Head| train::judgement::neutral_flag_rates(head, &data.examples, &data.features);
+    eprintln!("neutral flag rates (texts, any wrong flag, any abuse flag): {:?}", neutral_rates(&head));
+    if let Some(dir) = &args.compare {
+        let previous = calmline::model::head::Head::load(dir).with_context(|| format!("loading the head in {}", dir.display()))?;
+        let report = train::evaluate(&previous, &data, train::datasets::Split::Test);
+        std::fs::write(args.model.models.join("eval-test-previous.json"), serde_json::to_string_pretty(&report)? + "\n")?;
+        eprintln!("previous head {}: neutral flag rates {:?}", previous.meta.model_version, neutral_rates(&previous));
+    }
     eprintln!("head saved to {}", args.model.models.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -179,9 +187,9 @@ fn eval_judgement_command(args: &calmline::config::EvalJudgementArgs) -> anyhow:
     let conversations = judgement::load_conversations(&args.conversations)?;
     let dialogues = judgement::run_conversations(&classifier, &policy, &conversations, split)?;
     let opts = train_options(&args.data, 0, 0.0, 0.0);
-    let neutral: Vec<_> = train::neutral::load_neutral(&opts.data_dir)?.into_iter().filter(|e| e.split == Split::Test).collect();
-    let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, neutral)?;
-    let rates = judgement::neutral_flag_rates(&classifier, &data.examples, &data.features);
+    // Every split is embedded (only the test split counts) so the features cached by `train` serve.
+    let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, train::neutral::load_neutral(&opts.data_dir)?)?;
+    let rates = judgement::neutral_flag_rates(&classifier.head, &data.examples, &data.features);
     let report = serde_json::json!({
         "model_version": classifier.model_version(),
         "policy_hash": policy.hash,

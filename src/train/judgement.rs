@@ -281,15 +281,15 @@ fn count(t: &mut TurnTally, gold: &Gold, abusive: bool, action: Action) {
 
 /// Flag rate on the neutral sets' test splits, per language: any label flagged, and any abuse
 /// label flagged (the text's language as the caller's hint).
-pub fn neutral_flag_rates(classifier: &Classifier, examples: &[Example], features: &[Vec<f32>]) -> BTreeMap<String, (usize, f64, f64)> {
+pub fn neutral_flag_rates(head: &crate::model::head::Head, examples: &[Example], features: &[Vec<f32>]) -> BTreeMap<String, (usize, f64, f64)> {
     let neutral: Vec<&str> = super::neutral::NEUTRAL_SOURCES.iter().map(|(n, _)| *n).collect();
     let mut counts: BTreeMap<String, [usize; 3]> = BTreeMap::new();
     for (e, f) in examples.iter().zip(features) {
         if e.split != Split::Test || !neutral.contains(&e.source) {
             continue;
         }
-        let scores = classifier.head.scores(f);
-        let flags = classifier.head.flags(&scores, e.lang);
+        let scores = head.scores(f);
+        let flags = head.flags(&scores, e.lang);
         // A label the set leaves open (frustration in a review, say) does not count against it.
         let wrong: Vec<&Label> = flags.iter().filter(|l| e.targets[l.index()] == Some(false)).collect();
         for lang in [e.lang, "all"] {
