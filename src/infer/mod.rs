@@ -298,7 +298,8 @@ fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Recei
         metrics::histogram!(m::BATCH_SIZE).record(live.len() as f64);
         let windows: Vec<Vec<u32>> = live.iter().flat_map(|t| t.windows.iter().cloned()).collect();
         let started = Instant::now();
-        let result = classifier.extractor.pooled_windows(&windows);
+        let limits = crate::model::BatchLimits { max_sequences: config.max_batch_texts, max_tokens: config.max_batch_tokens };
+        let result = classifier.extractor.pooled_windows_within(&windows, limits);
         let inference = started.elapsed();
         metrics::histogram!(m::STAGE_SECONDS, "stage" => "inference").record(inference.as_secs_f64());
         match result {

@@ -43,16 +43,41 @@ pub enum ModelError {
 }
 
 /// Limits on one encoder batch: sequences are sorted by length and packed until either is hit.
-#[derive(Debug, Clone, Copy)]
+/// The encoder runs packed sequences (no padding), so tokens are the sum of the lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
     pub max_sequences: usize,
-    /// Padded tokens (sequences × longest) per batch.
+    /// Tokens per batch, summed over its sequences.
     pub max_tokens: usize,
 }
 
 impl Default for BatchLimits {
     fn default() -> Self {
         BatchLimits { max_sequences: 32, max_tokens: 8192 }
+    }
+}
+
+impl BatchLimits {
+    /// Splits sequences of these lengths into batches within the limits: the indices of each
+    /// batch, shortest sequences first. A sequence longer than `max_tokens` runs alone.
+    pub fn plan(&self, lengths: &[usize]) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..lengths.len()).collect();
+        order.sort_by_key(|&i| lengths[i]);
+        let mut batches: Vec<Vec<usize>> = Vec::new();
+        let mut tokens = 0;
+        for i in order {
+            match batches.last_mut() {
+                Some(batch) if batch.len() < self.max_sequences && tokens + lengths[i] <= self.max_tokens => {
+                    batch.push(i);
+                    tokens += lengths[i];
+                }
+                _ => {
+                    batches.push(vec![i]);
+                    tokens = lengths[i];
+                }
+            }
+        }
+        batches
     }
 }
 
@@ -109,29 +134,22 @@ impl FeatureExtractor {
         Ok(out)
     }
 
-    /// Runs token windows through the encoder in length-sorted batches within `limits`, and
-    /// returns their pooled outputs in input order.
+    /// Runs token windows through the encoder in length-sorted batches within `self.limits`,
+    /// and returns their pooled outputs in input order.
     pub fn pooled_windows(&self, windows: &[Vec<u32>]) -> Result<Vec<Pooled>, ModelError> {
-        // Sort by length so each batch pads little; keep the original position to scatter back.
-        let mut order: Vec<usize> = (0..windows.len()).collect();
-        order.sort_by_key(|&w| windows[w].len());
+        self.pooled_windows_within(windows, self.limits)
+    }
+
+    /// `pooled_windows` within the given limits (the service's `--max-batch-texts` and
+    /// `--max-batch-tokens`).
+    pub fn pooled_windows_within(&self, windows: &[Vec<u32>], limits: BatchLimits) -> Result<Vec<Pooled>, ModelError> {
+        let lengths: Vec<usize> = windows.iter().map(Vec::len).collect();
         let mut pooled: Vec<Option<Pooled>> = vec![None; windows.len()];
-        let mut start = 0;
-        while start < order.len() {
-            let mut end = start + 1;
-            while end < order.len() {
-                let count = end - start + 1;
-                let longest = windows[order[end]].len();
-                if count > self.limits.max_sequences || count * longest > self.limits.max_tokens {
-                    break;
-                }
-                end += 1;
-            }
-            let batch: Vec<Vec<u32>> = order[start..end].iter().map(|&w| windows[w].clone()).collect();
-            for (&w, p) in order[start..end].iter().zip(self.encoder.forward(&batch)?) {
+        for batch in limits.plan(&lengths) {
+            let sequences: Vec<Vec<u32>> = batch.iter().map(|&w| windows[w].clone()).collect();
+            for (&w, p) in batch.iter().zip(self.encoder.forward(&sequences)?) {
                 pooled[w] = Some(p);
             }
-            start = end;
         }
         Ok(pooled.into_iter().map(|p| p.expect("every window belongs to exactly one batch")).collect())
     }
@@ -224,5 +242,23 @@ impl Classifier {
                 windows.iter().map(|f| self.head.scores(f)).reduce(|a, b| a.max(&b)).unwrap_or_default()
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BatchLimits;
+
+    #[test]
+    fn batches_are_packed_by_summed_tokens_and_honour_the_text_limit() {
+        // 64 texts of 10 tokens: one batch at 64 texts (they were cut to 32 before).
+        let lengths = vec![10; 64];
+        assert_eq!(BatchLimits { max_sequences: 64, max_tokens: 8192 }.plan(&lengths).len(), 1);
+        assert_eq!(BatchLimits { max_sequences: 32, max_tokens: 8192 }.plan(&lengths).len(), 2);
+        // Tokens are summed, not texts × longest: 3 + 3 + 500 fits in 512.
+        let plan = BatchLimits { max_sequences: 32, max_tokens: 512 }.plan(&[500, 3, 3, 600]);
+        assert_eq!(plan, vec![vec![1, 2, 0], vec![3]], "a sequence over the limit runs alone");
+        let every: usize = plan.iter().map(Vec::len).sum();
+        assert_eq!(every, 4);
     }
 }
