@@ -190,7 +190,13 @@ fn eval_judgement_command(args: &calmline::config::EvalJudgementArgs) -> anyhow:
     // Every split is embedded (only the test split counts) so the features cached by `train` serve.
     let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, train::neutral::load_neutral(&opts.data_dir)?)?;
     let rates = judgement::neutral_flag_rates(&classifier.head, &data.examples, &data.features);
+    let offensive = train::datasets::offensive_tests(&opts.data_dir, opts.caps.test)?;
+    let (examples, truth): (Vec<_>, Vec<bool>) = offensive.into_iter().unzip();
+    let embedded = train::featurise_examples(&classifier.extractor, &opts.cache_dir, examples)?;
+    let offensive: Vec<_> = embedded.examples.into_iter().zip(truth).collect();
+    let offensive_rows = judgement::offensive_rows(&classifier.head, &offensive, &embedded.features);
     let report = serde_json::json!({
+        "offensive_public_tests": offensive_rows,
         "model_version": classifier.model_version(),
         "policy_hash": policy.hash,
         "split": args.split,
@@ -200,6 +206,7 @@ fn eval_judgement_command(args: &calmline::config::EvalJudgementArgs) -> anyhow:
     });
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("{}", judgement::markdown(&suite, &dialogues, &rates));
+    println!("\n### Public offensive/toxic test sets: any label aimed at people, or profanity, flagged\n\n{}", judgement::offensive_markdown(&offensive_rows));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -786,3 +786,83 @@ mod tests {
         assert!(examples.iter().all(|e| !e.text.is_empty()));
     }
 }
+
+/// The official test splits of the public sets whose label is a generic "offensive" or
+/// "toxic" (which no longer trains rudeness): each text with that label, so the model card can
+/// say how much of what they call offensive calmline flags with any label aimed at people or
+/// profanity. Capped like the other test splits.
+pub fn offensive_tests(data_dir: &Path, cap_test: usize) -> Result<Vec<(Example, bool)>> {
+    let mut out: Vec<(Example, bool)> = Vec::new();
+    let mut push = |source: &'static str, lang: &'static str, text: &str, offensive: bool| {
+        out.push((Example { source, lang, split: Split::Test, text: text.to_string(), targets: [None; LABEL_COUNT] }, offensive));
+    };
+    let dir = data_dir.join("germeval2018_de");
+    if dir.is_dir() {
+        for row in csv_rows(&dir.join("germeval2018.test.txt"), b'\t', false)? {
+            if let (Some(text), Some(coarse)) = (row.get(0), row.get(1)) {
+                push("germeval2018_de", "de", text, coarse == "OFFENSE");
+            }
+        }
+    }
+    let dir = data_dir.join("told_br_pt");
+    if dir.is_dir() {
+        for row in csv_rows(&dir.join("splits_2annotator").join("ptbr_test_2annotator.csv"), b',', true)? {
+            if let (Some(text), Some(label)) = (row.get(0), row.get(1)) {
+                push("told_br_pt", "pt", text, label == "1");
+            }
+        }
+    }
+    let dir = data_dir.join("tr_offenseval2020_coltekin");
+    if dir.is_dir() {
+        let gold: std::collections::HashMap<String, String> = csv_rows(&dir.join("offenseval-tr-labela-v1.tsv"), b',', false)?
+            .into_iter()
+            .filter_map(|r| Some((r.get(0)?.to_string(), r.get(1)?.trim().to_string())))
+            .collect();
+        for row in csv_rows(&dir.join("offenseval-tr-testset-v1.tsv"), b'\t', true)? {
+            if let (Some(id), Some(text)) = (row.get(0), row.get(1))
+                && let Some(label) = gold.get(id) {
+                    push("tr_offenseval2020_coltekin", "tr", text, label == "OFF");
+                }
+        }
+    }
+    let dir = data_dir.join("da_dkhate");
+    if dir.is_dir() {
+        for row in csv_rows(&dir.join("data_hate-speech_oe20da_data_offenseval-da-test-v1.tsv"), b'\t', true)? {
+            if let (Some(text), Some(label)) = (row.get(1), row.get(2)) {
+                push("da_dkhate", "da", text, label.trim() == "OFF");
+            }
+        }
+    }
+    let dir = data_dir.join("zh_cold");
+    if dir.is_dir() {
+        let path = dir.join("COLDataset_test.csv");
+        let head = headers(&path, b',')?;
+        let (text, label) = (column(&head, "TEXT")?, column(&head, "label")?);
+        for row in csv_rows(&path, b',', true)? {
+            if let (Some(t), Some(l)) = (row.get(text), row.get(label)) {
+                push("zh_cold", "zh", t, l == "1");
+            }
+        }
+    }
+    let dir = data_dir.join("ur_roman_urdu_ruhsold");
+    if dir.is_dir() {
+        for row in csv_rows(&dir.join("task_1_test.tsv"), b'\t', false)? {
+            if let (Some(text), Some(label)) = (row.get(0), row.get(1)) {
+                push("ur_roman_urdu_ruhsold", "ur", text, label.trim() == "0");
+            }
+        }
+    }
+    // The same fixed, content-based sample as `cap`: the smallest text hashes per source.
+    let mut by_source: std::collections::BTreeMap<&'static str, Vec<(Example, bool)>> = std::collections::BTreeMap::new();
+    for (e, o) in out.into_iter().filter(|(e, _)| !e.text.trim().is_empty()) {
+        by_source.entry(e.source).or_default().push((e, o));
+    }
+    Ok(by_source
+        .into_values()
+        .flat_map(|mut v| {
+            v.sort_by_key(|(e, _)| stable_hash(&e.text));
+            v.truncate(cap_test);
+            v
+        })
+        .collect())
+}

@@ -341,3 +341,66 @@ pub fn markdown(suite: &SuiteReport, conversations: &ConversationReport, neutral
     }
     s
 }
+
+/// Labels whose flag counts as "offensive" against a public set's generic label.
+pub const OFFENSIVE: [Label; 6] = [Label::Rudeness, Label::Insult, Label::Profanity, Label::Threat, Label::IdentityAttack, Label::SexualHarassment];
+
+/// One public generic-offensive test set against "any offensive label flagged".
+#[derive(Debug, Clone, Serialize)]
+pub struct OffensiveRow {
+    pub source: String,
+    pub lang: String,
+    pub n: usize,
+    pub positives: usize,
+    /// Share of the set flagged, and of its offensive and clean texts.
+    pub flagged: f64,
+    pub recall: f64,
+    pub false_positive_rate: f64,
+    pub precision: f64,
+    /// Of the highest offensive-label score, against the set's label.
+    pub auc: Option<f64>,
+}
+
+/// How much of what the generic sets call offensive calmline flags (the text's language as
+/// the hint, as a platform would send it).
+pub fn offensive_rows(head: &crate::model::head::Head, examples: &[(Example, bool)], features: &[Vec<f32>]) -> Vec<OffensiveRow> {
+    let mut groups: BTreeMap<(&str, &str), (Vec<f32>, Vec<bool>, Vec<bool>)> = BTreeMap::new();
+    for ((e, offensive), f) in examples.iter().zip(features) {
+        let scores = head.scores(f);
+        let flags = head.flags(&scores, e.lang);
+        let g = groups.entry((e.source, e.lang)).or_default();
+        g.0.push(OFFENSIVE.iter().map(|&l| scores.get(l)).fold(0.0, f32::max));
+        g.1.push(*offensive);
+        g.2.push(flags.iter().any(|l| OFFENSIVE.contains(l)));
+    }
+    groups
+        .into_iter()
+        .map(|((source, lang), (max_scores, truth, flagged))| {
+            let n = truth.len();
+            let positives = truth.iter().filter(|&&t| t).count();
+            let tp = truth.iter().zip(&flagged).filter(|(t, f)| **t && **f).count();
+            let fp = truth.iter().zip(&flagged).filter(|(t, f)| !**t && **f).count();
+            let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+            OffensiveRow {
+                source: source.into(),
+                lang: lang.into(),
+                n,
+                positives,
+                flagged: ratio(tp + fp, n),
+                recall: ratio(tp, positives),
+                false_positive_rate: ratio(fp, n - positives),
+                precision: ratio(tp, tp + fp),
+                auc: super::metrics::roc_auc(&max_scores, &truth),
+            }
+        })
+        .collect()
+}
+
+pub fn offensive_markdown(rows: &[OffensiveRow]) -> String {
+    let mut s = String::from("| source | lang | n | offensive | flagged | recall | FPR | precision | AUC |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        let auc = r.auc.map(|a| format!("{a:.3}")).unwrap_or_else(|| "–".into());
+        s += &format!("| {} | {} | {} | {:.0}% | {:.1}% | {:.3} | {:.3} | {:.3} | {auc} |\n", r.source, r.lang, r.n, 100.0 * r.positives as f64 / r.n.max(1) as f64, 100.0 * r.flagged, r.recall, r.false_positive_rate, r.precision);
+    }
+    s
+}
