@@ -289,6 +289,10 @@ pub struct TrainArgs {
     /// `adapters.safetensors`, e.g. `models`); they are copied beside the new head.
     #[arg(long)]
     pub adapters: Option<PathBuf>,
+    /// Weight of each of the project's own turns (data/indomain, data/behaviour) in the loss,
+    /// against 1 for a text of a public set.
+    #[arg(long, default_value_t = 1.0)]
+    pub project_weight: f32,
     /// Also score the head in this folder (trained on the same encoder, e.g. today's default
     /// `models`) on the same test data: `eval-test-previous.json` beside the new head.
     #[arg(long)]

@@ -91,6 +91,7 @@ fn train_options(data: &DataArgs, steps: usize, learning_rate: f64, l2: f64) -> 
         indomain: (!data.no_indomain).then(|| data.indomain.clone()),
         behaviour: (!data.no_behaviour).then(|| data.behaviour.clone()),
         neutral: !data.no_neutral,
+        project_weight: 1.0,
     }
 }
 
@@ -158,7 +159,7 @@ fn train_command(args: &calmline::config::TrainArgs) -> anyhow::Result<ExitCode>
             }
         }
     }
-    let opts = train_options(&args.data, args.steps, args.learning_rate, args.l2);
+    let opts = TrainOptions { project_weight: args.project_weight, ..train_options(&args.data, args.steps, args.learning_rate, args.l2) };
     let (head, report, data) = train::train_head(&extractor, &opts, &args.version)?;
     head.save(&args.model.models).context("saving the head")?;
     let json = serde_json::to_string_pretty(&report)?;

@@ -40,6 +40,9 @@ pub struct TrainOptions {
     pub behaviour: Option<PathBuf>,
     /// Whether the neutral sets of `data_dir` are loaded (as negatives, and for flag rates).
     pub neutral: bool,
+    /// Weight of each of the project's own turns (in-domain and behaviour suite) in the head's
+    /// loss, against 1 for a public text.
+    pub project_weight: f32,
 }
 
 /// Every example the options ask for: the public sets, capped, the neutral sets, the
@@ -148,11 +151,15 @@ pub fn fit_head(data: &Featurised, opts: &TrainOptions) -> Result<(Vec<f32>, [f3
     let mut mask = vec![0f32; n * LABEL_COUNT];
     let mut annotated = [0f32; LABEL_COUNT];
     for (row, &i) in train.iter().enumerate() {
-        for (l, target) in data.examples[i].targets.iter().enumerate() {
+        // The project's own contact-center turns are few beside the public sets: each counts
+        // `project_weight` times.
+        let e = &data.examples[i];
+        let weight = if e.source == datasets::INDOMAIN_SOURCE || e.source == judgement::BEHAVIOUR_SOURCE { opts.project_weight } else { 1.0 };
+        for (l, target) in e.targets.iter().enumerate() {
             if let Some(t) = target {
                 y[row * LABEL_COUNT + l] = *t as u8 as f32;
-                mask[row * LABEL_COUNT + l] = 1.0;
-                annotated[l] += 1.0;
+                mask[row * LABEL_COUNT + l] = weight;
+                annotated[l] += weight;
             }
         }
     }
@@ -442,6 +449,7 @@ pub fn train_head(extractor: &FeatureExtractor, opts: &TrainOptions, model_versi
             "caps_per_source_language": {"train": opts.caps.train, "dev": opts.caps.dev, "test": opts.caps.test},
             "examples": {"train": count(Split::Train), "dev": count(Split::Dev), "test": count(Split::Test)},
             "optimiser": format!("full-batch Adam, {} steps, lr {}, L2 {}", opts.steps, opts.learning_rate, opts.l2),
+            "project_weight": opts.project_weight,
             "thresholds": ThresholdRule::PerLanguage.describe(),
         }),
     };
