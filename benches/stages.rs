@@ -84,7 +84,7 @@ fn stages(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("head", |b| b.iter(|| classifier.head.scores(&features)));
     let scores = classifier.head.scores(&features);
-    let flags = classifier.head.flags(&scores);
+    let flags = classifier.head.flags(&scores, "en");
     g.bench_function("severity and ladder", |b| {
         b.iter(|| {
             let mut state = ConversationState::default();

@@ -18,9 +18,9 @@ struct Script {
     calm: &'static str,
 }
 
-/// Each script's insult is rude but not severe (the model scores it under the policy's
-/// `severe_score`), so the ladder starts at LET_IT_PASS; a severe one would set the boundary at
-/// once (covered by `policy::tests::harm_goes_straight_to_a_manager_and_a_severe_insult_to_a_boundary`).
+/// Each script's insult is an insult aimed at the agent, so the ladder starts at LET_IT_PASS and
+/// reaches SET_BOUNDARY at the third; rudeness alone would stop at STAY_CALM (covered by
+/// `policy::tests::rudeness_alone_never_reaches_a_boundary`).
 const SCRIPTS: &[Script] = &[
     Script {
         lang: "en",

@@ -305,7 +305,7 @@ pub fn neutral_flag_rates(head: &crate::model::head::Head, examples: &[Example],
 /// The three reports as Markdown, for the model card.
 pub fn markdown(suite: &SuiteReport, conversations: &ConversationReport, neutral: &BTreeMap<String, (usize, f64, f64)>) -> String {
     let mut s = String::new();
-    s += "### Behaviour suite (test split): labels / actions passed, per functionality × language\n\n";
+    s += "### Behaviour suite: labels / actions passed, per functionality × language\n\n";
     let langs: Vec<&String> = suite.labels.keys().collect();
     s += &format!("| functionality | {} |\n|---|{}\n", langs.iter().map(|l| l.as_str()).collect::<Vec<_>>().join(" | "), "---:|".repeat(langs.len()));
     let funcs: std::collections::BTreeSet<&String> = suite.labels.values().flat_map(|m| m.keys()).collect();
@@ -323,7 +323,7 @@ pub fn markdown(suite: &SuiteReport, conversations: &ConversationReport, neutral
     for (l, (p, r)) in &suite.frustration {
         s += &format!("| {l} | {p:.2} | {r:.2} |\n");
     }
-    s += "\n### Conversations (test split), customer turns\n\n| language | turns | action accuracy | SET_BOUNDARY+ (precision) | abuse actions on non-abusive turns |\n|---|---:|---:|---:|---:|\n";
+    s += "\n### Conversations, customer turns\n\n| language | turns | action accuracy | SET_BOUNDARY+ (precision) | abuse actions on non-abusive turns |\n|---|---:|---:|---:|---:|\n";
     for (name, t) in conversations.by_language.iter().chain(&conversations.by_kind) {
         let p = t.boundary_precision().map(|p| format!("{} ({:.0}%)", t.boundary_or_worse, 100.0 * p)).unwrap_or_else(|| "0 (–)".into());
         s += &format!("| {name} | {} | {:.1}% | {p} | {:.1}% ({} of {}) |\n", t.turns, 100.0 * t.accuracy(), 100.0 * t.false_alarm_rate(), t.no_abuse_alarmed, t.no_abuse);

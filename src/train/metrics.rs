@@ -129,12 +129,24 @@ pub fn best_mean_f1_threshold(groups: &[Scored]) -> Option<f32> {
 /// of the groups without positives' mean false-positive rate over `budget` (a false alarm on
 /// neutral text costs more than a missed borderline case). `None` without positives.
 pub fn best_budgeted_threshold(groups: &[&Scored], budget: f64) -> Option<f32> {
+    best_budgeted_threshold_beta(groups, budget, 1.0)
+}
+
+/// F-beta: beta < 1 weighs precision more (a false alarm costs more than a miss).
+pub fn f_beta(m: &BinaryMetrics, beta: f64) -> f64 {
+    let b2 = beta * beta;
+    let denom = b2 * m.precision + m.recall;
+    if denom == 0.0 { 0.0 } else { (1.0 + b2) * m.precision * m.recall / denom }
+}
+
+/// `best_budgeted_threshold` with F-beta in place of F1.
+pub fn best_budgeted_threshold_beta(groups: &[&Scored], budget: f64, beta: f64) -> Option<f32> {
     let (with, without): (Vec<&Scored>, Vec<&Scored>) = groups.iter().copied().partition(|(_, truth)| truth.iter().any(|&t| t));
     if with.is_empty() {
         return None;
     }
     Some(best_threshold(|t| {
-        let f1 = with.iter().map(|(s, truth)| binary_metrics(s, truth, t).f1).sum::<f64>() / with.len() as f64;
+        let f1 = with.iter().map(|(s, truth)| f_beta(&binary_metrics(s, truth, t), beta)).sum::<f64>() / with.len() as f64;
         let fpr = if without.is_empty() { 0.0 } else { without.iter().map(|(s, _)| s.iter().filter(|&&x| x >= t).count() as f64 / s.len().max(1) as f64).sum::<f64>() / without.len() as f64 };
         f1 - 4.0 * (fpr - budget).max(0.0)
     }))

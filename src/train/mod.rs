@@ -273,6 +273,13 @@ pub fn tune_thresholds(head: &Head, data: &Featurised, rule: ThresholdRule) -> B
     out
 }
 
+/// Beta of the F-beta that thresholds of labels aimed at people maximise (CALMLINE_ABUSE_BETA
+/// overrides it for experiments).
+pub fn abuse_beta() -> f64 {
+    std::env::var("CALMLINE_ABUSE_BETA").ok().and_then(|v| v.parse().ok()).unwrap_or(ABUSE_BETA)
+}
+pub const ABUSE_BETA: f64 = 0.5;
+
 /// The false-alarm budget on neutral text that calibration holds thresholds to.
 pub const NEUTRAL_BUDGET: f64 = 0.02;
 
@@ -299,8 +306,11 @@ pub fn calibrate(head: &Head, data: &Featurised) -> (BTreeMap<Label, f32>, BTree
                 group.1.push(t);
             }
         }
+        // A false alarm of a label aimed at people costs the agent's trust more than a miss:
+        // those labels are tuned for F-beta with beta < 1 (precision first).
+        let beta = if judgement::ABUSE.contains(&label) { abuse_beta() } else { 1.0 };
         let all: Vec<&metrics::Scored> = groups.values().collect();
-        pooled.insert(label, metrics::best_budgeted_threshold(&all, NEUTRAL_BUDGET).unwrap_or(0.5));
+        pooled.insert(label, metrics::best_budgeted_threshold_beta(&all, NEUTRAL_BUDGET, beta).unwrap_or(0.5));
         let mut languages: Vec<&str> = groups.keys().map(|(_, l)| *l).collect();
         languages.dedup();
         languages.sort();
@@ -310,7 +320,7 @@ pub fn calibrate(head: &Head, data: &Featurised) -> (BTreeMap<Label, f32>, BTree
             let n: usize = own.iter().map(|g| g.1.len()).sum();
             let positives: usize = own.iter().map(|g| g.1.iter().filter(|&&t| t).count()).sum();
             if n >= MIN_LANGUAGE_DEV && positives >= MIN_CLASS && n - positives >= MIN_CLASS
-                && let Some(t) = metrics::best_budgeted_threshold(&own, NEUTRAL_BUDGET) {
+                && let Some(t) = metrics::best_budgeted_threshold_beta(&own, NEUTRAL_BUDGET, beta) {
                     by_language.entry(lang.to_string()).or_default().insert(label, t);
                 }
         }
