@@ -118,6 +118,15 @@ use calmline::policy::Policy;
 use calmline::train::datasets::Split;
 use calmline::train::judgement;
 
+// What the default (`e5-small-q4+lora6-5+judgement-1`) measured on the test splits, less a
+// small margin (models/eval-judgement.md): labels 60%, actions 66%, neutral turns 62% or more in
+// every language, conversation accuracy 74.0%, false alarms 3.5%.
+const SUITE_LABEL_FLOOR: f64 = 0.58;
+const SUITE_ACTION_FLOOR: f64 = 0.64;
+const NEUTRAL_FLOOR: f64 = 0.6;
+const CONVERSATION_ACCURACY_FLOOR: f64 = 0.72;
+const CONVERSATION_FALSE_ALARM_CEILING: f64 = 0.045;
+
 fn suite() -> judgement::SuiteReport {
     let cases = judgement::load_cases(Path::new("data/behaviour")).expect("data/behaviour");
     judgement::run_suite(classifier(), &Policy::embedded(), &cases, Split::Test).unwrap()

@@ -75,7 +75,8 @@ pub struct LadderRules {
     pub stay_calm_at: u32,
     pub set_boundary_at: u32,
     /// Labels of which the turn must carry one for the count to set a boundary (below it the
-    /// ladder stays at "stay calm").
+    /// ladder stays at "stay calm"). Empty (policies written before it): any abuse label.
+    #[serde(default)]
     pub boundary_needs: Vec<Label>,
     pub boundary_severity: Severity,
     pub cool_down_after: u32,
@@ -260,7 +261,7 @@ impl Policy {
         let (action, evidence) = if !harm.is_empty() || !abuse.is_empty() {
             let mut evidence = harm.clone();
             evidence.extend(&abuse);
-            let may_set_boundary = abuse.iter().any(|a| l.boundary_needs.contains(a));
+            let may_set_boundary = l.boundary_needs.is_empty() || abuse.iter().any(|a| l.boundary_needs.contains(a));
             let action = if state.manager_involved {
                 Action::EndContact
             } else if !harm.is_empty() || state.boundary_set {
@@ -370,6 +371,16 @@ mod tests {
         let r: &[Label] = &[Rudeness];
         let m = Severity::Medium;
         assert_eq!(walk(&[(r, m), (r, m), (r, m), (r, m), (&[Rudeness, Insult], m)]), vec![LetItPass, StayCalm, StayCalm, StayCalm, SetBoundary]);
+    }
+
+    #[test]
+    fn a_policy_without_boundary_needs_lets_any_abuse_set_the_boundary() {
+        let old = EMBEDDED_POLICY.replace("boundary_needs = [\"insult\"]", "");
+        let p = Policy::parse(&old, "old.toml").unwrap();
+        let mut state = ConversationState::default();
+        let r: &[Label] = &[Rudeness];
+        let actions: Vec<Action> = (0..3).map(|_| p.customer_turn(&mut state, r, Severity::Medium, "en").action).collect();
+        assert_eq!(actions, vec![Action::LetItPass, Action::StayCalm, Action::SetBoundary]);
     }
 
     #[test]
