@@ -118,12 +118,12 @@ pub fn run_cli(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
 
 fn print_readable(classifier: &Classifier, a: &Analysis) {
     let flags: Vec<&str> = a.flags.iter().map(|l| l.name()).collect();
-    println!("language  {}", a.language);
+    println!("language  {}{}", a.language, if a.language_measured { "" } else { " (quality not measured in this language)" });
     println!("severity  {}", a.severity.name());
     println!("flags     {}", if flags.is_empty() { "none".to_string() } else { flags.join(", ") });
     println!("scores");
     for (label, score) in a.scores.0.iter() {
-        let threshold = classifier.head.threshold(label);
+        let threshold = classifier.head.threshold_in(label, &a.language);
         let bar_len = (score * 20.0).round() as usize;
         let bar: String = "█".repeat(bar_len) + &"·".repeat(20 - bar_len.min(20));
         let mark = if score >= threshold { "  ◀ flagged" } else { "" };
