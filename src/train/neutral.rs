@@ -268,3 +268,19 @@ pub fn load_neutral(data_dir: &Path) -> Result<Vec<Example>> {
     }
     Ok(all)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::judgement::ABUSE;
+
+    #[test]
+    fn every_neutral_text_is_clean_and_the_languages_are_there() {
+        let examples = load_neutral(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")).unwrap();
+        assert!(examples.iter().all(|e| ABUSE.iter().all(|l| e.targets[l.index()] == Some(false)) && !e.text.trim().is_empty()));
+        for lang in ["en", "hu", "he", "de", "pt", "es", "fr", "tr", "ar", "ru", "it", "pl"] {
+            let test = examples.iter().filter(|e| e.lang == lang && e.split == Split::Test).count();
+            assert!(test >= 200, "{lang}: {test} neutral test texts");
+        }
+    }
+}
