@@ -118,7 +118,7 @@ use calmline::policy::Policy;
 use calmline::train::datasets::Split;
 use calmline::train::judgement;
 
-// What the default (`e5-small-q4+lora6-5+judgement-1`) measured on the test splits, less a
+// What the default (`e5-small-q4+lora6-5+judgement-2`) measured on the test splits, less a
 // small margin (models/eval-judgement.md): labels 60%, actions 66%, neutral turns 62% or more in
 // every language, conversation accuracy 74.0%, false alarms 3.5%.
 const SUITE_LABEL_FLOOR: f64 = 0.58;
