@@ -58,6 +58,8 @@ try {
   const hint = complaint.getByTestId("hint");
   check((await hint.getAttribute("data-locale")) === "en" && (await hint.innerText()).length > 20, "the hint is shown, in English");
 
+  check((await complaint.getByTestId("unmeasured").count()) === 0, "English is a measured language: no marker");
+
   const reply = await say("agent", "That's not our fault, the courier company messed it up.");
   check((await reply.getByTestId("conduct").first().getAttribute("data-conduct")) === "BLAMES_OTHERS", "an agent blaming others is flagged");
 
@@ -70,6 +72,10 @@ try {
   const threat = await say("customer", "I know where you live and I will hurt you.");
   check((await actionOf(threat)) === "ACTION_INVOLVE_MANAGER", "a threat: involve a manager");
   check((await page.getByTestId("manager").getAttribute("data-value")) === "true", "the state shows the manager involved");
+
+  // Finnish is scored, but the model card does not measure it: the turn says so.
+  const finnish = await say("customer", "Tämä on täysin kestämätöntä, soitan teille jo kolmatta kertaa tällä viikolla!");
+  check((await finnish.getByTestId("unmeasured").count()) === 1, "an unmeasured language is marked beside the turn");
 
   // A blank turn is refused by the server, shown, and adds no turn.
   const count = await turns.count();
