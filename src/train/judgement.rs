@@ -238,10 +238,18 @@ pub struct ConversationReport {
 /// detected per turn, with the conversation's locale where a turn is too short to tell.
 pub fn run_conversations(classifier: &Classifier, policy: &Policy, conversations: &[GoldConversation], split: Split) -> Result<ConversationReport> {
     let mut report = ConversationReport::default();
-    for c in conversations.iter().filter(|c| c.split == split) {
+    let chosen: Vec<&GoldConversation> = conversations.iter().filter(|c| c.split == split).collect();
+    // Every customer turn of every conversation in batches of 64 (a conversation alone is a
+    // batch of a few short turns), then each conversation's ladder in order.
+    let texts: Vec<&str> = chosen.iter().flat_map(|c| c.turns.iter().filter(|t| t.speaker == "customer").map(|t| t.text.as_str())).collect();
+    let mut all_scores = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        all_scores.extend(classifier.scores(chunk)?);
+    }
+    let mut next = all_scores.into_iter();
+    for c in chosen {
         let customer: Vec<&GoldTurn> = c.turns.iter().filter(|t| t.speaker == "customer").collect();
-        let texts: Vec<&str> = customer.iter().map(|t| t.text.as_str()).collect();
-        let scores = classifier.scores(&texts)?;
+        let scores: Vec<LabelScores> = next.by_ref().take(customer.len()).collect();
         let mut state = ConversationState::default();
         let lang = crate::model::head::base_language(&c.locale);
         for (i, (turn, s)) in customer.iter().zip(&scores).enumerate() {
@@ -252,9 +260,7 @@ pub fn run_conversations(classifier: &Classifier, policy: &Policy, conversations
             let action = policy.customer_turn(&mut state, &flags, severity, &c.locale).action;
             let Some(gold) = &turn.gold else { continue };
             let abusive = gold.labels.iter().any(|l| ABUSE.contains(l));
-            for tally in [report.by_language.entry(lang.clone()).or_default(), ] {
-                count(tally, gold, abusive, action);
-            }
+            count(report.by_language.entry(lang.clone()).or_default(), gold, abusive, action);
             count(report.by_language.entry("all".into()).or_default(), gold, abusive, action);
             count(report.by_kind.entry(c.kind.clone()).or_default(), gold, abusive, action);
             *report.confusion.entry(format!("{} → {}", gold.action.name(), action.name())).or_default() += 1;
