@@ -65,6 +65,12 @@ pub struct AgentContext {
     pub repeats_earlier_reply: bool,
 }
 
+/// The language whose thresholds judge a turn: its own, or the conversation's locale when the
+/// turn was too short to tell ("und").
+pub fn thresholds_language(language: &str, locale: &str) -> String {
+    if language == "und" { crate::model::head::base_language(locale) } else { language.to_string() }
+}
+
 /// Turns scores into an assessment and moves the conversation state on. Agent turns are
 /// scored but leave the ladder where it is and get no guidance.
 pub fn assess(
@@ -79,7 +85,7 @@ pub fn assess(
     let head = &pipeline.classifier().head;
     let language = turn.lang.clone().unwrap_or_else(|| crate::lang::detect(&turn.text).to_string());
     // Thresholds are per language; a turn too short to tell goes by the conversation's locale.
-    let thresholds_language = if language == "und" { crate::model::head::base_language(locale) } else { language.clone() };
+    let thresholds_language = thresholds_language(&language, locale);
     let flags = head.flags(&scored.scores, &thresholds_language);
     let language_measured = head.is_measured(&language);
     let severity = policy.severity_of(&flags, &scored.scores);

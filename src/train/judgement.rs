@@ -46,19 +46,26 @@ fn static_lang(code: &str) -> Option<&'static str> {
 
 /// Every case of the suite, in file name order.
 pub fn load_cases(dir: &Path) -> Result<Vec<Case>> {
+    let cases: Vec<Case> = read_jsonl_folder(dir)?;
+    for case in &cases {
+        anyhow::ensure!(static_lang(&case.lang).is_some(), "{}: unexpected language {}", case.id, case.lang);
+        anyhow::ensure!(!case.actions.is_empty(), "{}: no action", case.id);
+    }
+    Ok(cases)
+}
+
+/// Every line of every `.jsonl` file in `dir`, in file name order; errors name file and line.
+fn read_jsonl_folder<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<T>> {
     let mut files: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
     files.sort();
-    let mut cases = Vec::new();
+    let mut out = Vec::new();
     for path in files {
         let content = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         for (n, line) in content.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let case: Case = serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), n + 1))?;
-            anyhow::ensure!(static_lang(&case.lang).is_some(), "{}:{}: unexpected language {}", path.display(), n + 1, case.lang);
-            anyhow::ensure!(!case.actions.is_empty(), "{}:{}: no action", path.display(), n + 1);
-            cases.push(case);
+            out.push(serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), n + 1))?);
         }
     }
-    Ok(cases)
+    Ok(out)
 }
 
 /// The suite's cases as training examples: `must` positive, `must_not` negative, the rest
@@ -187,16 +194,7 @@ pub struct Gold {
 }
 
 pub fn load_conversations(dir: &Path) -> Result<Vec<GoldConversation>> {
-    let mut files: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
-    files.sort();
-    let mut out = Vec::new();
-    for path in files {
-        let content = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        for (n, line) in content.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            out.push(serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), n + 1))?);
-        }
-    }
-    Ok(out)
+    read_jsonl_folder(dir)
 }
 
 /// Per-turn results over customer turns.
@@ -253,9 +251,7 @@ pub fn run_conversations(classifier: &Classifier, policy: &Policy, conversations
         let mut state = ConversationState::default();
         let lang = crate::model::head::base_language(&c.locale);
         for (i, (turn, s)) in customer.iter().zip(&scores).enumerate() {
-            let detected = crate::lang::detect(&turn.text);
-            let thresholds_language = if detected == "und" { lang.as_str() } else { detected };
-            let flags = classifier.head.flags(s, thresholds_language);
+            let flags = classifier.head.flags(s, &crate::conversation::thresholds_language(crate::lang::detect(&turn.text), &c.locale));
             let severity = policy.severity_of(&flags, s);
             let action = policy.customer_turn(&mut state, &flags, severity, &c.locale).action;
             let Some(gold) = &turn.gold else { continue };

@@ -125,13 +125,9 @@ pub fn best_mean_f1_threshold(groups: &[Scored]) -> Option<f32> {
     Some(best_threshold(|t| with_positives.iter().map(|(s, truth)| binary_metrics(s, truth, t).f1).sum::<f64>() / with_positives.len() as f64))
 }
 
-/// The threshold with the highest mean F1 over the groups with positives, less 4 × the excess
+/// The threshold with the highest mean F-beta over the groups with positives, less 4 × the excess
 /// of the groups without positives' mean false-positive rate over `budget` (a false alarm on
 /// neutral text costs more than a missed borderline case). `None` without positives.
-pub fn best_budgeted_threshold(groups: &[&Scored], budget: f64) -> Option<f32> {
-    best_budgeted_threshold_beta(groups, budget, 1.0)
-}
-
 /// F-beta: beta < 1 weighs precision more (a false alarm costs more than a miss).
 pub fn f_beta(m: &BinaryMetrics, beta: f64) -> f64 {
     let b2 = beta * beta;
@@ -139,8 +135,7 @@ pub fn f_beta(m: &BinaryMetrics, beta: f64) -> f64 {
     if denom == 0.0 { 0.0 } else { (1.0 + b2) * m.precision * m.recall / denom }
 }
 
-/// `best_budgeted_threshold` with F-beta in place of F1.
-pub fn best_budgeted_threshold_beta(groups: &[&Scored], budget: f64, beta: f64) -> Option<f32> {
+pub fn best_budgeted_threshold(groups: &[&Scored], budget: f64, beta: f64) -> Option<f32> {
     let (with, without): (Vec<&Scored>, Vec<&Scored>) = groups.iter().copied().partition(|(_, truth)| truth.iter().any(|&t| t));
     if with.is_empty() {
         return None;
@@ -188,10 +183,10 @@ mod tests {
         // moves the cut above it.
         let labelled: Scored = (vec![0.2, 0.4, 0.5, 0.9, 0.9], vec![false, true, true, true, true]);
         let neutral: Scored = (vec![0.1, 0.1, 0.35, 0.1, 0.1, 0.35], vec![false; 6]);
-        let free = best_budgeted_threshold(&[&labelled], 0.02).unwrap();
-        let held = best_budgeted_threshold(&[&labelled, &neutral], 0.02).unwrap();
+        let free = best_budgeted_threshold(&[&labelled], 0.02, 1.0).unwrap();
+        let held = best_budgeted_threshold(&[&labelled, &neutral], 0.02, 1.0).unwrap();
         assert!(free < 0.35 && held > 0.35, "{free} {held}");
-        assert_eq!(best_budgeted_threshold(&[&neutral], 0.02), None);
+        assert_eq!(best_budgeted_threshold(&[&neutral], 0.02, 1.0), None);
     }
 
     #[test]

@@ -247,37 +247,41 @@ pub fn apply_threshold_rule(head: Head, data: &Featurised, rule: ThresholdRule) 
     })
 }
 
-/// Per-label threshold on the dev splits by `rule` (0.5 where dev has no positives).
-pub fn tune_thresholds(head: &Head, data: &Featurised, rule: ThresholdRule) -> BTreeMap<Label, f32> {
-    let dev: Vec<(&Example, [f32; LABEL_COUNT])> = data.examples.iter().zip(&data.features).filter(|(e, _)| e.split == Split::Dev).map(|(e, f)| (e, head.scores(f).0)).collect();
-    let mut out = BTreeMap::new();
-    for label in Label::ALL {
-        // Scores and truths of the label per data set and language.
-        let mut groups: BTreeMap<(&str, &str), metrics::Scored> = BTreeMap::new();
-        for (e, scores) in &dev {
+/// Dev scores and truths of each label, grouped by data set and language (`result[label]`).
+fn dev_groups<'a>(head: &Head, data: &'a Featurised) -> Vec<BTreeMap<(&'a str, &'a str), metrics::Scored>> {
+    let mut groups: Vec<BTreeMap<(&str, &str), metrics::Scored>> = vec![BTreeMap::new(); LABEL_COUNT];
+    for (e, f) in data.examples.iter().zip(&data.features).filter(|(e, _)| e.split == Split::Dev) {
+        let scores = head.scores(f);
+        for label in Label::ALL {
             if let Some(t) = e.targets[label.index()] {
-                let group = groups.entry((e.source, e.lang)).or_default();
-                group.0.push(scores[label.index()]);
+                let group = groups[label.index()].entry((e.source, e.lang)).or_default();
+                group.0.push(scores.get(label));
                 group.1.push(t);
             }
         }
+    }
+    groups
+}
+
+/// Per-label threshold on the dev splits by the pooled or the mean-over-sources rule (0.5
+/// where dev has no positives); `calibrate` is the per-language rule.
+pub fn tune_thresholds(head: &Head, data: &Featurised, rule: ThresholdRule) -> BTreeMap<Label, f32> {
+    let mut out = BTreeMap::new();
+    for (label, groups) in Label::ALL.into_iter().zip(dev_groups(head, data)) {
         let best = match rule {
+            ThresholdRule::MeanOverSources => metrics::best_mean_f1_threshold(&groups.into_values().collect::<Vec<_>>()),
             ThresholdRule::Pooled | ThresholdRule::PerLanguage => {
                 let (scores, truth): (Vec<f32>, Vec<bool>) = groups.into_values().flat_map(|(s, t)| s.into_iter().zip(t)).unzip();
                 best_f1_threshold(&scores, &truth)
             }
-            ThresholdRule::MeanOverSources => metrics::best_mean_f1_threshold(&groups.into_values().collect::<Vec<_>>()),
         };
         out.insert(label, best.unwrap_or(0.5));
     }
     out
 }
 
-/// Beta of the F-beta that thresholds of labels aimed at people maximise (CALMLINE_ABUSE_BETA
-/// overrides it for experiments).
-pub fn abuse_beta() -> f64 {
-    std::env::var("CALMLINE_ABUSE_BETA").ok().and_then(|v| v.parse().ok()).unwrap_or(ABUSE_BETA)
-}
+/// Beta of the F-beta that thresholds of labels aimed at people maximise: a false alarm costs
+/// the agent's trust more than a miss.
 pub const ABUSE_BETA: f64 = 0.5;
 
 /// The false-alarm budget on neutral text that calibration holds thresholds to.
@@ -289,30 +293,20 @@ pub const MIN_LANGUAGE_DEV: usize = 200;
 pub const MIN_CLASS: usize = 15;
 
 /// Per-label thresholds, pooled and per language (the judgement issue, item 5). The objective,
-/// over the dev groups (data set × language) that annotate the label: the mean F1 of the groups
-/// with positives, less a penalty for every point the groups without positives (neutral text)
-/// are flagged over `NEUTRAL_BUDGET`. A language gets its own threshold where its dev data has
-/// `MIN_LANGUAGE_DEV` annotated examples and both classes; elsewhere the pooled one holds.
+/// over the dev groups (data set × language) that annotate the label: the mean F-beta of the
+/// groups with positives (`ABUSE_BETA` for labels aimed at people, F1 for the others), less a
+/// penalty for every point the groups without positives (neutral text) are flagged over
+/// `NEUTRAL_BUDGET`. A language gets its own threshold where its dev data has
+/// `MIN_LANGUAGE_DEV` annotated examples with `MIN_CLASS` of each class; elsewhere the pooled one
+/// holds.
 pub fn calibrate(head: &Head, data: &Featurised) -> (BTreeMap<Label, f32>, BTreeMap<String, BTreeMap<Label, f32>>) {
-    let dev: Vec<(&Example, [f32; LABEL_COUNT])> = data.examples.iter().zip(&data.features).filter(|(e, _)| e.split == Split::Dev).map(|(e, f)| (e, head.scores(f).0)).collect();
     let mut pooled = BTreeMap::new();
     let mut by_language: BTreeMap<String, BTreeMap<Label, f32>> = BTreeMap::new();
-    for label in Label::ALL {
-        let mut groups: BTreeMap<(&str, &str), metrics::Scored> = BTreeMap::new();
-        for (e, scores) in &dev {
-            if let Some(t) = e.targets[label.index()] {
-                let group = groups.entry((e.source, e.lang)).or_default();
-                group.0.push(scores[label.index()]);
-                group.1.push(t);
-            }
-        }
-        // A false alarm of a label aimed at people costs the agent's trust more than a miss:
-        // those labels are tuned for F-beta with beta < 1 (precision first).
-        let beta = if judgement::ABUSE.contains(&label) { abuse_beta() } else { 1.0 };
+    for (label, groups) in Label::ALL.into_iter().zip(dev_groups(head, data)) {
+        let beta = if judgement::ABUSE.contains(&label) { ABUSE_BETA } else { 1.0 };
         let all: Vec<&metrics::Scored> = groups.values().collect();
-        pooled.insert(label, metrics::best_budgeted_threshold_beta(&all, NEUTRAL_BUDGET, beta).unwrap_or(0.5));
+        pooled.insert(label, metrics::best_budgeted_threshold(&all, NEUTRAL_BUDGET, beta).unwrap_or(0.5));
         let mut languages: Vec<&str> = groups.keys().map(|(_, l)| *l).collect();
-        languages.dedup();
         languages.sort();
         languages.dedup();
         for lang in languages {
@@ -320,7 +314,7 @@ pub fn calibrate(head: &Head, data: &Featurised) -> (BTreeMap<Label, f32>, BTree
             let n: usize = own.iter().map(|g| g.1.len()).sum();
             let positives: usize = own.iter().map(|g| g.1.iter().filter(|&&t| t).count()).sum();
             if n >= MIN_LANGUAGE_DEV && positives >= MIN_CLASS && n - positives >= MIN_CLASS
-                && let Some(t) = metrics::best_budgeted_threshold_beta(&own, NEUTRAL_BUDGET, beta) {
+                && let Some(t) = metrics::best_budgeted_threshold(&own, NEUTRAL_BUDGET, beta) {
                     by_language.entry(lang.to_string()).or_default().insert(label, t);
                 }
         }
@@ -344,7 +338,7 @@ impl ThresholdRule {
     /// How head.json describes thresholds chosen by this rule.
     pub fn describe(self) -> String {
         match self {
-            ThresholdRule::PerLanguage => format!("per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): max of the mean F1 over the dev groups with positives, less 4x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}"),
+            ThresholdRule::PerLanguage => format!("per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): max of the mean F-beta over the dev groups with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less 4x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}"),
             other => format!("per label on the dev splits, rule {other:?}"),
         }
     }
