@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CALMLINE = ./target/release/calmline
 
-.PHONY: setup run console test train eval judgement demo
+.PHONY: setup run console test train finetune eval judgement demo
 
 PYTHON ?= python3
 INTEROP_VENV = .venv-interop
@@ -15,6 +15,13 @@ setup:
 $(INTEROP_VENV)/.installed: tests/interop/requirements.txt
 	$(PYTHON) -m venv $(INTEROP_VENV)
 	$(INTEROP_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+	@touch $@
+
+## The fine-tuning trainer (trainer/: PyTorch, pinned from PyPI) and its tests, in their own virtualenv.
+TRAIN_VENV = .venv-train
+$(TRAIN_VENV)/.installed: trainer/requirements.txt
+	$(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/pip install --quiet --disable-pip-version-check -r trainer/requirements.txt
 	@touch $@
 
 ## Debian's Chromium and the npm lockfile of the console's browser test (tests/console/).
@@ -53,12 +60,27 @@ demo: setup
 	  | $(CALMLINE) analyze --jsonl
 
 ## Run every test against the real model (and the Python interop client, and the console in Chromium).
-test: setup $(INTEROP_VENV)/.installed $(CHROMIUM) $(CONSOLE_E2E)
+test: setup $(INTEROP_VENV)/.installed $(CHROMIUM) $(CONSOLE_E2E) $(TRAIN_VENV)/.installed
 	CALMLINE_CHROMIUM=$(CHROMIUM) $(CARGO) test --locked
+	CALMLINE_BIN=target/debug/calmline $(TRAIN_VENV)/bin/python -m pytest -q trainer
 
 ## Retrain the frozen-encoder baseline head (models/baseline/) from ../shared/data (features cached in models/cache/).
 train: setup
 	$(CARGO) run --release -- train --models models/baseline --base models/base
+
+## Fine-tune adapters and head (trainer/finetune.py) on the exported examples, then fit the final
+## head and per-language thresholds on the adapted encoder. FINETUNE_ARGS go to the trainer (e.g.
+## "--epochs 2 --first-layer 4"; add --resume to continue a stopped run); DATA_ARGS to the export.
+FINETUNE_OUT ?= models/finetuned
+FINETUNE_ARGS ?= --epochs 1 --repeat calmline_indomain=3 --repeat calmline_behaviour=3
+DATA_ARGS ?= --cap-train 2500
+finetune: setup $(TRAIN_VENV)/.installed
+	$(CARGO) build --release
+	mkdir -p $(FINETUNE_OUT)
+	$(CALMLINE) export-examples $(DATA_ARGS) --out $(FINETUNE_OUT)/examples.jsonl
+	$(TRAIN_VENV)/bin/python trainer/finetune.py --examples $(FINETUNE_OUT)/examples.jsonl --base models/base \
+	  --init-head models/baseline --out $(FINETUNE_OUT) $(FINETUNE_ARGS)
+	$(CALMLINE) train --models $(FINETUNE_OUT) --base models/base --adapters $(FINETUNE_OUT) $(DATA_ARGS) --project-weight 10
 
 ## Regenerate the held-out test numbers of the model card.
 eval: setup

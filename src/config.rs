@@ -26,8 +26,9 @@ pub enum Command {
     EvalJudgement(EvalJudgementArgs),
     /// Re-score the held-out test splits with the committed head (the model card's numbers).
     Eval(EvalArgs),
-    /// Fine-tune low-rank adapters on the upper layers together with the head.
-    Finetune(FinetuneArgs),
+    /// Write the training examples, tokenised, as JSON lines for the fine-tuning trainer
+    /// (`trainer/finetune.py`, which trains the adapters; see `make finetune`).
+    ExportExamples(ExportExamplesArgs),
     /// Precision and recall of the agent-conduct flags on the project's labelled agent turns.
     EvalConduct(EvalConductArgs),
     /// Print the `sha256:<hex>` of an API key read from stdin, for the --api-keys file.
@@ -319,49 +320,14 @@ pub struct EvalJudgementArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct FinetuneArgs {
+pub struct ExportExamplesArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Where the adapters, head and results go (copy them into --models to make them the
-    /// default model).
-    #[arg(long, default_value = "models/finetuned")]
-    pub out: PathBuf,
-    /// Adapter rank.
-    #[arg(long, default_value_t = 8)]
-    pub rank: usize,
-    /// Adapter scale numerator (the update is alpha / rank · B·A).
-    #[arg(long, default_value_t = 16.0)]
-    pub alpha: f64,
-    /// First layer with adapters; the layers below run once per text and are cached.
-    #[arg(long, default_value_t = 6)]
-    pub first_layer: usize,
-    #[arg(long, default_value_t = 3000)]
-    pub steps: usize,
-    /// Texts per step.
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
-    #[arg(long, default_value_t = 5e-4)]
-    pub learning_rate: f64,
-    /// Training texts are cut to this many tokens.
-    #[arg(long, default_value_t = 64)]
-    pub max_tokens: usize,
-    #[arg(long, default_value_t = 20261122)]
-    pub seed: u64,
-    /// Stop the training steps after this many minutes and save what was learnt (the steps
-    /// done are recorded in head.json); the schedule still assumes --steps.
+    /// The JSON-lines file to write (see `src/train/export.rs` for its fields).
     #[arg(long)]
-    pub time_limit_minutes: Option<f64>,
-    /// How the thresholds are chosen on the dev splits.
-    #[arg(long, value_enum, default_value = "pooled")]
-    pub threshold_rule: crate::train::ThresholdRule,
-    /// Times each in-domain training turn is seen per epoch (oversampling against large public sets).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub indomain_repeat: u32,
-    /// Version string reported with every result of this model.
-    #[arg(long, default_value = "e5-small-q4+lora-1")]
-    pub version: String,
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

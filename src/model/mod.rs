@@ -1,6 +1,7 @@
 //! The model: the e5 encoder read from its blob, the tokenizer, and the label head, combined
 //! into a `Classifier` that turns texts into per-label scores.
 
+pub mod adapters;
 pub mod attention;
 pub mod blob;
 pub mod encoder;
@@ -102,9 +103,9 @@ impl FeatureExtractor {
         Ok(FeatureExtractor { tokenizer, encoder, limits: BatchLimits::default(), fingerprint: "base".into() })
     }
 
-    /// Merges the adapters in `dir` (if any) into the encoder; see `train::finetune`.
+    /// Merges the adapters in `dir` (if any) into the encoder; see `adapters`.
     pub fn merge_adapters(&mut self, dir: &Path) -> Result<(), ModelError> {
-        let merged = crate::train::finetune::merge_adapters(&mut self.encoder, dir).map_err(|e| ModelError::Adapters(format!("{e:#}")))?;
+        let merged = adapters::merge(&mut self.encoder, dir).map_err(|e| ModelError::Adapters(format!("{e:#}")))?;
         if merged {
             let bytes = std::fs::read(dir.join("adapters.safetensors")).map_err(|e| ModelError::Adapters(e.to_string()))?;
             let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);

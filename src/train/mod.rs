@@ -6,7 +6,7 @@
 //! each label's threshold on the dev splits, and scores the held-out test splits.
 
 pub mod datasets;
-pub mod finetune;
+pub mod export;
 pub mod judgement;
 pub mod metrics;
 pub mod neutral;

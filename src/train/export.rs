@@ -1,0 +1,56 @@
+//! The training examples as the fine-tuning trainer (`trainer/finetune.py`) reads them: one JSON
+//! line per example, tokenised here by calmline's own tokenizer, so training sees exactly the
+//! token ids that serving will.
+//!
+//! ```json
+//! {"source": "convabuse", "lang": "en", "split": "train", "ids": [0, 41, ...], "targets": [null, true, false, ...]}
+//! ```
+//! `ids` is the text's first window (`<s> query: text </s>`, at most the encoder's 512
+//! positions); `targets` follows `labels::Label`'s order, `null` where the source does not
+//! annotate that label. No text is written: the trainer needs none.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::datasets::{Example, Split, Targets};
+use crate::model::tokenizer::TextTokenizer;
+
+#[derive(Serialize)]
+struct ExportedExample<'a> {
+    source: &'a str,
+    lang: &'a str,
+    split: &'a str,
+    ids: Vec<u32>,
+    targets: Targets,
+}
+
+fn split_name(split: Split) -> &'static str {
+    match split {
+        Split::Train => "train",
+        Split::Dev => "dev",
+        Split::Test => "test",
+    }
+}
+
+/// Writes `examples` to `out` as JSON lines; returns how many were written.
+pub fn write_examples(tokenizer: &TextTokenizer, examples: &[Example], out: &mut impl Write) -> Result<usize> {
+    for (n, e) in examples.iter().enumerate() {
+        let ids = tokenizer.windows(&e.text).with_context(|| format!("tokenising example {n} of {}", e.source))?.swap_remove(0);
+        let line = ExportedExample { source: e.source, lang: e.lang, split: split_name(e.split), ids, targets: e.targets };
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(examples.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_names_are_the_trainers() {
+        assert_eq!([Split::Train, Split::Dev, Split::Test].map(split_name), ["train", "dev", "test"]);
+    }
+}

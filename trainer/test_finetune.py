@@ -1,0 +1,164 @@
+"""Tests of the fine-tuning trainer (run by `make test`): gradients against finite differences, a
+fixed-seed run that reproduces itself, a run killed with SIGKILL and resumed that ends exactly where
+an uninterrupted one does, and the trained adapters and head scoring in calmline as they do here."""
+import json, os, signal, subprocess, sys, time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import finetune  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE = os.path.join(ROOT, "models", "base")
+CALMLINE = os.environ.get("CALMLINE_BIN", os.path.join(ROOT, "target", "release", "calmline"))
+
+
+def tiny_model(dtype=torch.float64, first_layer=0):
+    """A random 11-layer encoder small enough for finite differences (the features pool layers 9-11)."""
+    cfg = {"hidden": 8, "layers": 11, "heads": 2, "ffn": 12, "eps": 1e-12}
+    rng = np.random.default_rng(7)
+    h, f = cfg["hidden"], cfg["ffn"]
+    w = {"emb.word": rng.normal(size=50 * h), "emb.pos": rng.normal(size=16 * h), "emb.type": rng.normal(size=2 * h),
+         "emb.ln.w": 1 + 0.1 * rng.normal(size=h), "emb.ln.b": 0.1 * rng.normal(size=h)}
+    for i in range(cfg["layers"]):
+        for p, (rows, cols) in {"q": (h, h), "k": (h, h), "v": (h, h), "ao": (h, h), "fi": (f, h), "fo": (h, f)}.items():
+            w[f"l{i}.{p}.w"] = rng.normal(size=rows * cols) / np.sqrt(cols)
+            w[f"l{i}.{p}.b"] = 0.1 * rng.normal(size=rows)
+        for n in ("aln", "oln"):
+            w[f"l{i}.{n}.w"] = 1 + 0.1 * rng.normal(size=h)
+            w[f"l{i}.{n}.b"] = 0.1 * rng.normal(size=h)
+    head_w, head_b = rng.normal(size=(7, 2 * h)), rng.normal(size=7)
+    model = finetune.Encoder(cfg, w, head_w, head_b, rank=2, alpha=4.0, first_layer=first_layer, seed=1, dtype=dtype)
+    with torch.no_grad():  # B starts at zero; make it non-zero so every gradient path is exercised
+        for name, p in model.lora.items():
+            if name.endswith("_b"):
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3), dtype=dtype) * 0.1)
+    return model
+
+
+def test_gradients_match_finite_differences():
+    model = tiny_model(first_layer=8)
+    ids = torch.tensor([[0, 5, 9, 14, 2, 0], [0, 7, 3, 2, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]], dtype=torch.float64)
+    with torch.no_grad():
+        x = model.lower(ids, mask)
+    y = torch.tensor([[1.0, 0, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0, 1]], dtype=torch.float64)
+    annotated = torch.tensor([[1.0, 1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1]], dtype=torch.float64)
+    names = [name for name, _ in model.named_parameters()]
+
+    def loss_of(*values):
+        logits = torch.func.functional_call(model, dict(zip(names, values)), (x, mask))
+        return finetune.masked_bce(logits, y, annotated)
+
+    # Central differences in float64 against autograd, every parameter (adapters of layers 8-10 and the head).
+    assert torch.autograd.gradcheck(loss_of, tuple(p.detach().clone().requires_grad_() for p in model.parameters()), eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_masked_bce_ignores_unannotated_labels_and_matches_the_formula():
+    z = torch.tensor([[2.0, -1.0, 0.5, 0, 0, 0, 0]])
+    y = torch.tensor([[1.0, 0.0, 1.0, 0, 0, 0, 0]])
+    m = torch.tensor([[1.0, 1.0, 0.0, 0, 0, 0, 0]])
+    expected = (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(-1.0))) / 2
+    assert abs(finetune.masked_bce(z, y, m).item() - expected) < 1e-6
+
+
+def test_batch_plan_shows_every_text_as_often_as_repeated():
+    plan = finetune.BatchPlan([3, 1, 4, 1, 5, 9, 2, 6], [1, 1, 3, 1, 1, 1, 1, 1], batch=3, seed=42)
+    seen = sorted(i for _ in range(4) for i in plan.next_batch())
+    assert seen == sorted([0, 1, 2, 2, 2, 3, 4, 5, 6, 7])
+
+
+def test_schedule_warms_up_then_decays_to_a_tenth():
+    assert finetune.schedule(1, 100) == pytest.approx(0.2)
+    assert finetune.schedule(5, 100) == pytest.approx(1.0)
+    assert finetune.schedule(100, 100) == pytest.approx(0.1)
+
+
+# ---- runs on the real encoder ----------------------------------------------------------------
+
+needs_base = pytest.mark.skipif(not os.path.exists(os.path.join(BASE, "e5-small-q4.bin")), reason="models/base not fetched (make setup)")
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    """A small real export: the project's behaviour suite through `calmline export-examples`."""
+    if not os.path.exists(CALMLINE):
+        pytest.skip("target/release/calmline not built")
+    path = tmp_path_factory.mktemp("export") / "examples.jsonl"
+    subprocess.run([CALMLINE, "export-examples", "--models", os.path.join(ROOT, "models"), "--data", str(path.parent / "no-public-data"),
+                    "--no-neutral", "--no-indomain", "--out", str(path)], check=True, cwd=ROOT)
+    rows = [json.loads(line) for line in open(path)]
+    assert {r["source"] for r in rows} == {"calmline_behaviour"} and any(r["split"] == "train" for r in rows)
+    return path
+
+
+def run_trainer(examples, out, *extra):
+    args = [sys.executable, os.path.join(ROOT, "trainer", "finetune.py"), "--examples", str(examples), "--base", BASE,
+            "--init-head", os.path.join(ROOT, "models"), "--out", str(out), "--steps", "12", "--batch", "8",
+            "--first-layer", "8", "--threads", "2", "--log-every", "1", *extra]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@needs_base
+def test_a_killed_run_resumed_ends_where_an_uninterrupted_one_does(examples, tmp_path):
+    straight = run_trainer(examples, tmp_path / "straight")
+    assert straight.wait(timeout=600) == 0, straight.stdout.read()
+    again = run_trainer(examples, tmp_path / "again")
+    assert again.wait(timeout=600) == 0, again.stdout.read()
+    log = lambda d: json.load(open(d / "train-log.json"))
+    # A fixed seed reproduces its loss curve exactly.
+    assert log(tmp_path / "straight")["losses"] == log(tmp_path / "again")["losses"]
+
+    killed = run_trainer(examples, tmp_path / "killed", "--checkpoint-steps", "1")
+    checkpoint = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["step"] >= 5:
+            break
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    assert not (tmp_path / "killed" / "train-log.json").exists(), "the run finished before it was killed"
+    resumed = run_trainer(examples, tmp_path / "killed", "--resume")
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    assert "resuming at step" in output
+    for name in ("adapters.safetensors", "head.safetensors"):
+        a, b = load_file(tmp_path / "straight" / name), load_file(tmp_path / "killed" / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}:{key} differs after kill and resume"
+    assert log(tmp_path / "straight")["losses"] == log(tmp_path / "killed")["losses"]
+
+
+@needs_base
+def test_calmline_scores_the_trained_model_as_the_trainer_does(examples, tmp_path):
+    """The trainer's forward is calmline's: the adapters and head it writes, merged and served by
+    `calmline analyze`, give the scores the trainer computes for the same token ids."""
+    run = run_trainer(examples, tmp_path / "model")
+    assert run.wait(timeout=600) == 0, run.stdout.read()
+    texts = ["You are useless, I want a manager now!", "Köszönöm, minden rendben.", "אתה מטומטם לגמרי", "Das ist eine Frechheit."]
+    served = subprocess.run([CALMLINE, "analyze", "--jsonl", "--models", str(tmp_path / "model"), "--base", BASE],
+                            input="".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)),
+                            capture_output=True, text=True, check=True).stdout
+    served = [json.loads(line)["scores"] for line in served.splitlines()]
+
+    class Args:
+        base, init_head, rank, alpha, first_layer, seed = BASE, str(tmp_path / "model"), 8, 16.0, 8, 1
+    model = finetune.load_model(Args, torch.device("cpu"))
+    adapters = load_file(tmp_path / "model" / "adapters.safetensors")
+    with torch.no_grad():
+        for key, value in adapters.items():  # l8.q.lora_a -> l8_q_a
+            layer, p, which = key.split(".")
+            model.lora[f"{layer}_{p}_{which[-1]}"].copy_(value)
+    tokenizer = __import__("tokenizers").Tokenizer.from_file(os.path.join(BASE, "tokenizer.json"))
+    for text, scores in zip(texts, served):
+        ids = torch.tensor([tokenizer.encode("query: " + text).ids])
+        mask = torch.ones(ids.shape, dtype=torch.float32)
+        with torch.no_grad():
+            mine = torch.sigmoid(model.logits(model.lower(ids, mask), mask))[0]
+        for label, value in zip(finetune.LABELS, mine.tolist()):
+            assert abs(scores[label] - value) < 2e-3, (text, label, scores[label], value)
