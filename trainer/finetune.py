@@ -53,7 +53,7 @@ MASK = (1 << 64) - 1
 class Encoder(torch.nn.Module):
     """The frozen encoder with trainable adapters on layers first_layer.. and a linear head."""
 
-    def __init__(self, cfg, weights, head_weight, head_bias, rank, alpha, first_layer, seed, dtype=torch.float32):
+    def __init__(self, cfg, weights, head_weight, head_bias, rank, alpha, first_layer, seed, dtype=torch.float32, source_heads=0):
         super().__init__()
         self.cfg, self.rank, self.alpha, self.first_layer = cfg, rank, alpha, first_layer
         self.scale = alpha / rank
@@ -73,6 +73,11 @@ class Encoder(torch.nn.Module):
                 self.lora[f"l{i}_{p}_b"] = torch.nn.Parameter(torch.zeros(rows, rank, dtype=dtype))
         self.head_weight = torch.nn.Parameter(torch.as_tensor(head_weight, dtype=dtype).clone())
         self.head_bias = torch.nn.Parameter(torch.as_tensor(head_bias, dtype=dtype).clone())
+        # Per-source heads (--source-heads): a public set whose labels mean something other than
+        # calmline's trains the encoder through a head of its own, starting where the main one does.
+        if source_heads:
+            self.source_weights = torch.nn.Parameter(self.head_weight.detach().clone().repeat(source_heads, 1, 1))
+            self.source_biases = torch.nn.Parameter(self.head_bias.detach().clone().repeat(source_heads, 1))
 
     def to_device(self, device):
         self.frozen = {k: v.to(device) for k, v in self.frozen.items()}
@@ -118,11 +123,12 @@ class Encoder(torch.nn.Module):
             x = self.layer(i, x, bias)
         return x
 
-    def forward(self, x, mask):
-        return self.logits(x, mask)
+    def forward(self, x, mask, heads=None):
+        return self.logits(x, mask, heads)
 
-    def logits(self, x, mask):
-        """The head's logits [batch, labels] from the first adapted layer's input x [batch, seq, hidden]."""
+    def logits(self, x, mask, heads=None):
+        """The head's logits [batch, labels] from the first adapted layer's input x [batch, seq, hidden];
+        `heads` [batch] picks each row's head (0 the main one, i > 0 source head i - 1)."""
         bias = self.attention_bias(mask)
         upper = None
         for i in range(self.first_layer, self.cfg["layers"]):
@@ -135,7 +141,11 @@ class Encoder(torch.nn.Module):
         m = mask[:, :, None]
         pool = lambda y: F.normalize((y * m).sum(1) / m.sum(1), dim=-1, eps=1e-12)
         features = torch.cat([pool(x), pool(upper)], dim=1)
-        return features @ self.head_weight.t() + self.head_bias
+        main = features @ self.head_weight.t() + self.head_bias
+        if heads is None or not hasattr(self, "source_weights") or not bool((heads > 0).any()):
+            return main
+        own = torch.einsum("bf,blf->bl", features, self.source_weights[(heads - 1).clamp(min=0)]) + self.source_biases[(heads - 1).clamp(min=0)]
+        return torch.where((heads > 0)[:, None], own, main)
 
     def adapters(self):
         """The adapters under calmline's names (`l10.ao.lora_a`), float32 on the CPU."""
@@ -226,7 +236,7 @@ def read_examples(path, split, max_tokens):
             targets = r["targets"]
             if len(targets) != len(LABELS):
                 sys.exit(f"{path}:{n}: {len(targets)} targets, expected {len(LABELS)}")
-            rows.append((r["source"], r["lang"], ids, targets))
+            rows.append((r["source"], r["lang"], ids, targets, r.get("calmline_semantics", True)))
     return rows
 
 
@@ -301,16 +311,16 @@ def target_tensors(rows, picks, device, dtype):
 # The run
 # ---------------------------------------------------------------------------------------------
 
-def load_model(args, device):
+def load_model(args, device, source_heads=0):
     cfg, weights = read_blob(os.path.join(args.base, "e5-small-q4.bin"))
     head = load_file(os.path.join(args.init_head, "head.safetensors"))
-    model = Encoder(cfg, weights, head["weight"], head["bias"], args.rank, args.alpha, args.first_layer, args.seed)
+    model = Encoder(cfg, weights, head["weight"], head["bias"], args.rank, args.alpha, args.first_layer, args.seed, source_heads=source_heads)
     return model.to_device(device)
 
 
 def recipe(args, examples_digest, steps):
     """What must not change between a run and its resumption."""
-    keys = ("rank", "alpha", "first_layer", "batch", "learning_rate", "max_tokens", "seed", "repeat")
+    keys = ("rank", "alpha", "first_layer", "batch", "learning_rate", "max_tokens", "seed", "repeat", "source_heads")
     return dict({k: getattr(args, k) for k in keys}, examples=examples_digest, steps=steps)
 
 
@@ -338,7 +348,7 @@ def write_outputs(args, model, log):
         "lora": {"rank": args.rank, "alpha": args.alpha, "layers": f"{args.first_layer}..{model.cfg['layers']}", "projections": list(PROJECTIONS)},
         "optimiser": f"AdamW lr {args.learning_rate} (5% warm-up, linear decay to a tenth), {log['steps']} steps of {args.batch} texts in length-bucketed batches, texts cut to {args.max_tokens} tokens",
         "steps_done": log["steps_done"], "epochs": log["epochs"], "repeat": args.repeat,
-        "head_init": head_init, "examples": log["examples"],
+        "head_init": head_init, "examples": log["examples"], "source_heads": log["source_heads"],
         "thresholds": "the starting head's; fit the final head and thresholds with `calmline train --adapters`",
     }
     meta["model_version"] = args.version
@@ -365,6 +375,7 @@ def main(argv=None):
     p.add_argument("--learning-rate", type=float, default=5e-4)
     p.add_argument("--max-tokens", type=int, default=64, help="training texts are cut to this many tokens")
     p.add_argument("--seed", type=int, default=20261122)
+    p.add_argument("--source-heads", action="store_true", help="give each public set whose labels are not calmline's (calmline_semantics false in the export) its own head while training; the main head, the one written, learns from the project's turns and the neutral sets")
     p.add_argument("--repeat", action="append", default=[], metavar="SOURCE=N", help="see SOURCE's texts N times per epoch (e.g. calmline_indomain=3)")
     p.add_argument("--time-limit-minutes", type=float, help="stop the steps after this long, checkpoint and write what was learnt")
     p.add_argument("--stop-after-steps", type=int, help="stop after this step (checkpointed), as a time limit would")
@@ -392,7 +403,10 @@ def main(argv=None):
     steps = args.steps or max(1, math.ceil(args.epochs * epoch_texts / args.batch))
     recipe_used = recipe(args, file_digest(args.examples), steps)
 
-    model = load_model(args, device)
+    public = sorted({r[0] for r in rows if not r[4]}) if args.source_heads else []
+    head_of = {source: i + 1 for i, source in enumerate(public)}
+    row_heads = torch.tensor([head_of.get(r[0], 0) for r in rows])
+    model = load_model(args, device, source_heads=len(public))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.0)
     plan = BatchPlan([len(r[2]) for r in rows], repeats, args.batch, args.seed)
     step, texts_seen, losses = 0, 0, []
@@ -431,7 +445,7 @@ def main(argv=None):
         picks = plan.next_batch()
         x, mask = stack(cache, picks, torch.float32)
         y, annotated = target_tensors(rows, picks, device, torch.float32)
-        loss = masked_bce(model.logits(x, mask), y, annotated)
+        loss = masked_bce(model.logits(x, mask, row_heads[picks].to(device)), y, annotated)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -453,7 +467,7 @@ def main(argv=None):
     rate = texts_this_run / train_seconds if train_seconds > 0 else 0.0
     log = {
         "steps": steps, "steps_done": step, "finished": step >= steps, "epochs": texts_seen / epoch_texts,
-        "epoch_texts": epoch_texts, "examples": len(rows), "losses": losses,
+        "epoch_texts": epoch_texts, "examples": len(rows), "losses": losses, "source_heads": public,
         "texts_per_second": rate, "cache_seconds": cache_seconds,
         "epoch_minutes": (cache_seconds + epoch_texts / rate) / 60 if rate else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

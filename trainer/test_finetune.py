@@ -16,7 +16,7 @@ BASE = os.path.join(ROOT, "models", "base")
 CALMLINE = os.environ.get("CALMLINE_BIN", os.path.join(ROOT, "target", "release", "calmline"))
 
 
-def tiny_model(dtype=torch.float64, first_layer=0):
+def tiny_model(dtype=torch.float64, first_layer=0, source_heads=0):
     """A random 11-layer encoder small enough for finite differences (the features pool layers 9-11)."""
     cfg = {"hidden": 8, "layers": 11, "heads": 2, "ffn": 12, "eps": 1e-12}
     rng = np.random.default_rng(7)
@@ -31,16 +31,18 @@ def tiny_model(dtype=torch.float64, first_layer=0):
             w[f"l{i}.{n}.w"] = 1 + 0.1 * rng.normal(size=h)
             w[f"l{i}.{n}.b"] = 0.1 * rng.normal(size=h)
     head_w, head_b = rng.normal(size=(7, 2 * h)), rng.normal(size=7)
-    model = finetune.Encoder(cfg, w, head_w, head_b, rank=2, alpha=4.0, first_layer=first_layer, seed=1, dtype=dtype)
+    model = finetune.Encoder(cfg, w, head_w, head_b, rank=2, alpha=4.0, first_layer=first_layer, seed=1, dtype=dtype, source_heads=source_heads)
     with torch.no_grad():  # B starts at zero; make it non-zero so every gradient path is exercised
         for name, p in model.lora.items():
             if name.endswith("_b"):
                 p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3), dtype=dtype) * 0.1)
+        if source_heads:  # and the source heads apart from the main one
+            model.source_weights.add_(torch.randn(model.source_weights.shape, generator=torch.Generator().manual_seed(4), dtype=dtype))
     return model
 
 
 def test_gradients_match_finite_differences():
-    model = tiny_model(first_layer=8)
+    model = tiny_model(first_layer=8, source_heads=1)
     ids = torch.tensor([[0, 5, 9, 14, 2, 0], [0, 7, 3, 2, 0, 0]])
     mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]], dtype=torch.float64)
     with torch.no_grad():
@@ -48,13 +50,29 @@ def test_gradients_match_finite_differences():
     y = torch.tensor([[1.0, 0, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0, 1]], dtype=torch.float64)
     annotated = torch.tensor([[1.0, 1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1]], dtype=torch.float64)
     names = [name for name, _ in model.named_parameters()]
+    heads = torch.tensor([0, 1])  # the first row through the main head, the second through its set's own
 
     def loss_of(*values):
-        logits = torch.func.functional_call(model, dict(zip(names, values)), (x, mask))
+        logits = torch.func.functional_call(model, dict(zip(names, values)), (x, mask, heads))
         return finetune.masked_bce(logits, y, annotated)
 
-    # Central differences in float64 against autograd, every parameter (adapters of layers 8-10 and the head).
+    # Central differences in float64 against autograd, every parameter (adapters of layers 8-10, the
+    # main head and a source head).
     assert torch.autograd.gradcheck(loss_of, tuple(p.detach().clone().requires_grad_() for p in model.parameters()), eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_each_row_goes_through_its_own_head():
+    model = tiny_model(first_layer=8, source_heads=2)
+    ids = torch.tensor([[0, 5, 9, 2], [0, 7, 3, 2], [0, 4, 4, 2]])
+    mask = torch.ones(3, 4, dtype=torch.float64)
+    with torch.no_grad():
+        x = model.lower(ids, mask)
+        main = model.logits(x, mask)
+        mixed = model.logits(x, mask, torch.tensor([0, 2, 1]))
+        model.head_weight.copy_(model.source_weights[1]); model.head_bias.copy_(model.source_biases[1])
+        second = model.logits(x, mask)
+    assert torch.equal(mixed[0], main[0])
+    assert torch.allclose(mixed[1], second[1]) and not torch.allclose(mixed[1], main[1])
 
 
 def test_masked_bce_ignores_unannotated_labels_and_matches_the_formula():
@@ -92,7 +110,11 @@ def examples(tmp_path_factory):
                     "--no-neutral", "--no-indomain", "--out", str(path)], check=True, cwd=ROOT)
     rows = [json.loads(line) for line in open(path)]
     assert {r["source"] for r in rows} == {"calmline_behaviour"} and any(r["split"] == "train" for r in rows)
-    return path
+    # 240 training texts keep each run to seconds; every language of the suite is among them.
+    small = path.parent / "small.jsonl"
+    train = [r for r in rows if r["split"] == "train"]
+    small.write_text("".join(json.dumps(r) + "\n" for r in train[:: max(1, len(train) // 240)][:240]))
+    return small
 
 
 def run_trainer(examples, out, *extra):

@@ -3,11 +3,15 @@
 //! token ids that serving will.
 //!
 //! ```json
-//! {"source": "convabuse", "lang": "en", "split": "train", "ids": [0, 41, ...], "targets": [null, true, false, ...]}
+//! {"source": "convabuse", "lang": "en", "split": "train", "ids": [0, 41, ...],
+//!  "targets": [null, true, false, ...], "calmline_semantics": false}
 //! ```
 //! `ids` is the text's first window (`<s> query: text </s>`, at most the encoder's 512
 //! positions); `targets` follows `labels::Label`'s order, `null` where the source does not
-//! annotate that label. No text is written: the trainer needs none.
+//! annotate that label; `calmline_semantics` is true for the sets whose labels mean exactly
+//! calmline's (the project's own turns and the neutral sets), false for public sets mapped onto
+//! them (the trainer's `--source-heads` gives those their own heads). No text is written: the
+//! trainer needs none.
 
 use std::io::Write;
 
@@ -24,6 +28,12 @@ struct ExportedExample<'a> {
     split: &'a str,
     ids: Vec<u32>,
     targets: Targets,
+    calmline_semantics: bool,
+}
+
+/// Whether `source`'s labels are calmline's own: the project's turns and the neutral sets.
+fn calmline_semantics(source: &str) -> bool {
+    source.starts_with("calmline_") || super::neutral::NEUTRAL_SOURCES.iter().any(|(name, _)| *name == source)
 }
 
 fn split_name(split: Split) -> &'static str {
@@ -38,7 +48,7 @@ fn split_name(split: Split) -> &'static str {
 pub fn write_examples(tokenizer: &TextTokenizer, examples: &[Example], out: &mut impl Write) -> Result<usize> {
     for (n, e) in examples.iter().enumerate() {
         let ids = tokenizer.windows(&e.text).with_context(|| format!("tokenising example {n} of {}", e.source))?.swap_remove(0);
-        let line = ExportedExample { source: e.source, lang: e.lang, split: split_name(e.split), ids, targets: e.targets };
+        let line = ExportedExample { source: e.source, lang: e.lang, split: split_name(e.split), ids, targets: e.targets, calmline_semantics: calmline_semantics(e.source) };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
     }
@@ -48,6 +58,14 @@ pub fn write_examples(tokenizer: &TextTokenizer, examples: &[Example], out: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_projects_and_the_neutral_sets_carry_calmlines_semantics() {
+        assert!(calmline_semantics(super::super::datasets::INDOMAIN_SOURCE));
+        assert!(calmline_semantics(super::super::judgement::BEHAVIOUR_SOURCE));
+        assert!(calmline_semantics("ntrex128_multi"));
+        assert!(!calmline_semantics("germeval2018_de"));
+    }
 
     #[test]
     fn split_names_are_the_trainers() {
