@@ -120,9 +120,12 @@ use calmline::train::judgement;
 
 // What the default (`e5-small-q4+lora6-5+judgement-2`) measured on the test splits, less a
 // small margin (models/eval-judgement.md): labels 60%, actions 66%, neutral turns 62% or more in
-// every language, conversation accuracy 74.0%, false alarms 3.5%.
-const SUITE_LABEL_FLOOR: f64 = 0.58;
-const SUITE_ACTION_FLOOR: f64 = 0.64;
+// every language, conversation accuracy 74.0%, false alarms 3.5%. The suite's second round
+// (2026-12-03: 371 cases in hu, he, pt, tr aimed at the cells the model failed most) took the same
+// model to labels 57.4%, actions 63.1% on the enlarged test split: the suite got harder, not the
+// model worse; the floors follow that measurement.
+const SUITE_LABEL_FLOOR: f64 = 0.56;
+const SUITE_ACTION_FLOOR: f64 = 0.61;
 const NEUTRAL_FLOOR: f64 = 0.6;
 const CONVERSATION_ACCURACY_FLOOR: f64 = 0.72;
 const CONVERSATION_FALSE_ALARM_CEILING: f64 = 0.045;
