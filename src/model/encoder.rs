@@ -49,19 +49,6 @@ pub struct Layer {
 }
 
 impl Layer {
-    /// The projection named as in the blob (`q`, `k`, `v`, `ao`, `fi`, `fo`).
-    pub fn projection(&self, name: &str) -> Option<&Dense> {
-        Some(match name {
-            "q" => &self.query,
-            "k" => &self.key,
-            "v" => &self.value,
-            "ao" => &self.attention_out,
-            "fi" => &self.ffn_in,
-            "fo" => &self.ffn_out,
-            _ => return None,
-        })
-    }
-
     fn projection_mut(&mut self, name: &str) -> Option<&mut Dense> {
         Some(match name {
             "q" => &mut self.query,
@@ -192,14 +179,6 @@ impl Encoder {
 
     pub fn layers(&self) -> &[Layer] {
         &self.layers
-    }
-
-    pub fn heads(&self) -> usize {
-        self.heads
-    }
-
-    pub fn device(&self) -> &Device {
-        &self.device
     }
 
     /// Adds a low-rank update to one projection's weight: W += delta (an adapter merged in, so

@@ -25,7 +25,7 @@ use crate::model::tokenizer::TextTokenizer;
 struct ExportedExample<'a> {
     source: &'a str,
     lang: &'a str,
-    split: &'a str,
+    split: Split,
     ids: Vec<u32>,
     targets: Targets,
     calmline_semantics: bool,
@@ -36,19 +36,11 @@ fn calmline_semantics(source: &str) -> bool {
     source.starts_with("calmline_") || super::neutral::NEUTRAL_SOURCES.iter().any(|(name, _)| *name == source)
 }
 
-fn split_name(split: Split) -> &'static str {
-    match split {
-        Split::Train => "train",
-        Split::Dev => "dev",
-        Split::Test => "test",
-    }
-}
-
 /// Writes `examples` to `out` as JSON lines; returns how many were written.
 pub fn write_examples(tokenizer: &TextTokenizer, examples: &[Example], out: &mut impl Write) -> Result<usize> {
     for (n, e) in examples.iter().enumerate() {
         let ids = tokenizer.windows(&e.text).with_context(|| format!("tokenising example {n} of {}", e.source))?.swap_remove(0);
-        let line = ExportedExample { source: e.source, lang: e.lang, split: split_name(e.split), ids, targets: e.targets, calmline_semantics: calmline_semantics(e.source) };
+        let line = ExportedExample { source: e.source, lang: e.lang, split: e.split, ids, targets: e.targets, calmline_semantics: calmline_semantics(e.source) };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
     }
@@ -68,7 +60,7 @@ mod tests {
     }
 
     #[test]
-    fn split_names_are_the_trainers() {
-        assert_eq!([Split::Train, Split::Dev, Split::Test].map(split_name), ["train", "dev", "test"]);
+    fn splits_are_written_as_the_trainer_reads_them() {
+        assert_eq!(serde_json::to_string(&[Split::Train, Split::Dev, Split::Test]).unwrap(), r#"["train","dev","test"]"#);
     }
 }
