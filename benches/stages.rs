@@ -8,11 +8,11 @@
 use std::path::Path;
 
 use calmline::model::Classifier;
-use calmline::policy::{ConversationState, Policy};
+use calmline::domain::policy::{ConversationState, Policy};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Customer turns of typical length (about 12–30 tokens) in several languages.
-const TURNS: &[&str] = calmline::loadgen::BUILT_IN_TURNS;
+const TURNS: &[&str] = calmline::cli::bench::BUILT_IN_TURNS;
 
 fn batch_of(n: usize) -> Vec<&'static str> {
     TURNS.iter().cycle().take(n).copied().collect()

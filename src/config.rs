@@ -54,11 +54,6 @@ impl ModelArgs {
     pub fn base_dir(&self) -> PathBuf {
         self.base.clone().unwrap_or_else(|| self.models.join("base"))
     }
-
-    /// The classifier: base from `base_dir()`, head and adapters from `models`.
-    pub fn load(&self) -> Result<crate::model::Classifier, crate::model::ModelError> {
-        crate::model::Classifier::load_from(&self.base_dir(), &self.models)
-    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -67,15 +62,6 @@ pub struct PolicyArgs {
     /// `models/policy.toml` when not given. A bad file stops start-up with its place named.
     #[arg(long, env = "CALMLINE_POLICY")]
     pub policy: Option<PathBuf>,
-}
-
-impl PolicyArgs {
-    pub fn load(&self) -> Result<crate::policy::Policy, crate::policy::PolicyError> {
-        match &self.policy {
-            Some(path) => crate::policy::Policy::load(path),
-            None => Ok(crate::policy::Policy::embedded()),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -3,7 +3,7 @@
 //! read out of bounds, whatever the input.
 
 use crate::model::blob::Blob;
-use crate::policy::Policy;
+use crate::domain::policy::Policy;
 use crate::qa::transcripts::{CsvReader, JsonlReader};
 
 /// Transcript JSON lines: every record read, good or bad.

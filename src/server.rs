@@ -12,11 +12,11 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tower_layer::Layer;
 
-use crate::access::{self, ApiKeys};
-use crate::console::{self, ConsoleAssets};
+use crate::grpc::auth::{self, ApiKeys};
+use crate::http::console::{self, ConsoleAssets};
 use crate::config::ServeArgs;
 use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
-use crate::conduct::ConductModel;
+use crate::domain::conduct::ConductModel;
 use crate::infer::{Pipeline, PipelineConfig};
 use crate::metrics as m;
 
@@ -41,10 +41,10 @@ pub fn pipeline_config(args: &ServeArgs) -> PipelineConfig {
 /// Serves until `shutdown` completes, then drains in-flight work. Returns an error when the
 /// policy or the model cannot be loaded (the server stops again at once).
 pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Option<TcpListener>, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let policy = Arc::new(args.policy.load()?);
+    let policy = Arc::new(crate::domain::policy::Policy::load_or_embedded(args.policy.policy.as_deref())?);
     let handle = m::install();
     metrics::gauge!(m::READY).set(0.0);
-    let metrics_task = metrics_listener.map(|l| tokio::spawn(m::serve(l, handle)));
+    let metrics_task = metrics_listener.map(|l| tokio::spawn(crate::http::metrics::serve(l, handle)));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_not_serving::<TriageServer<Triage>>().await;
@@ -56,7 +56,7 @@ pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Opti
         .context("building the reflection service")?;
 
     let address = listener.local_addr()?;
-    let tls = access::tls_config(args, address)?;
+    let tls = auth::tls_config(args, address)?;
     let api_keys = match &args.api_keys {
         Some(path) => ApiKeys::load(path)?,
         None => ApiKeys::default(),
@@ -110,7 +110,7 @@ pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Opti
     let config = pipeline_config(args);
     let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Pipeline> {
         let started = Instant::now();
-        let classifier = model.load().context("loading the model")?;
+        let classifier = crate::model::Classifier::load_from(&model.base_dir(), &model.models).context("loading the model")?;
         let conduct = ConductModel::embedded(&classifier.extractor).context("embedding the agent-conduct examples")?;
         let pipeline = Pipeline::start(Arc::new(classifier), Arc::new(conduct), config);
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use calmline::access::hash_key;
+use calmline::grpc::auth::hash_key;
 use calmline::grpc::pb;
 use common::TriageClient;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};

@@ -5,10 +5,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use calmline::analyze::{Engine, JsonlSummary, analyze_jsonl};
-use calmline::labels::Label;
+use calmline::cli::analyze::{Engine, JsonlSummary, analyze_jsonl};
+use calmline::domain::labels::Label;
 use calmline::model::Classifier;
-use calmline::policy::Policy;
+use calmline::domain::policy::Policy;
 
 fn classifier() -> &'static Classifier {
     static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
@@ -85,8 +85,8 @@ fn every_line_is_answered_in_order_and_bad_lines_get_error_objects() {
 
 #[test]
 fn an_oversized_line_is_refused_without_stopping_the_run() {
-    let huge = format!("{{\"id\": \"big\", \"text\": \"{}\"}}\n", "a".repeat(calmline::analyze::MAX_LINE_BYTES));
-    let over_text_limit = format!("{{\"id\": \"long\", \"text\": \"{}\"}}\n", "b ".repeat(calmline::analyze::MAX_TEXT_BYTES));
+    let huge = format!("{{\"id\": \"big\", \"text\": \"{}\"}}\n", "a".repeat(calmline::cli::analyze::MAX_LINE_BYTES));
+    let over_text_limit = format!("{{\"id\": \"long\", \"text\": \"{}\"}}\n", "b ".repeat(calmline::domain::text::MAX_TEXT_BYTES));
     let input = format!("{huge}{over_text_limit}{{\"id\": \"ok\", \"text\": \"Thanks!\"}}\n");
     let (out, summary) = run_jsonl(input.as_bytes(), 8);
     assert_eq!(summary, JsonlSummary { lines: 3, failed: 2 });

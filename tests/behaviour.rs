@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use calmline::labels::Label;
+use calmline::domain::labels::Label;
 use calmline::model::Classifier;
 
 /// The default model, or the candidate in `CALMLINE_BEHAVIOUR_MODELS` (a folder with a head and
@@ -24,7 +24,7 @@ fn classifier() -> &'static Classifier {
 
 fn flags(texts: &[&str]) -> Vec<Vec<Label>> {
     let c = classifier();
-    c.scores(texts).unwrap().iter().zip(texts).map(|(s, t)| c.head.flags(s, calmline::lang::detect(t))).collect()
+    c.scores(texts).unwrap().iter().zip(texts).map(|(s, t)| c.head.flags(s, calmline::domain::lang::detect(t))).collect()
 }
 
 const ABUSE: [Label; 5] = [Label::Rudeness, Label::Insult, Label::Threat, Label::IdentityAttack, Label::SexualHarassment];
@@ -114,7 +114,7 @@ fn polite_thanks_flags_nothing() {
 // hold the default model to what it measured, so a change that makes it worse fails here; the
 // issue's bars themselves are higher and tracked in the model card.
 
-use calmline::policy::Policy;
+use calmline::domain::policy::Policy;
 use calmline::train::datasets::Split;
 use calmline::train::judgement;
 

@@ -90,7 +90,7 @@ async fn grpc_web_calls_need_the_api_key_like_any_other() {
     use prost::Message;
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    std::fs::write(&keys, format!("console {}\n", calmline::access::hash_key("console-secret"))).unwrap();
+    std::fs::write(&keys, format!("console {}\n", calmline::grpc::auth::hash_key("console-secret"))).unwrap();
     let server = common::start(&["--console", "--api-keys", keys.to_str().unwrap()]).await;
     let request = calmline::grpc::pb::GetInfoRequest {}.encode_to_vec();
 

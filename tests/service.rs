@@ -316,7 +316,7 @@ async fn get_info_and_metrics_describe_the_server() {
     let server = common::start(&[]).await;
     let mut client = server.client().await;
     let info = client.get_info(pb::GetInfoRequest {}).await.unwrap().into_inner();
-    assert_eq!(info.labels, calmline::labels::Label::ALL.iter().map(|l| l.name().to_string()).collect::<Vec<_>>());
+    assert_eq!(info.labels, calmline::domain::labels::Label::ALL.iter().map(|l| l.name().to_string()).collect::<Vec<_>>());
     for lang in ["en", "hu", "he", "de"] {
         assert!(info.languages.iter().any(|l| l == lang));
     }
@@ -359,7 +359,7 @@ async fn a_missing_model_or_a_bad_policy_stops_start_up_with_a_clear_error() {
     assert!(format!("{err:#}").contains("make setup"), "{err:#}");
 
     let policy = empty.path().join("policy.toml");
-    std::fs::write(&policy, calmline::policy::EMBEDDED_POLICY.replace("cool_down_after = 3", "cool_down_after = -1")).unwrap();
+    std::fs::write(&policy, calmline::domain::policy::EMBEDDED_POLICY.replace("cool_down_after = 3", "cool_down_after = -1")).unwrap();
     let server = common::spawn(&["--policy", policy.to_str().unwrap()]).await;
     let err = server.task.await.unwrap().unwrap_err();
     let message = format!("{err:#}");

@@ -2,13 +2,13 @@
 //! are checked here: an unknown or unspecified value is a validation error, never a panic.
 
 use super::pb;
-use crate::conduct::ConductKind;
-use crate::conversation::{Incident, Speaker, TranscriptInput, TranscriptReport, TurnAssessment, TurnInput};
+use crate::domain::conduct::ConductKind;
+use crate::domain::conversation::{Incident, Speaker, TranscriptInput, TranscriptReport, TurnAssessment, TurnInput};
 use crate::error::Error;
-use crate::infer::StageTimings;
-use crate::labels::Label;
+use crate::domain::conversation::StageTimings;
+use crate::domain::labels::Label;
 use crate::model::head::Head;
-use crate::policy::{Action, ConversationState, Guidance, Hint, Severity};
+use crate::domain::policy::{Action, ConversationState, Guidance, Hint, Severity};
 
 pub fn label(l: Label) -> pb::Label {
     match l {

@@ -1,6 +1,7 @@
 //! The gRPC adapter: the `calmline.v1.Triage` service over the core, plus health and
 //! reflection. Handlers validate, admit, call the core and convert; nothing else.
 
+pub mod auth;
 pub mod convert;
 pub mod status;
 
@@ -14,12 +15,12 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::conversation::{self, MAX_TURN_BYTES, MAX_TURNS_PER_TRANSCRIPT};
+use crate::domain::conversation::{MAX_TURN_BYTES, MAX_TURNS_PER_TRANSCRIPT};
 use crate::error::Error;
 use crate::infer::Pipeline;
-use crate::labels::Label;
+use crate::domain::labels::Label;
 use crate::metrics as m;
-use crate::policy::{ConversationState, Policy};
+use crate::domain::policy::{ConversationState, Policy};
 use convert::Versions;
 
 /// The generated protobuf types and service stubs (`proto/calmline/v1/triage.proto`).
@@ -133,7 +134,7 @@ impl pb::triage_server::Triage for Triage {
             let mut state = convert::state_from_pb(req.state);
             // Unary calls are refused at once when full: the caller retries, nothing waits unbounded.
             let admitted = pipeline.admit()?;
-            let a = conversation::analyze_turn(&self.policy, &pipeline, &admitted, &mut state, &turn, &req.locale, deadline).await?;
+            let a = pipeline.analyze_turn(&self.policy, &admitted, &mut state, &turn, &req.locale, deadline).await?;
             let assessment = convert::assessment(&a, &pipeline.classifier().head, &versions(&pipeline, &self.policy), started.elapsed());
             Ok::<_, Status>(pb::AnalyzeResponse { assessment: Some(assessment), state: Some(convert::state_to_pb(&state)) })
         }
@@ -166,7 +167,7 @@ impl pb::triage_server::Triage for Triage {
                 let turn = convert::turn(message.turn, &format!("turn {turn_index}"))?;
                 // The stream is accepted work: wait for admission rather than refuse.
                 let admitted = pipeline.admit_wait().await?;
-                let a = conversation::analyze_turn(&policy, &pipeline, &admitted, &mut state, &turn, &locale, deadline).await?;
+                let a = pipeline.analyze_turn(&policy, &admitted, &mut state, &turn, &locale, deadline).await?;
                 let assessment = convert::assessment(&a, &pipeline.classifier().head, &versions(&pipeline, &policy), started.elapsed());
                 if tx.send(Ok(assessment)).await.is_err() {
                     break; // the client has gone
@@ -200,7 +201,7 @@ impl pb::triage_server::Triage for Triage {
                     Err(e) => failed(e),
                     Ok(transcript) => {
                         let admitted = pipeline.admit_wait().await?;
-                        match conversation::score_transcript(&policy, &pipeline, &admitted, &transcript, deadline).await {
+                        match pipeline.score_transcript(&policy, &admitted, &transcript, deadline).await {
                             Ok(r) => convert::report(&r, &pipeline.classifier().head, &versions(&pipeline, &policy), started.elapsed()),
                             Err(e @ Error::Validation(_)) => failed(e),
                             Err(e) => return Err(Status::from(e)),

@@ -10,6 +10,8 @@
 //!   text at low load runs at once. Texts whose caller has gone (cancelled, deadline passed) are
 //!   dropped from the batch.
 
+mod turns;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,10 +19,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError, bounded};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use crate::domain::conversation::{Scored, StageTimings};
+use crate::domain::labels::LabelScores;
 use crate::error::Error;
-use crate::labels::LabelScores;
 use crate::metrics as m;
-use crate::conduct::ConductModel;
+use crate::domain::conduct::ConductModel;
 use crate::model::encoder::l2_normalize;
 use crate::model::{Classifier, features_of};
 
@@ -41,23 +44,6 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig { max_in_flight: 256, tokenizer_workers: 1, max_batch_texts: 32, max_batch_tokens: 8192, max_wait: Duration::from_millis(2) }
     }
-}
-
-/// Time spent by one text in each stage.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StageTimings {
-    pub queue: Duration,
-    pub tokenize: Duration,
-    pub inference: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct Scored {
-    pub scores: LabelScores,
-    /// The text's stable sentence embedding (its first window; `FeatureExtractor::stable_embed`),
-    /// for similarity-based checks such as agent conduct.
-    pub embedding: Vec<f32>,
-    pub timings: StageTimings,
 }
 
 /// Texts one request may have in the queue at once (a transcript is scored in chunks).

@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::labels::{LABEL_COUNT, Label, LabelScores};
+use crate::domain::labels::{LABEL_COUNT, Label, LabelScores};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HeadError {

@@ -17,7 +17,7 @@ use encoder::{Encoder, EncoderError, Pooled, l2_normalize};
 use head::{Head, HeadError};
 use tokenizer::{TextTokenizer, TokenizeError};
 
-use crate::labels::LabelScores;
+use crate::domain::labels::LabelScores;
 
 /// The feature layout the head reads: the L2-normalised mean-pooled last layer (the e5
 /// embedding) followed by the L2-normalised mean-pooled average of layers 9–11.

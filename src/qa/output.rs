@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::conduct::ConductKind;
-use crate::conversation::{Speaker, TranscriptReport, TurnAssessment};
-use crate::labels::{Label, LabelScores};
+use crate::domain::conduct::ConductKind;
+use crate::domain::conversation::{Speaker, TranscriptReport, TurnAssessment};
+use crate::domain::labels::{Label, LabelScores};
 
 /// Where a conversation came from: the input file (as given, "-" for stdin) and the line its
 /// record starts on. It is also the key `--resume` uses, so repeated ids are never confused.

@@ -7,8 +7,8 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::conduct::ConductKind;
-use crate::policy::Action;
+use crate::domain::conduct::ConductKind;
+use crate::domain::policy::Action;
 
 /// Conversations shown in full (the most serious first).
 const SHOWN_CONVERSATIONS: usize = 100;

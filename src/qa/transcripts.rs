@@ -10,7 +10,7 @@
 
 use std::io::BufRead;
 
-use crate::conversation::{MAX_TURNS_PER_TRANSCRIPT, Speaker, TranscriptInput, TurnInput};
+use crate::domain::conversation::{MAX_TURNS_PER_TRANSCRIPT, Speaker, TranscriptInput, TurnInput};
 use crate::lines::{Line, read_bounded_line};
 
 /// A conversation that could not be read.

@@ -11,9 +11,9 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::datasets::{Example, Split};
-use crate::labels::{LABEL_COUNT, Label, LabelScores};
+use crate::domain::labels::{LABEL_COUNT, Label, LabelScores};
 use crate::model::Classifier;
-use crate::policy::{Action, ConversationState, Policy};
+use crate::domain::policy::{Action, ConversationState, Policy};
 
 /// The source name of the behaviour suite's cases when they train or calibrate the head.
 pub const BEHAVIOUR_SOURCE: &str = "calmline_behaviour";
@@ -251,7 +251,7 @@ pub fn run_conversations(classifier: &Classifier, policy: &Policy, conversations
         let mut state = ConversationState::default();
         let lang = crate::model::head::base_language(&c.locale);
         for (i, (turn, s)) in customer.iter().zip(&scores).enumerate() {
-            let flags = classifier.head.flags(s, &crate::conversation::thresholds_language(crate::lang::detect(&turn.text), &c.locale));
+            let flags = classifier.head.flags(s, &crate::domain::conversation::thresholds_language(crate::domain::lang::detect(&turn.text), &c.locale));
             let severity = policy.severity_of(&flags, s);
             let action = policy.customer_turn(&mut state, &flags, severity, &c.locale).action;
             let Some(gold) = &turn.gold else { continue };

@@ -20,7 +20,7 @@ use candle_core::{Device, Tensor};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::labels::{LABEL_COUNT, Label};
+use crate::domain::labels::{LABEL_COUNT, Label};
 use crate::model::head::{Head, HeadMeta};
 use crate::model::{FEATURES, FeatureExtractor};
 use datasets::{Caps, Example, Split};

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::datasets::{Caps, Example, Split, Targets, clean_targets, csv_rows, stable_hash};
-use crate::labels::Label;
+use crate::domain::labels::Label;
 
 /// Neutral sets are many and long; a few hundred per language and split are enough as
 /// negatives and as a flag-rate measurement.

@@ -61,7 +61,7 @@ fn load_texts(path: Option<&std::path::Path>) -> anyhow::Result<Vec<String>> {
     Ok(texts)
 }
 
-pub fn run_cli(args: &BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+pub fn run(args: &BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let texts = Arc::new(load_texts(args.texts.as_deref())?);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let report = runtime.block_on(drive(args, texts))?;

@@ -10,11 +10,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::labels::{Label, LabelScores};
+use crate::domain::labels::{Label, LabelScores};
 pub use severity::{Severity, SeverityRules};
 
 /// The policy shipped with calmline.
-pub const EMBEDDED_POLICY: &str = include_str!("../../models/policy.toml");
+pub const EMBEDDED_POLICY: &str = include_str!("../../../models/policy.toml");
 
 /// Locales every hint must be written in; others fall back to English.
 pub const REQUIRED_LOCALES: [&str; 3] = ["en", "hu", "he"];
@@ -167,6 +167,14 @@ pub struct Guidance {
 }
 
 impl Policy {
+    /// The policy in `path`, or the embedded one when none is given (`--policy`).
+    pub fn load_or_embedded(path: Option<&Path>) -> Result<Policy, PolicyError> {
+        match path {
+            Some(path) => Policy::load(path),
+            None => Ok(Policy::embedded()),
+        }
+    }
+
     /// The policy embedded in the binary.
     pub fn embedded() -> Policy {
         Policy::parse(EMBEDDED_POLICY, "embedded").expect("the embedded policy is checked by the tests")

@@ -1,17 +1,17 @@
 //! Turns and conversations: one turn's assessment (scores → flags → severity → guidance), and a
 //! whole transcript's report. The gRPC service and the batch scorer both go through here.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::analyze::{MAX_TEXT_BYTES, TextInput, validate};
-use crate::conduct::{AgentTurn, ConductKind};
+use crate::domain::text::{MAX_TEXT_BYTES, TextInput, validate};
+use crate::domain::conduct::{AgentTurn, ConductKind, ConductModel};
 use crate::error::Error;
-use crate::infer::{Admitted, Pipeline, Scored, StageTimings};
-use crate::labels::{Label, LabelScores};
+use crate::domain::labels::{Label, LabelScores};
 use crate::metrics as m;
-use crate::policy::{Action, ConversationState, Guidance, Policy, Severity};
+use crate::model::head::Head;
+use crate::domain::policy::{Action, ConversationState, Guidance, Policy, Severity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,6 +57,23 @@ pub struct TurnAssessment {
     pub timings: StageTimings,
 }
 
+/// Time spent by one text in each stage.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimings {
+    pub queue: Duration,
+    pub tokenize: Duration,
+    pub inference: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub scores: LabelScores,
+    /// The text's stable sentence embedding (its first window; `model::FeatureExtractor::stable_embed`),
+    /// for similarity-based checks such as agent conduct.
+    pub embedding: Vec<f32>,
+    pub timings: StageTimings,
+}
+
 /// What earlier turns tell about an agent turn: whether it answers a complaint, and whether the
 /// agent already sent the same words. Unknown (false) for a lone turn.
 #[derive(Debug, Clone, Copy, Default)]
@@ -71,19 +88,20 @@ pub fn thresholds_language(language: &str, locale: &str) -> String {
     if language == "und" { crate::model::head::base_language(locale) } else { language.to_string() }
 }
 
+/// What judges a scored turn: the head's thresholds (flags), the agent-conduct judge and the
+/// guidance policy.
+#[derive(Clone, Copy)]
+pub struct Judges<'a> {
+    pub head: &'a Head,
+    pub conduct: &'a ConductModel,
+    pub policy: &'a Policy,
+}
+
 /// Turns scores into an assessment and moves the conversation state on. Agent turns are
 /// scored but leave the ladder where it is and get no guidance.
-pub fn assess(
-    policy: &Policy,
-    pipeline: &Pipeline,
-    state: &mut ConversationState,
-    turn: &TurnInput,
-    scored: Scored,
-    locale: &str,
-    context: AgentContext,
-) -> TurnAssessment {
-    let head = &pipeline.classifier().head;
-    let language = turn.lang.clone().unwrap_or_else(|| crate::lang::detect(&turn.text).to_string());
+pub fn assess(judges: Judges, state: &mut ConversationState, turn: &TurnInput, scored: Scored, locale: &str, context: AgentContext) -> TurnAssessment {
+    let Judges { head, conduct, policy } = judges;
+    let language = turn.lang.clone().unwrap_or_else(|| crate::domain::lang::detect(&turn.text).to_string());
     // Thresholds are per language; a turn too short to tell goes by the conversation's locale.
     let thresholds_language = thresholds_language(&language, locale);
     let flags = head.flags(&scored.scores, &thresholds_language);
@@ -104,7 +122,7 @@ pub fn assess(
         Speaker::Agent => None,
     };
     let conduct = match turn.speaker {
-        Speaker::Agent => pipeline.conduct().judge(&AgentTurn {
+        Speaker::Agent => conduct.judge(&AgentTurn {
             embedding: &scored.embedding,
             scores: &scored.scores,
             flags: &flags,
@@ -114,21 +132,6 @@ pub fn assess(
         Speaker::Customer => Vec::new(),
     };
     TurnAssessment { turn_index, speaker: turn.speaker, scores: scored.scores, flags, severity, language, language_measured, thresholds_language, guidance, conduct, timings: scored.timings }
-}
-
-/// Scores one (validated) turn of an admitted request through the pipeline and assesses it.
-pub async fn analyze_turn(
-    policy: &Policy,
-    pipeline: &Pipeline,
-    admitted: &Admitted,
-    state: &mut ConversationState,
-    turn: &TurnInput,
-    locale: &str,
-    deadline: Option<Instant>,
-) -> Result<TurnAssessment, Error> {
-    turn.validate()?;
-    let scored = pipeline.score(admitted, &[turn.text.as_str()], deadline).await?.remove(0);
-    Ok(assess(policy, pipeline, state, turn, scored, locale, AgentContext::default()))
 }
 
 /// Most turns in one transcript.
@@ -188,31 +191,22 @@ impl TranscriptInput {
     }
 }
 
-/// Scores a whole transcript: every turn as it would have been assessed live, in order, with
-/// the state carried through; then its incidents and summary.
-pub async fn score_transcript(
-    policy: &Policy,
-    pipeline: &Pipeline,
-    admitted: &Admitted,
-    transcript: &TranscriptInput,
-    deadline: Option<Instant>,
-) -> Result<TranscriptReport, Error> {
-    transcript.validate()?;
-    let texts: Vec<&str> = transcript.turns.iter().map(|t| t.text.as_str()).collect();
-    let scored = pipeline.score(admitted, &texts, deadline).await?;
+/// Assesses a whole (validated, scored) transcript: every turn as it would have been assessed
+/// live, in order, with the state carried through; then its incidents and summary.
+pub fn assess_transcript(judges: Judges, transcript: &TranscriptInput, scored: Vec<Scored>) -> TranscriptReport {
     let mut state = ConversationState::default();
     let mut turns: Vec<TurnAssessment> = Vec::with_capacity(transcript.turns.len());
     let mut earlier_replies = std::collections::HashSet::new();
     let mut after_complaint = false;
     for (turn, s) in transcript.turns.iter().zip(scored) {
         let context = AgentContext { after_complaint, repeats_earlier_reply: turn.speaker == Speaker::Agent && !earlier_replies.insert(turn.text.trim()) };
-        let assessed = assess(policy, pipeline, &mut state, turn, s, &transcript.locale, context);
+        let assessed = assess(judges, &mut state, turn, s, &transcript.locale, context);
         if assessed.speaker == Speaker::Customer {
             after_complaint = !assessed.flags.is_empty();
         }
         turns.push(assessed);
     }
-    Ok(report(transcript, turns, state))
+    report(transcript, turns, state)
 }
 
 fn report(transcript: &TranscriptInput, turns: Vec<TurnAssessment>, final_state: ConversationState) -> TranscriptReport {

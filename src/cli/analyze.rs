@@ -1,98 +1,25 @@
-//! Text analysis: a text in, its language, label scores, flags and severity out; and the
-//! `calmline analyze` command in its readable and JSON-lines forms (format: DESIGN.md, "Texts").
+//! The `calmline analyze` command: one text, readable; or JSON lines from stdin, one result line
+//! each, in order (format: DESIGN.md, "Texts").
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use serde::Serialize;
-use serde::ser::SerializeMap;
 
 use crate::config::AnalyzeArgs;
-use crate::error::Error;
-use crate::labels::{Label, LabelScores};
+use crate::domain::policy::Policy;
+use crate::domain::text::{Analysis, MAX_TEXT_BYTES, TextInput, analyze, validate};
 use crate::lines::{Line, read_bounded_line};
 use crate::model::Classifier;
-use crate::policy::{Policy, Severity};
-
-/// Texts longer than this are refused: windowing handles any length, but one megabyte-sized
-/// "turn" is an upload error, not a conversation turn.
-pub const MAX_TEXT_BYTES: usize = 256 * 1024;
 
 /// A JSON line longer than this is answered with an error without being held in memory whole
 /// (room for a text at the limit with JSON escaping).
 pub const MAX_LINE_BYTES: usize = 4 * MAX_TEXT_BYTES;
 
-/// One text to analyse, with the caller's optional language hint.
-#[derive(Debug, Clone, Copy)]
-pub struct TextInput<'a> {
-    pub text: &'a str,
-    pub lang: Option<&'a str>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Analysis {
-    pub language: String,
-    /// Whether the model card measures this language's quality (`GetInfo` lists them).
-    pub language_measured: bool,
-    pub scores: Scores,
-    pub flags: Vec<Label>,
-    pub severity: Severity,
-}
-
-/// Label scores serialised as a map in label order, rounded to 4 decimals.
-#[derive(Debug, Clone, Copy)]
-pub struct Scores(pub LabelScores);
-
-impl Serialize for Scores {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(Label::ALL.len()))?;
-        for (label, score) in self.0.iter() {
-            map.serialize_entry(label.name(), &((score as f64 * 1e4).round() / 1e4))?;
-        }
-        map.end()
-    }
-}
-
-/// Checks one text before it reaches the model.
-pub fn validate(input: &TextInput) -> Result<(), Error> {
-    if input.text.trim().is_empty() {
-        return Err(Error::Validation("text is empty".into()));
-    }
-    if input.text.len() > MAX_TEXT_BYTES {
-        return Err(Error::Validation(format!("text is {} bytes; the limit is {MAX_TEXT_BYTES}", input.text.len())));
-    }
-    if let Some(lang) = input.lang
-        && (lang.is_empty() || lang.len() > 16 || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')) {
-            return Err(Error::Validation("lang must be a language code such as \"hu\" or \"pt-BR\"".into()));
-        }
-    Ok(())
-}
-
-/// Analyses valid texts in one model call (callers validate first).
-pub fn analyze(classifier: &Classifier, policy: &Policy, inputs: &[TextInput]) -> Result<Vec<Analysis>, Error> {
-    let texts: Vec<&str> = inputs.iter().map(|i| i.text).collect();
-    let scores = classifier.scores(&texts)?;
-    Ok(inputs
-        .iter()
-        .zip(scores)
-        .map(|(input, scores)| {
-            let language = input.lang.map(str::to_string).unwrap_or_else(|| crate::lang::detect(input.text).to_string());
-            let flags = classifier.head.flags(&scores, &language);
-            Analysis {
-                language_measured: classifier.head.is_measured(&language),
-                language,
-                severity: policy.severity_of(&flags, &scores),
-                scores: Scores(scores),
-                flags,
-            }
-        })
-        .collect())
-}
-
-pub fn run_cli(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let policy = args.policy.load()?;
-    let classifier = args.model.load().context("loading the model")?;
+pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let policy = crate::domain::policy::Policy::load_or_embedded(args.policy.policy.as_deref())?;
+    let classifier = crate::model::Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
     let engine = Engine { classifier: &classifier, policy: &policy };
     match &args.text {
         Some(text) => {
@@ -153,9 +80,6 @@ enum Pending {
     Ready { id: Option<serde_json::Value>, line: usize, text: String, lang: Option<String> },
 }
 
-/// Reads JSON lines, analyses them in batches of `batch`, and writes one line per input line,
-/// in order. A line that cannot be read or analysed yields `{"id" | "line", "error"}` and the
-/// run goes on; only an I/O failure of the streams themselves stops it.
 /// The model and the policy a run uses.
 #[derive(Clone, Copy)]
 pub struct Engine<'a> {
@@ -163,6 +87,9 @@ pub struct Engine<'a> {
     pub policy: &'a Policy,
 }
 
+/// Reads JSON lines, analyses them in batches of `batch`, and writes one line per input line,
+/// in order. A line that cannot be read or analysed yields `{"id" | "line", "error"}` and the
+/// run goes on; only an I/O failure of the streams themselves stops it.
 pub fn analyze_jsonl(engine: Engine, mut input: impl BufRead, mut output: impl Write, batch: usize) -> anyhow::Result<JsonlSummary> {
     let mut summary = JsonlSummary::default();
     let mut pending = Vec::new();

@@ -20,13 +20,13 @@ const PAGE: &str = "/console/index.html";
 
 /// The page's files: name, content type, content.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("index.html", "text/html; charset=utf-8", include_str!("../console/index.html")),
-    ("console.css", "text/css; charset=utf-8", include_str!("../console/console.css")),
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../console/app.js")),
-    ("grpc-web.js", "text/javascript; charset=utf-8", include_str!("../console/grpc-web.js")),
-    ("protobuf.js", "text/javascript; charset=utf-8", include_str!("../console/protobuf.js")),
-    ("i18n.js", "text/javascript; charset=utf-8", include_str!("../console/i18n.js")),
-    ("transcripts.js", "text/javascript; charset=utf-8", include_str!("../console/transcripts.js")),
+    ("index.html", "text/html; charset=utf-8", include_str!("../../console/index.html")),
+    ("console.css", "text/css; charset=utf-8", include_str!("../../console/console.css")),
+    ("app.js", "text/javascript; charset=utf-8", include_str!("../../console/app.js")),
+    ("grpc-web.js", "text/javascript; charset=utf-8", include_str!("../../console/grpc-web.js")),
+    ("protobuf.js", "text/javascript; charset=utf-8", include_str!("../../console/protobuf.js")),
+    ("i18n.js", "text/javascript; charset=utf-8", include_str!("../../console/i18n.js")),
+    ("transcripts.js", "text/javascript; charset=utf-8", include_str!("../../console/transcripts.js")),
     ("schema.js", "text/javascript; charset=utf-8", include_str!(concat!(env!("OUT_DIR"), "/console_schema.js"))),
 ];
 

@@ -20,14 +20,13 @@ use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::output::{self, Source, Versions};
-use super::report::Report;
-use super::transcripts::{CsvReader, JsonlReader, Record};
-use crate::conduct::ConductModel;
+use crate::qa::output::{self, Source, Versions};
+use crate::qa::report::Report;
+use crate::qa::transcripts::{CsvReader, JsonlReader, Record};
+use crate::domain::conduct::ConductModel;
 use crate::config::ScoreArgs;
-use crate::conversation::score_transcript;
 use crate::infer::{Pipeline, PipelineConfig};
-use crate::policy::Policy;
+use crate::domain::policy::Policy;
 
 pub const CONVERSATIONS_FILE: &str = "conversations.jsonl";
 pub const ERRORS_FILE: &str = "errors.jsonl";
@@ -64,12 +63,12 @@ pub struct Totals {
 
 /// Runs `calmline score`: exit 0 when every record was scored, 1 when some failed (they are in
 /// the errors file), 130 when interrupted; an error when the run could not start.
-pub fn run_cli(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     let inputs = resolve_inputs(&args.inputs, &args.format)?;
     let mut sink = Sink::open(args.out.as_deref(), args.resume)?;
-    let policy = args.policy.load()?;
+    let policy = crate::domain::policy::Policy::load_or_embedded(args.policy.policy.as_deref())?;
     let policy_hash = policy.hash.clone();
-    let classifier = args.model.load().context("loading the model")?;
+    let classifier = crate::model::Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
     let conduct = ConductModel::embedded(&classifier.extractor)?;
     let config = PipelineConfig {
         max_in_flight: args.concurrency as usize,
@@ -286,7 +285,7 @@ fn read_inputs(inputs: Vec<Input>, tx: mpsc::Sender<Item>, bytes: Arc<AtomicU64>
             Some(path) => match File::open(path) {
                 Ok(f) => Box::new(f),
                 Err(e) => {
-                    let record = Err(super::transcripts::RecordError { line: 0, id: None, message: format!("cannot open: {e}") });
+                    let record = Err(crate::qa::transcripts::RecordError { line: 0, id: None, message: format!("cannot open: {e}") });
                     if tx.blocking_send(Item { input: index, record }).is_err() {
                         return;
                     }
@@ -365,7 +364,7 @@ async fn score_all(inputs: Vec<Input>, pipeline: Pipeline, policy: Arc<Policy>, 
                     let (pipeline, policy) = (pipeline.clone(), Arc::clone(&policy));
                     Pending::Running(tokio::spawn(async move {
                         let scored = match pipeline.admit_wait().await {
-                            Ok(admitted) => score_transcript(&policy, &pipeline, &admitted, &transcript, None).await,
+                            Ok(admitted) => pipeline.score_transcript(&policy, &admitted, &transcript, None).await,
                             Err(e) => Err(e),
                         };
                         match scored {

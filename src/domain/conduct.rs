@@ -14,11 +14,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::labels::{Label, LabelScores};
+use crate::domain::labels::{Label, LabelScores};
 use crate::model::{FeatureExtractor, ModelError};
 
 /// The conduct examples shipped with calmline, embedded in the binary.
-pub const EMBEDDED_CONDUCT: &str = include_str!("../models/conduct.toml");
+pub const EMBEDDED_CONDUCT: &str = include_str!("../../models/conduct.toml");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -218,7 +218,7 @@ pub mod evaluation {
     use serde::Deserialize;
 
     use super::{AgentTurn, ConductKind, ConductModel, Thresholds};
-    use crate::labels::LabelScores;
+    use crate::domain::labels::LabelScores;
     use crate::model::Classifier;
 
     #[derive(Deserialize)]
@@ -239,7 +239,7 @@ pub mod evaluation {
         pub labels: Vec<ConductKind>,
         after_complaint: bool,
         scores: LabelScores,
-        flags: Vec<crate::labels::Label>,
+        flags: Vec<crate::domain::labels::Label>,
         embedding: Vec<f32>,
     }
 
