@@ -1,0 +1,183 @@
+//! The crate's layers, checked on its source: the core knows nothing of transports or the command
+//! line, the model knows nothing of training or serving, only the adapters reach the CLI, and no
+//! two files import each other, directly or around a circle (see `src/lib.rs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Every `.rs` file under `src/`, as its module path (`domain::conversation`, `lib`, `main`) → text.
+fn modules() -> BTreeMap<String, String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    files
+        .into_iter()
+        .map(|path| {
+            let relative = path.strip_prefix(&src).unwrap().with_extension("");
+            let mut parts: Vec<String> = relative.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+            if parts.len() > 1 && parts.last().is_some_and(|p| p == "mod") {
+                parts.pop();
+            }
+            (parts.join("::"), std::fs::read_to_string(&path).unwrap())
+        })
+        .collect()
+}
+
+/// The code of a file without comments (a doc comment naming a module is not an import) and
+/// without its unit tests (a file's `#[cfg(test)]` module, last by the house style, may reach
+/// wherever its fixtures are).
+fn code(text: &str) -> String {
+    let text = text.split("#[cfg(test)]").next().unwrap_or("");
+    text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
+}
+
+/// The modules a file's code names as `crate::a::b…` (resolved to the longest module that
+/// exists), plus `super::` paths resolved against the file's own module.
+fn imports(module: &str, text: &str, known: &BTreeSet<String>) -> BTreeSet<String> {
+    let code = code(text);
+    let mut found = BTreeSet::new();
+    let mut paths: Vec<Vec<String>> = Vec::new();
+    for (prefix, base) in [("crate::", Vec::new()), ("super::", parent(module))] {
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find(prefix) {
+            let preceded_by_ident = at > 0 && rest[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+            rest = &rest[at + prefix.len()..];
+            if preceded_by_ident {
+                continue;
+            }
+            let segments: Vec<String> = rest
+                .split("::")
+                .map(|s| s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>())
+                .take_while(|s| !s.is_empty())
+                .collect();
+            paths.push(base.iter().cloned().chain(segments).collect());
+        }
+    }
+    for path in paths {
+        for n in (1..=path.len()).rev() {
+            let candidate = path[..n].join("::");
+            if known.contains(&candidate) {
+                if candidate != module {
+                    found.insert(candidate);
+                }
+                break;
+            }
+        }
+    }
+    found
+}
+
+fn parent(module: &str) -> Vec<String> {
+    let mut parts: Vec<String> = module.split("::").map(str::to_string).collect();
+    parts.pop();
+    parts
+}
+
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let modules = modules();
+    let known: BTreeSet<String> = modules.keys().cloned().collect();
+    modules.iter().map(|(m, text)| (m.clone(), imports(m, text, &known))).collect()
+}
+
+fn under(module: &str, layer: &str) -> bool {
+    module == layer || module.starts_with(&format!("{layer}::"))
+}
+
+#[test]
+fn the_core_names_no_transport_and_no_command_line() {
+    let modules = modules();
+    assert!(modules.len() > 30, "the walk found the source files");
+    let mut offences = Vec::new();
+    for (module, text) in &modules {
+        if !["domain", "model", "infer", "qa"].iter().any(|layer| under(module, layer)) {
+            continue;
+        }
+        let code = code(text);
+        for word in ["clap", "tonic", "axum", "crate::config", "crate::cli", "crate::grpc", "crate::http", "crate::server"] {
+            if code.contains(word) {
+                offences.push(format!("{module} names {word}"));
+            }
+        }
+    }
+    assert!(offences.is_empty(), "{offences:#?}");
+}
+
+#[test]
+fn the_model_imports_only_the_labels() {
+    let graph = graph();
+    let offences: Vec<String> = graph
+        .iter()
+        .filter(|(m, _)| under(m, "model"))
+        .flat_map(|(m, deps)| deps.iter().filter(|d| !under(d, "model") && *d != "domain::labels" && *d != "domain").map(move |d| format!("{m} → {d}")))
+        .collect();
+    assert!(offences.is_empty(), "{offences:#?}");
+}
+
+#[test]
+fn only_the_binary_and_its_commands_reach_the_cli() {
+    let graph = graph();
+    let offences: Vec<String> = graph
+        .iter()
+        .filter(|(m, _)| !under(m, "cli") && *m != "lib" && *m != "main")
+        .flat_map(|(m, deps)| deps.iter().filter(|d| under(d, "cli")).map(move |d| format!("{m} → {d}")))
+        .collect();
+    assert!(offences.is_empty(), "{offences:#?}");
+    let domain_up: Vec<String> = graph
+        .iter()
+        .filter(|(m, _)| under(m, "domain"))
+        .flat_map(|(m, deps)| {
+            deps.iter().filter(|d| ["infer", "qa", "train", "server"].iter().any(|l| under(d, l))).map(move |d| format!("{m} → {d}"))
+        })
+        .collect();
+    assert!(domain_up.is_empty(), "the domain sits below the pipeline, QA and training: {domain_up:#?}");
+}
+
+#[test]
+fn no_import_circle() {
+    let graph = graph();
+    // `lib` and a folder's `mod.rs` declare their children; a child naming its parent's items
+    // is not a circle of imports, so declarations are not edges here.
+    fn visit<'a>(m: &'a str, graph: &'a BTreeMap<String, BTreeSet<String>>, state: &mut BTreeMap<&'a str, bool>, stack: &mut Vec<&'a str>) -> Option<Vec<String>> {
+        match state.get(m) {
+            Some(true) => return None,
+            Some(false) => {
+                let from = stack.iter().position(|s| *s == m).unwrap();
+                return Some(stack[from..].iter().map(|s| s.to_string()).chain([m.to_string()]).collect());
+            }
+            None => {}
+        }
+        state.insert(m, false);
+        stack.push(m);
+        for dep in graph.get(m).into_iter().flatten() {
+            if let Some(circle) = visit(dep, graph, state, stack) {
+                return Some(circle);
+            }
+        }
+        stack.pop();
+        state.insert(m, true);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for m in graph.keys() {
+        if let Some(circle) = visit(m, &graph, &mut state, &mut Vec::new()) {
+            panic!("import circle: {}", circle.join(" → "));
+        }
+    }
+}
+
+#[test]
+fn the_checker_sees_imports_and_circles() {
+    let known: BTreeSet<String> = ["a", "a::b", "c"].iter().map(|s| s.to_string()).collect();
+    let found = imports("c", "use crate::a::b::Thing; // crate::c is not read\nfn f() { super::a::x(); }", &known);
+    assert_eq!(found, ["a", "a::b"].iter().map(|s| s.to_string()).collect());
+}
