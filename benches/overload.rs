@@ -64,7 +64,12 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move { calmline::run(&args, listener, None, async { let _ = stopped.await; }).await });
+        let server = tokio::spawn(async move {
+            calmline::run(&args, listener, None, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
         let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().timeout(Duration::from_secs(30)).connect_lazy();
         let mut probe = TriageClient::new(channel.clone());
         while probe.get_info(pb::GetInfoRequest {}).await.map(|r| r.into_inner().model_version.is_empty()).unwrap_or(true) {

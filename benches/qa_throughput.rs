@@ -67,7 +67,8 @@ fn write_jsonl(conversations: &[Conversation], path: &Path) {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     for (i, c) in conversations.iter().enumerate() {
-        let turns: Vec<_> = c.turns.iter().map(|(customer, text)| serde_json::json!({"speaker": if *customer { "customer" } else { "agent" }, "text": text})).collect();
+        let turns: Vec<_> =
+            c.turns.iter().map(|(customer, text)| serde_json::json!({"speaker": if *customer { "customer" } else { "agent" }, "text": text})).collect();
         writeln!(out, "{}", serde_json::json!({"id": format!("convabuse-{i}"), "locale": "en", "agent_id": format!("a{}", i % 20), "turns": turns})).unwrap();
     }
 }
@@ -113,7 +114,12 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move { calmline::run(&args, listener, None, async { let _ = stopped.await; }).await });
+        let server = tokio::spawn(async move {
+            calmline::run(&args, listener, None, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
         let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
         let mut client = TriageClient::new(channel.clone());
         // Ready when GetInfo reports a model.
@@ -147,7 +153,12 @@ fn main() {
         let transcripts: Vec<pb::Transcript> = conversations
             .iter()
             .enumerate()
-            .map(|(i, c)| pb::Transcript { id: i.to_string(), locale: "en".into(), agent_id: String::new(), turns: c.turns.iter().map(|(cu, t)| turn(*cu, t)).collect() })
+            .map(|(i, c)| pb::Transcript {
+                id: i.to_string(),
+                locale: "en".into(),
+                agent_id: String::new(),
+                turns: c.turns.iter().map(|(cu, t)| turn(*cu, t)).collect(),
+            })
             .collect();
         let mut reports = client.score_transcripts(tokio_stream::iter(transcripts)).await.unwrap().into_inner();
         let mut scored = 0;

@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use calmline::model::Classifier;
 use calmline::domain::policy::{ConversationState, Policy};
+use calmline::model::Classifier;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Customer turns of typical length (about 12–30 tokens) in several languages.
@@ -41,7 +41,9 @@ fn stages(c: &mut Criterion) {
         for &batch in &[1usize, 8, 32] {
             let seqs: Vec<Vec<u32>> = (0..batch).map(|_| ids[..len].to_vec()).collect();
             g.throughput(Throughput::Elements(batch as u64));
-            g.bench_with_input(BenchmarkId::new(format!("len {len}"), format!("batch {batch}")), &seqs, |b, seqs| b.iter(|| extractor.encoder.forward(seqs).unwrap()));
+            g.bench_with_input(BenchmarkId::new(format!("len {len}"), format!("batch {batch}")), &seqs, |b, seqs| {
+                b.iter(|| extractor.encoder.forward(seqs).unwrap())
+            });
         }
     }
     g.finish();
@@ -74,7 +76,9 @@ fn stages(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new(format!("calmline {name}"), rows), &x, |b, x| b.iter(|| dense.forward(x).unwrap()));
             g.bench_with_input(BenchmarkId::new(format!("candle {name}"), rows), &x, |b, x| b.iter(|| calmline::model::gemm::dense_candle(x, linear).unwrap()));
             #[cfg(feature = "openblas")]
-            g.bench_with_input(BenchmarkId::new(format!("openblas {name}"), rows), &x, |b, x| b.iter(|| calmline::model::gemm::dense_openblas(x, linear).unwrap()));
+            g.bench_with_input(BenchmarkId::new(format!("openblas {name}"), rows), &x, |b, x| {
+                b.iter(|| calmline::model::gemm::dense_openblas(x, linear).unwrap())
+            });
         }
     }
     g.finish();

@@ -2,8 +2,8 @@
 //! test (`tests/fuzz_regressions.rs`) drive them: each must return errors, never panic, hang or
 //! read out of bounds, whatever the input.
 
-use crate::model::blob::Blob;
 use crate::domain::policy::Policy;
+use crate::model::blob::Blob;
 use crate::qa::transcripts::{CsvReader, JsonlReader};
 
 /// Transcript JSON lines: every record read, good or bad.

@@ -19,7 +19,13 @@ pub fn read_bounded_line(input: &mut impl BufRead, buf: &mut Vec<u8>, max: usize
     loop {
         let chunk = input.fill_buf()?;
         if chunk.is_empty() {
-            return Ok(if seen == 0 { Line::End } else if seen > max { Line::TooLong } else { Line::Complete });
+            return Ok(if seen == 0 {
+                Line::End
+            } else if seen > max {
+                Line::TooLong
+            } else {
+                Line::Complete
+            });
         }
         let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),

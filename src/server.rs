@@ -12,11 +12,11 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tower_layer::Layer;
 
-use crate::grpc::auth::{self, ApiKeys};
-use crate::http::console::{self, ConsoleAssets};
 use crate::config::ServeArgs;
-use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
 use crate::domain::conduct::ConductModel;
+use crate::grpc::auth::{self, ApiKeys};
+use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
+use crate::http::console::{self, ConsoleAssets};
 use crate::infer::{Pipeline, PipelineConfig};
 use crate::metrics as m;
 
@@ -40,7 +40,12 @@ pub fn pipeline_config(args: &ServeArgs) -> PipelineConfig {
 
 /// Serves until `shutdown` completes, then drains in-flight work. Returns an error when the
 /// policy or the model cannot be loaded (the server stops again at once).
-pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Option<TcpListener>, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    args: &ServeArgs,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let policy = Arc::new(crate::domain::policy::Policy::load_or_embedded(args.policy.policy.as_deref())?);
     let handle = m::install();
     metrics::gauge!(m::READY).set(0.0);
@@ -62,7 +67,11 @@ pub async fn run(args: &ServeArgs, listener: TcpListener, metrics_listener: Opti
         None => ApiKeys::default(),
     };
     let pipeline_slot: Arc<OnceLock<Pipeline>> = Arc::new(OnceLock::new());
-    let limits = Limits { max_message_bytes: args.max_message_bytes, max_streams: args.max_streams as usize, stream_idle_timeout: Duration::from_secs(args.stream_idle_timeout_s) };
+    let limits = Limits {
+        max_message_bytes: args.max_message_bytes,
+        max_streams: args.max_streams as usize,
+        stream_idle_timeout: Duration::from_secs(args.stream_idle_timeout_s),
+    };
     let triage = TriageServer::new(Triage::new(Arc::clone(&pipeline_slot), Arc::clone(&policy), limits))
         .max_decoding_message_size(args.max_message_bytes)
         .max_encoding_message_size(args.max_message_bytes.max(16 * 1024 * 1024));

@@ -67,7 +67,15 @@ fn pki() -> Pki {
     let (server_cert, server_key) = leaf("localhost");
     let (client_cert, client_key) = leaf("platform-client");
     let stranger = rcgen::generate_simple_self_signed(vec!["stranger".to_string()]).unwrap();
-    Pki { ca: ca.pem(), server_cert, server_key, client_cert, client_key, stranger_cert: stranger.cert.pem(), stranger_key: stranger.signing_key.serialize_pem() }
+    Pki {
+        ca: ca.pem(),
+        server_cert,
+        server_key,
+        client_cert,
+        client_key,
+        stranger_cert: stranger.cert.pem(),
+        stranger_key: stranger.signing_key.serialize_pem(),
+    }
 }
 
 async fn tls_channel(addr: std::net::SocketAddr, ca: &str, identity: Option<(&str, &str)>) -> Result<Channel, tonic::transport::Error> {

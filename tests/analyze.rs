@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 
 use calmline::cli::analyze::{Engine, JsonlSummary, analyze_jsonl};
 use calmline::domain::labels::Label;
-use calmline::model::Classifier;
 use calmline::domain::policy::Policy;
+use calmline::model::Classifier;
 
 fn classifier() -> &'static Classifier {
     static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
@@ -133,12 +133,7 @@ fn long_texts_are_windowed_not_cut() {
     // Were the text cut at 512 tokens, both would score the same: the end must be seen. (How
     // much it moves depends on the model: the insult is a few tokens in a 512-token window.)
     let (abusive, polite) = (scores[0].get(Label::Insult), scores[1].get(Label::Insult));
-    assert!(
-        abusive > 5.0 * polite && abusive > polite + 0.01,
-        "insult {} vs {}",
-        scores[0].get(Label::Insult),
-        scores[1].get(Label::Insult)
-    );
+    assert!(abusive > 5.0 * polite && abusive > polite + 0.01, "insult {} vs {}", scores[0].get(Label::Insult), scores[1].get(Label::Insult));
 }
 
 #[test]
@@ -170,13 +165,7 @@ fn binary() -> Command {
 }
 
 fn run_binary(stdin: &[u8]) -> (i32, String) {
-    let mut child = binary()
-        .args(["analyze", "--jsonl"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = binary().args(["analyze", "--jsonl"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
     (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap())

@@ -38,12 +38,8 @@ fn the_seed_paragraphs_carry_no_abuse_flag() {
     }
     assert!(paragraphs.len() >= 30);
     let refs: Vec<&str> = paragraphs.iter().map(String::as_str).collect();
-    let flagged: Vec<(String, Vec<Label>)> = refs
-        .iter()
-        .zip(flags(&refs))
-        .filter(|(_, f)| f.iter().any(|l| ABUSE.contains(l)))
-        .map(|(p, f)| (p.chars().take(80).collect(), f))
-        .collect();
+    let flagged: Vec<(String, Vec<Label>)> =
+        refs.iter().zip(flags(&refs)).filter(|(_, f)| f.iter().any(|l| ABUSE.contains(l))).map(|(p, f)| (p.chars().take(80).collect(), f)).collect();
     assert!(flagged.is_empty(), "{} of {} seed paragraphs flagged as abuse: {flagged:?}", flagged.len(), refs.len());
 }
 

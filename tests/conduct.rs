@@ -28,7 +28,15 @@ fn a_stock_phrase_is_canned_only_after_a_complaint() {
     let embedding = classifier.extractor.stable_embed(&[text]).unwrap().remove(0);
     let scores = classifier.scores(&[text]).unwrap().remove(0);
     let flags = classifier.head.flags(&scores, "en");
-    let judge = |after_complaint| model.judge(&calmline::domain::conduct::AgentTurn { embedding: &embedding, scores: &scores, flags: &flags, after_complaint, repeats_earlier_reply: false });
+    let judge = |after_complaint| {
+        model.judge(&calmline::domain::conduct::AgentTurn {
+            embedding: &embedding,
+            scores: &scores,
+            flags: &flags,
+            after_complaint,
+            repeats_earlier_reply: false,
+        })
+    };
     assert!(judge(true).contains(&ConductKind::CannedReply));
     assert!(!judge(false).contains(&ConductKind::CannedReply));
 }

@@ -12,10 +12,7 @@ use std::time::Duration;
 async fn the_console_plays_an_english_and_a_hebrew_conversation_in_chromium() {
     let chromium = std::env::var("CALMLINE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(Path::new(&chromium).exists(), "{chromium} is missing: `make test` installs Debian's chromium (or set CALMLINE_CHROMIUM)");
-    assert!(
-        Path::new("tests/console/node_modules/playwright-core").exists(),
-        "playwright-core is missing: `make test` runs `npm ci --prefix tests/console`"
-    );
+    assert!(Path::new("tests/console/node_modules/playwright-core").exists(), "playwright-core is missing: `make test` runs `npm ci --prefix tests/console`");
     let server = common::start(&["--console"]).await;
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../console-e2e");
     let run = tokio::process::Command::new("node")

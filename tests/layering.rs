@@ -135,9 +135,7 @@ fn only_the_binary_and_its_commands_reach_the_cli() {
     let domain_up: Vec<String> = graph
         .iter()
         .filter(|(m, _)| under(m, "domain"))
-        .flat_map(|(m, deps)| {
-            deps.iter().filter(|d| ["infer", "qa", "train", "server"].iter().any(|l| under(d, l))).map(move |d| format!("{m} → {d}"))
-        })
+        .flat_map(|(m, deps)| deps.iter().filter(|d| ["infer", "qa", "train", "server"].iter().any(|l| under(d, l))).map(move |d| format!("{m} → {d}")))
         .collect();
     assert!(domain_up.is_empty(), "the domain sits below the pipeline, QA and training: {domain_up:#?}");
 }
@@ -147,7 +145,12 @@ fn no_import_circle() {
     let graph = graph();
     // `lib` and a folder's `mod.rs` declare their children; a child naming its parent's items
     // is not a circle of imports, so declarations are not edges here.
-    fn visit<'a>(m: &'a str, graph: &'a BTreeMap<String, BTreeSet<String>>, state: &mut BTreeMap<&'a str, bool>, stack: &mut Vec<&'a str>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        m: &'a str,
+        graph: &'a BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<&'a str, bool>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
         match state.get(m) {
             Some(true) => return None,
             Some(false) => {

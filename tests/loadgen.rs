@@ -9,7 +9,19 @@ async fn the_load_generator_reports_throughput_and_percentiles() {
     for rpc in ["analyze", "converse"] {
         let json = dir.path().join(format!("{rpc}.json"));
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_calmline"))
-            .args(["bench", "--target", &format!("http://{}", server.addr), "--rpc", rpc, "--concurrency", "4", "--seconds", "1.5", "--json", json.to_str().unwrap()])
+            .args([
+                "bench",
+                "--target",
+                &format!("http://{}", server.addr),
+                "--rpc",
+                rpc,
+                "--concurrency",
+                "4",
+                "--seconds",
+                "1.5",
+                "--json",
+                json.to_str().unwrap(),
+            ])
             .output()
             .await
             .unwrap();

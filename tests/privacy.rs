@@ -71,7 +71,9 @@ fn no_text_reaches_logs_or_metrics_at_trace_level() {
         drop(tx);
         // ScoreTranscripts, with one transcript that fails validation.
         let transcripts = vec![
-            pb::Transcript { id: "t1".into(), locale: "he".into(), agent_id: "a1".into(), turns: vec![turn(true, "אתה אידיוט"), turn(false, "אני מצטער")] },
+            pb::Transcript {
+                id: "t1".into(), locale: "he".into(), agent_id: "a1".into(), turns: vec![turn(true, "אתה אידיוט"), turn(false, "אני מצטער")]
+            },
             pb::Transcript { id: "t2".into(), turns: vec![turn(true, "ok"), pb::Turn { text: "   ".into(), ..turn(true, "") }], ..Default::default() },
         ];
         let mut reports = client.score_transcripts(tokio_stream::iter(transcripts)).await.unwrap().into_inner();

@@ -26,7 +26,8 @@ fn lines(path: &Path) -> Vec<Value> {
 /// reply, four times, with ids that repeat (resume must not confuse them).
 fn write_transcripts(path: &Path, conversations: usize) {
     let turns: Vec<Value> = std::fs::read_to_string("data/indomain/turns.jsonl").unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let replies = ["I'm sorry about that, let me check it right away.", "Ez nem a mi hibánk, a futárcég rontotta el.", "תודה על הסבלנות, אני בודק את זה עכשיו."];
+    let replies =
+        ["I'm sorry about that, let me check it right away.", "Ez nem a mi hibánk, a futárcég rontotta el.", "תודה על הסבלנות, אני בודק את זה עכשיו."];
     let mut out = std::fs::File::create(path).unwrap();
     for c in 0..conversations {
         let mut conv_turns = Vec::new();

@@ -97,7 +97,12 @@ async fn the_ladder_climbs_in_english_hungarian_and_hebrew() {
         let turns = vec![customer(s.frustrated), customer(s.insult), customer(s.insult), customer(s.insult), customer(s.insult), customer(s.insult)];
         let out = converse(&mut client, turns, s.lang).await;
         let actions: Vec<pb::Action> = out.iter().map(action_of).collect();
-        assert_eq!(actions, vec![Action::Acknowledge, Action::LetItPass, Action::StayCalm, Action::SetBoundary, Action::InvolveManager, Action::EndContact], "{}", s.lang);
+        assert_eq!(
+            actions,
+            vec![Action::Acknowledge, Action::LetItPass, Action::StayCalm, Action::SetBoundary, Action::InvolveManager, Action::EndContact],
+            "{}",
+            s.lang
+        );
         for a in &out {
             let g = a.guidance.as_ref().unwrap();
             let hint = g.hint.as_ref().unwrap();
@@ -144,7 +149,14 @@ async fn analyze_with_round_tripped_state_matches_converse() {
     let server = common::start(&[]).await;
     let mut client = server.client().await;
     let s = &SCRIPTS[0];
-    let turns = vec![customer(s.frustrated), agent("I'm sorry, let me check that for you."), customer(s.insult), customer(s.insult), customer(s.calm), customer(s.insult)];
+    let turns = vec![
+        customer(s.frustrated),
+        agent("I'm sorry, let me check that for you."),
+        customer(s.insult),
+        customer(s.insult),
+        customer(s.calm),
+        customer(s.insult),
+    ];
     let streamed = converse(&mut client, turns.clone(), "en").await;
 
     let mut state = None;
@@ -326,7 +338,11 @@ async fn get_info_and_metrics_describe_the_server() {
     }
     // Finnish is scored but its quality is not measured: the answer says so.
     let finnish = client
-        .analyze(pb::AnalyzeRequest { turn: Some(customer("Tämä on täysin kestämätöntä, soitan teille jo kolmatta kertaa tällä viikolla!")), locale: "en".into(), ..Default::default() })
+        .analyze(pb::AnalyzeRequest {
+            turn: Some(customer("Tämä on täysin kestämätöntä, soitan teille jo kolmatta kertaa tällä viikolla!")),
+            locale: "en".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -368,10 +384,10 @@ async fn a_missing_model_or_a_bad_policy_stops_start_up_with_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_the_services() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let server = common::spawn(&[]).await;
     let mut client = ServerReflectionClient::new(server.channel().await);

@@ -98,11 +98,7 @@ pub fn analyze_jsonl(engine: Engine, mut input: impl BufRead, mut output: impl W
         let line = match read_bounded_line(&mut input, &mut buf, MAX_LINE_BYTES).context("reading stdin")? {
             Line::End => break,
             Line::Complete => parse_line(&buf, summary.lines + 1),
-            Line::TooLong => Pending::Failed {
-                id: None,
-                line: summary.lines + 1,
-                error: format!("line is longer than {MAX_LINE_BYTES} bytes"),
-            },
+            Line::TooLong => Pending::Failed { id: None, line: summary.lines + 1, error: format!("line is longer than {MAX_LINE_BYTES} bytes") },
         };
         summary.lines += 1;
         pending.push(line);

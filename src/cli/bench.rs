@@ -133,7 +133,9 @@ async fn drive(args: &BenchArgs, texts: Arc<Vec<String>>) -> anyhow::Result<Load
             } else {
                 while Instant::now() < until {
                     let sent = Instant::now();
-                    let outcome = client.analyze(with_key(pb::AnalyzeRequest { turn: Some(turn(&texts[i % texts.len()])), locale: "en".into(), ..Default::default() }, &key)).await;
+                    let outcome = client
+                        .analyze(with_key(pb::AnalyzeRequest { turn: Some(turn(&texts[i % texts.len()])), locale: "en".into(), ..Default::default() }, &key))
+                        .await;
                     let mut t = tally.lock().await;
                     match outcome {
                         Ok(_) => t.latencies.push(sent.elapsed()),

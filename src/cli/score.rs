@@ -20,13 +20,13 @@ use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::config::ScoreArgs;
+use crate::domain::conduct::ConductModel;
+use crate::domain::policy::Policy;
+use crate::infer::{Pipeline, PipelineConfig};
 use crate::qa::output::{self, Source, Versions};
 use crate::qa::report::Report;
 use crate::qa::transcripts::{CsvReader, JsonlReader, Record};
-use crate::domain::conduct::ConductModel;
-use crate::config::ScoreArgs;
-use crate::infer::{Pipeline, PipelineConfig};
-use crate::domain::policy::Policy;
 
 pub const CONVERSATIONS_FILE: &str = "conversations.jsonl";
 pub const ERRORS_FILE: &str = "errors.jsonl";
@@ -49,7 +49,6 @@ struct Input {
     path: Option<PathBuf>,
     format: Format,
 }
-
 
 /// How a run ended.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +186,13 @@ impl Sink {
             bail!("{} already holds results; pass --resume to continue that run, or choose another --out", out.display());
         }
         let open = |path: &Path| -> anyhow::Result<Box<dyn Write + Send>> {
-            let file = OpenOptions::new().create(true).write(true).append(resume).truncate(!resume).open(path).with_context(|| format!("opening {}", path.display()))?;
+            let file = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(resume)
+                .truncate(!resume)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?;
             Ok(Box::new(BufWriter::new(file)))
         };
         Ok(Sink { conversations: open(&conversations_path)?, errors: open(&errors_path)?, done, earlier_failures })
@@ -322,7 +327,14 @@ async fn stop_signal() {
     }
 }
 
-async fn score_all(inputs: Vec<Input>, pipeline: Pipeline, policy: Arc<Policy>, sink: &mut Sink, concurrency: usize, show_progress: bool) -> anyhow::Result<Totals> {
+async fn score_all(
+    inputs: Vec<Input>,
+    pipeline: Pipeline,
+    policy: Arc<Policy>,
+    sink: &mut Sink,
+    concurrency: usize,
+    show_progress: bool,
+) -> anyhow::Result<Totals> {
     let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
     let total_bytes: u64 = inputs.iter().filter_map(|i| i.path.as_ref()).filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let stdin_used = inputs.iter().any(|i| i.path.is_none());
@@ -369,9 +381,13 @@ async fn score_all(inputs: Vec<Input>, pipeline: Pipeline, policy: Arc<Policy>, 
                         };
                         match scored {
                             Ok(report) => {
-                                let versions = Versions { model: pipeline.classifier().model_version(), policy_hash: &policy.hash, conduct: &pipeline.conduct().version };
+                                let versions =
+                                    Versions { model: pipeline.classifier().model_version(), policy_hash: &policy.hash, conduct: &pipeline.conduct().version };
                                 let texts: Vec<&str> = transcript.turns.iter().map(|t| t.text.as_str()).collect();
-                                Outcome::Scored { line: output::conversation_line(&report, &texts, &transcript.locale, &source, &versions), turns: report.turns.len() as u64 }
+                                Outcome::Scored {
+                                    line: output::conversation_line(&report, &texts, &transcript.locale, &source, &versions),
+                                    turns: report.turns.len() as u64,
+                                }
                             }
                             Err(e) => Outcome::Failed { line: output::error_line(&source, Some(&transcript.id), &e.to_string()) },
                         }

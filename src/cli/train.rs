@@ -42,7 +42,6 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-
 pub fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
     let opts = train_options(&args.data, 0, 0.0, 0.0);
@@ -100,7 +99,6 @@ pub fn eval_judgement(args: &EvalJudgementArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-
 pub fn eval_conduct(args: &EvalConductArgs) -> anyhow::Result<ExitCode> {
     use crate::domain::conduct::{ConductModel, evaluation};
     let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
@@ -120,7 +118,6 @@ pub fn eval_conduct(args: &EvalConductArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-
 pub fn export_examples(args: &ExportExamplesArgs) -> anyhow::Result<ExitCode> {
     let extractor = FeatureExtractor::load(&args.model.base_dir()).context("loading the encoder and its tokenizer")?;
     let examples = train::load_examples(&train_options(&args.data, 0, 0.0, 0.0))?;
@@ -131,7 +128,6 @@ pub fn export_examples(args: &ExportExamplesArgs) -> anyhow::Result<ExitCode> {
     eprintln!("{written} examples written to {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }
-
 
 fn train_options(data: &DataArgs, steps: usize, learning_rate: f64, l2: f64) -> TrainOptions {
     TrainOptions {

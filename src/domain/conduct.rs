@@ -133,9 +133,9 @@ impl ConductModel {
         let mut texts: Vec<(Option<ConductKind>, &str)> = Vec::new();
         let mut sources = BTreeMap::new();
         for (name, kind_file) in &file.kinds {
-            let kind = ConductKind::from_name(name).filter(|k| *k != ConductKind::RudeToCustomer).ok_or_else(|| {
-                invalid(format!("unknown kind {name:?} (blames_others, questions_customer and canned_reply are recognised by example)"))
-            })?;
+            let kind = ConductKind::from_name(name)
+                .filter(|k| *k != ConductKind::RudeToCustomer)
+                .ok_or_else(|| invalid(format!("unknown kind {name:?} (blames_others, questions_customer and canned_reply are recognised by example)")))?;
             sources.insert(kind, kind_file.source.clone());
             texts.extend(kind_file.languages.values().flatten().map(|t| (Some(kind), t.as_str())));
         }
@@ -245,7 +245,13 @@ pub mod evaluation {
 
     impl Example {
         pub fn judge(&self, model: &ConductModel, t: Thresholds) -> Vec<ConductKind> {
-            let turn = AgentTurn { embedding: &self.embedding, scores: &self.scores, flags: &self.flags, after_complaint: self.after_complaint, repeats_earlier_reply: false };
+            let turn = AgentTurn {
+                embedding: &self.embedding,
+                scores: &self.scores,
+                flags: &self.flags,
+                after_complaint: self.after_complaint,
+                repeats_earlier_reply: false,
+            };
             model.judge_with(&turn, t)
         }
     }
@@ -268,18 +274,13 @@ pub mod evaluation {
             .zip(agent_scores)
             .zip(embeddings)
             .map(|(((row, before), own), embedding)| {
-                let labels = row.labels.iter().map(|l| ConductKind::from_name(l).with_context(|| format!("{}: unknown kind {l:?}", row.id))).collect::<anyhow::Result<_>>()?;
+                let labels = row
+                    .labels
+                    .iter()
+                    .map(|l| ConductKind::from_name(l).with_context(|| format!("{}: unknown kind {l:?}", row.id)))
+                    .collect::<anyhow::Result<_>>()?;
                 let (after_complaint, flags) = (!classifier.head.flags(&before, &row.lang).is_empty(), classifier.head.flags(&own, &row.lang));
-                Ok(Example {
-                    id: row.id,
-                    lang: row.lang,
-                    split: row.split,
-                    labels,
-                    after_complaint,
-                    flags,
-                    scores: own,
-                    embedding,
-                })
+                Ok(Example { id: row.id, lang: row.lang, split: row.split, labels, after_complaint, flags, scores: own, embedding })
             })
             .collect()
     }

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::domain::text::{MAX_TEXT_BYTES, TextInput, validate};
 use crate::domain::conduct::{AgentTurn, ConductKind, ConductModel};
-use crate::error::Error;
 use crate::domain::labels::{Label, LabelScores};
+use crate::domain::policy::{Action, ConversationState, Guidance, Policy, Severity};
+use crate::domain::text::{MAX_TEXT_BYTES, TextInput, validate};
+use crate::error::Error;
 use crate::metrics as m;
 use crate::model::head::Head;
-use crate::domain::policy::{Action, ConversationState, Guidance, Policy, Severity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,7 +131,19 @@ pub fn assess(judges: Judges, state: &mut ConversationState, turn: &TurnInput, s
         }),
         Speaker::Customer => Vec::new(),
     };
-    TurnAssessment { turn_index, speaker: turn.speaker, scores: scored.scores, flags, severity, language, language_measured, thresholds_language, guidance, conduct, timings: scored.timings }
+    TurnAssessment {
+        turn_index,
+        speaker: turn.speaker,
+        scores: scored.scores,
+        flags,
+        severity,
+        language,
+        language_measured,
+        thresholds_language,
+        guidance,
+        conduct,
+        timings: scored.timings,
+    }
 }
 
 /// Most turns in one transcript.
@@ -218,16 +230,9 @@ fn report(transcript: &TranscriptInput, turns: Vec<TurnAssessment>, final_state:
             (g.action >= Action::SetBoundary).then(|| Incident { turn_index: t.turn_index, action: g.action, severity: t.severity, labels: g.evidence.clone() })
         })
         .collect();
-    let flagged_turns = Label::ALL
-        .into_iter()
-        .map(|l| (l, customer.iter().filter(|t| t.flags.contains(&l)).count() as u32))
-        .filter(|&(_, n)| n > 0)
-        .collect();
-    let agent_conduct = ConductKind::ALL
-        .into_iter()
-        .map(|k| (k, turns.iter().filter(|t| t.conduct.contains(&k)).count() as u32))
-        .filter(|&(_, n)| n > 0)
-        .collect();
+    let flagged_turns = Label::ALL.into_iter().map(|l| (l, customer.iter().filter(|t| t.flags.contains(&l)).count() as u32)).filter(|&(_, n)| n > 0).collect();
+    let agent_conduct =
+        ConductKind::ALL.into_iter().map(|k| (k, turns.iter().filter(|t| t.conduct.contains(&k)).count() as u32)).filter(|&(_, n)| n > 0).collect();
     let summary = TranscriptSummary {
         customer_turns: customer.len() as u32,
         agent_turns: (turns.len() - customer.len()) as u32,

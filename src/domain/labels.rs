@@ -18,15 +18,8 @@ pub const LABEL_COUNT: usize = 7;
 
 impl Label {
     /// Every label, in the order of the head's outputs.
-    pub const ALL: [Label; LABEL_COUNT] = [
-        Label::Frustration,
-        Label::Rudeness,
-        Label::Insult,
-        Label::Profanity,
-        Label::Threat,
-        Label::IdentityAttack,
-        Label::SexualHarassment,
-    ];
+    pub const ALL: [Label; LABEL_COUNT] =
+        [Label::Frustration, Label::Rudeness, Label::Insult, Label::Profanity, Label::Threat, Label::IdentityAttack, Label::SexualHarassment];
 
     pub fn name(self) -> &'static str {
         match self {

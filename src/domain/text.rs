@@ -54,9 +54,10 @@ pub fn validate(input: &TextInput) -> Result<(), Error> {
         return Err(Error::Validation(format!("text is {} bytes; the limit is {MAX_TEXT_BYTES}", input.text.len())));
     }
     if let Some(lang) = input.lang
-        && (lang.is_empty() || lang.len() > 16 || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')) {
-            return Err(Error::Validation("lang must be a language code such as \"hu\" or \"pt-BR\"".into()));
-        }
+        && (lang.is_empty() || lang.len() > 16 || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return Err(Error::Validation("lang must be a language code such as \"hu\" or \"pt-BR\"".into()));
+    }
     Ok(())
 }
 

@@ -70,7 +70,10 @@ impl ApiKeys {
             let (Some(name), Some(hash), None) = (parts.next(), parts.next(), parts.next()) else {
                 return Err(fail(format!("line {}: expected `name sha256:<64 hex digits>`", n + 1)));
             };
-            let hex = hash.strip_prefix("sha256:").filter(|h| h.len() == 64).ok_or_else(|| fail(format!("line {}: the hash must be sha256:<64 hex digits> (see `calmline hash-key`)", n + 1)))?;
+            let hex = hash
+                .strip_prefix("sha256:")
+                .filter(|h| h.len() == 64)
+                .ok_or_else(|| fail(format!("line {}: the hash must be sha256:<64 hex digits> (see `calmline hash-key`)", n + 1)))?;
             let mut bytes = [0u8; 32];
             for (i, b) in bytes.iter_mut().enumerate() {
                 *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| fail(format!("line {}: not hexadecimal", n + 1)))?;

@@ -3,12 +3,12 @@
 
 use super::pb;
 use crate::domain::conduct::ConductKind;
-use crate::domain::conversation::{Incident, Speaker, TranscriptInput, TranscriptReport, TurnAssessment, TurnInput};
-use crate::error::Error;
 use crate::domain::conversation::StageTimings;
+use crate::domain::conversation::{Incident, Speaker, TranscriptInput, TranscriptReport, TurnAssessment, TurnInput};
 use crate::domain::labels::Label;
-use crate::model::head::Head;
 use crate::domain::policy::{Action, ConversationState, Guidance, Hint, Severity};
+use crate::error::Error;
+use crate::model::head::Head;
 
 pub fn label(l: Label) -> pb::Label {
     match l {
@@ -58,10 +58,7 @@ pub fn turn(t: Option<pb::Turn>, what: &str) -> Result<TurnInput, Error> {
         Ok(pb::Speaker::Customer) => Speaker::Customer,
         Ok(pb::Speaker::Agent) => Speaker::Agent,
         Ok(pb::Speaker::Unspecified) | Err(_) => {
-            return Err(Error::Validation(format!(
-                "{what}.speaker is {}; expected SPEAKER_CUSTOMER or SPEAKER_AGENT",
-                t.speaker
-            )));
+            return Err(Error::Validation(format!("{what}.speaker is {}; expected SPEAKER_CUSTOMER or SPEAKER_AGENT", t.speaker)));
         }
     };
     let turn = TurnInput { speaker, text: t.text, lang: t.lang.filter(|l| !l.is_empty()) };
@@ -124,7 +121,12 @@ pub fn assessment(a: &TurnAssessment, head: &Head, versions: &Versions, total: s
         scores: a
             .scores
             .iter()
-            .map(|(l, score)| pb::LabelScore { label: label(l) as i32, score, threshold: head.threshold_in(l, &a.thresholds_language), flagged: a.flags.contains(&l) })
+            .map(|(l, score)| pb::LabelScore {
+                label: label(l) as i32,
+                score,
+                threshold: head.threshold_in(l, &a.thresholds_language),
+                flagged: a.flags.contains(&l),
+            })
             .collect(),
         flags: a.flags.iter().map(|&l| label(l) as i32).collect(),
         severity: severity(a.severity) as i32,
@@ -153,7 +155,12 @@ pub fn transcript(t: pb::Transcript) -> Result<TranscriptInput, Error> {
 }
 
 fn incident(i: &Incident) -> pb::Incident {
-    pb::Incident { turn_index: i.turn_index, action: action(i.action) as i32, severity: severity(i.severity) as i32, labels: i.labels.iter().map(|&l| label(l) as i32).collect() }
+    pb::Incident {
+        turn_index: i.turn_index,
+        action: action(i.action) as i32,
+        severity: severity(i.severity) as i32,
+        labels: i.labels.iter().map(|&l| label(l) as i32).collect(),
+    }
 }
 
 pub fn report(r: &TranscriptReport, head: &Head, versions: &Versions, total: std::time::Duration) -> pb::TranscriptReport {

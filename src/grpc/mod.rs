@@ -16,11 +16,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::domain::conversation::{MAX_TURN_BYTES, MAX_TURNS_PER_TRANSCRIPT};
+use crate::domain::labels::Label;
+use crate::domain::policy::{ConversationState, Policy};
 use crate::error::Error;
 use crate::infer::Pipeline;
-use crate::domain::labels::Label;
 use crate::metrics as m;
-use crate::domain::policy::{ConversationState, Policy};
 use convert::Versions;
 
 /// The generated protobuf types and service stubs (`proto/calmline/v1/triage.proto`).
@@ -36,10 +36,10 @@ const STREAM_BUFFER: usize = 16;
 
 /// Languages of the encoder's pretraining corpus (XLM-R, Conneau et al. 2020, table 6).
 pub const ENCODER_LANGUAGES: &[&str] = &[
-    "af", "am", "ar", "as", "az", "be", "bg", "bn", "br", "bs", "ca", "cs", "cy", "da", "de", "el", "en", "eo", "es", "et", "eu", "fa", "fi", "fr",
-    "fy", "ga", "gd", "gl", "gu", "ha", "he", "hi", "hr", "hu", "hy", "id", "is", "it", "ja", "jv", "ka", "kk", "km", "kn", "ko", "ku", "ky", "la",
-    "lo", "lt", "lv", "mg", "mk", "ml", "mn", "mr", "ms", "my", "ne", "nl", "no", "om", "or", "pa", "pl", "ps", "pt", "ro", "ru", "sa", "sd", "si",
-    "sk", "sl", "so", "sq", "sr", "su", "sv", "sw", "ta", "te", "th", "tl", "tr", "ug", "uk", "ur", "uz", "vi", "xh", "yi", "zh",
+    "af", "am", "ar", "as", "az", "be", "bg", "bn", "br", "bs", "ca", "cs", "cy", "da", "de", "el", "en", "eo", "es", "et", "eu", "fa", "fi", "fr", "fy", "ga",
+    "gd", "gl", "gu", "ha", "he", "hi", "hr", "hu", "hy", "id", "is", "it", "ja", "jv", "ka", "kk", "km", "kn", "ko", "ku", "ky", "la", "lo", "lt", "lv", "mg",
+    "mk", "ml", "mn", "mr", "ms", "my", "ne", "nl", "no", "om", "or", "pa", "pl", "ps", "pt", "ro", "ru", "sa", "sd", "si", "sk", "sl", "so", "sq", "sr", "su",
+    "sv", "sw", "ta", "te", "th", "tl", "tr", "ug", "uk", "ur", "uz", "vi", "xh", "yi", "zh",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -220,7 +220,11 @@ impl pb::triage_server::Triage for Triage {
     async fn get_info(&self, _request: Request<pb::GetInfoRequest>) -> Result<Response<pb::GetInfoResponse>, Status> {
         let started = Instant::now();
         let (model_version, limits, measured_languages) = match self.pipeline.get() {
-            Some(p) => (p.classifier().model_version().to_string(), (p.config().max_in_flight, p.config().max_batch_texts), p.classifier().head.meta.measured_languages.clone()),
+            Some(p) => (
+                p.classifier().model_version().to_string(),
+                (p.config().max_in_flight, p.config().max_batch_texts),
+                p.classifier().head.meta.measured_languages.clone(),
+            ),
             None => (String::new(), (0, 0), Vec::new()),
         };
         let response = pb::GetInfoResponse {

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError, bounded};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use crate::domain::conduct::ConductModel;
 use crate::domain::conversation::{Scored, StageTimings};
 use crate::domain::labels::LabelScores;
 use crate::error::Error;
 use crate::metrics as m;
-use crate::domain::conduct::ConductModel;
 use crate::model::encoder::l2_normalize;
 use crate::model::{Classifier, features_of};
 
@@ -161,10 +161,7 @@ impl Pipeline {
     /// Waits for admission: for streams already accepted, whose backpressure flows through
     /// their bounded channels instead of a refusal.
     pub async fn admit_wait(&self) -> Result<Admitted, Error> {
-        let permit = Arc::clone(&self.admission)
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Unavailable("the inference pipeline has stopped".into()))?;
+        let permit = Arc::clone(&self.admission).acquire_owned().await.map_err(|_| Error::Unavailable("the inference pipeline has stopped".into()))?;
         Ok(Admitted::new(permit, self))
     }
 
@@ -308,7 +305,8 @@ fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Recei
                         });
                     }
                     let combined = combined.unwrap_or_default();
-                    let queue = started.saturating_duration_since(t.tokenized_at) + t.tokenized_at.saturating_duration_since(t.enqueued).saturating_sub(t.tokenize);
+                    let queue =
+                        started.saturating_duration_since(t.tokenized_at) + t.tokenized_at.saturating_duration_since(t.enqueued).saturating_sub(t.tokenize);
                     metrics::histogram!(m::STAGE_SECONDS, "stage" => "queue").record(queue.as_secs_f64());
                     let _ = t.reply.send(Ok(Scored { scores: combined, embedding, timings: StageTimings { queue, tokenize: t.tokenize, inference } }));
                 }

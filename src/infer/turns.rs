@@ -30,7 +30,13 @@ impl Pipeline {
     }
 
     /// Scores a whole transcript (validated first) and assesses it turn by turn.
-    pub async fn score_transcript(&self, policy: &Policy, admitted: &Admitted, transcript: &TranscriptInput, deadline: Option<Instant>) -> Result<TranscriptReport, Error> {
+    pub async fn score_transcript(
+        &self,
+        policy: &Policy,
+        admitted: &Admitted,
+        transcript: &TranscriptInput,
+        deadline: Option<Instant>,
+    ) -> Result<TranscriptReport, Error> {
         transcript.validate()?;
         let texts: Vec<&str> = transcript.turns.iter().map(|t| t.text.as_str()).collect();
         let scored = self.score(admitted, &texts, deadline).await?;

@@ -69,11 +69,7 @@ unsafe fn attend_one(p: &Projections, span: Span, head: usize, out: OutPtr) {
 unsafe fn attend_one_avx512(p: &Projections, span: Span, head: usize, out: OutPtr) {
     // SAFETY (both): the caller's contract. The model's heads are 32 wide: a constant width keeps
     // a row's context in registers.
-    if p.dim == 32 {
-        unsafe { attend_one_body::<32>(p, span, head, out) }
-    } else {
-        unsafe { attend_one_body::<0>(p, span, head, out) }
-    }
+    if p.dim == 32 { unsafe { attend_one_body::<32>(p, span, head, out) } } else { unsafe { attend_one_body::<0>(p, span, head, out) } }
 }
 
 /// Scores by rows of the transposed keys (`s[j] += q[d]·kᵀ[d][j]`) and the context by rows of

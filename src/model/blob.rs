@@ -87,10 +87,7 @@ pub struct Blob {
 
 impl std::fmt::Debug for Blob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Blob")
-            .field("header", &self.header)
-            .field("tensors", &self.tensors.len())
-            .finish()
+        f.debug_struct("Blob").field("header", &self.header).field("tensors", &self.tensors.len()).finish()
     }
 }
 
@@ -102,13 +99,11 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], BlobError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            BlobError::Truncated {
-                what: what.to_string(),
-                start: self.pos,
-                end: self.pos.saturating_add(n),
-                len: self.bytes.len(),
-            }
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| BlobError::Truncated {
+            what: what.to_string(),
+            start: self.pos,
+            end: self.pos.saturating_add(n),
+            len: self.bytes.len(),
         })?;
         let out = &self.bytes[self.pos..end];
         self.pos = end;
@@ -195,10 +190,7 @@ impl Blob {
     pub fn f32_values(&self, name: &str, elements: usize) -> Result<Vec<f32>, BlobError> {
         let e = self.entry(name)?;
         if e.elements != elements {
-            return Err(BlobError::BadTensor {
-                name: name.to_string(),
-                reason: format!("has {} elements, the model needs {elements}", e.elements),
-            });
+            return Err(BlobError::BadTensor { name: name.to_string(), reason: format!("has {} elements, the model needs {elements}", e.elements) });
         }
         let raw = self.raw(name)?;
         Ok(match e.encoding {
@@ -216,10 +208,7 @@ impl Blob {
     pub fn f32_prefix(&self, name: &str, elements: usize) -> Result<Vec<f32>, BlobError> {
         let e = self.entry(name)?;
         if e.elements < elements {
-            return Err(BlobError::BadTensor {
-                name: name.to_string(),
-                reason: format!("has {} elements, the model needs at least {elements}", e.elements),
-            });
+            return Err(BlobError::BadTensor { name: name.to_string(), reason: format!("has {} elements, the model needs at least {elements}", e.elements) });
         }
         let all = self.f32_values(name, e.elements)?;
         Ok(all[..elements].to_vec())
@@ -263,10 +252,7 @@ fn parse(bytes: &[u8]) -> Result<(Header, BTreeMap<String, TensorEntry>), BlobEr
         block_size: c.dim("block size", 1024)?,
     };
     if !header.hidden.is_multiple_of(header.heads) {
-        return Err(BlobError::BadHeader(format!(
-            "hidden size {} is not a multiple of the head count {}",
-            header.hidden, header.heads
-        )));
+        return Err(BlobError::BadHeader(format!("hidden size {} is not a multiple of the head count {}", header.hidden, header.heads)));
     }
     if !(header.layer_norm_eps.is_finite() && header.layer_norm_eps > 0.0) {
         return Err(BlobError::BadHeader(format!("layer norm eps is {}", header.layer_norm_eps)));
@@ -306,13 +292,11 @@ fn parse(bytes: &[u8]) -> Result<(Header, BTreeMap<String, TensorEntry>), BlobEr
         } else {
             return Err(bad(format!("{len} bytes fit neither f32 nor Q4_0 for {elements} elements (dtype {dtype})")));
         };
-        let end = offset.checked_add(len).filter(|&e| e <= bytes.len() as u64).ok_or_else(|| {
-            BlobError::Truncated {
-                what: format!("tensor `{name}`"),
-                start: offset as usize,
-                end: offset.saturating_add(len) as usize,
-                len: bytes.len(),
-            }
+        let end = offset.checked_add(len).filter(|&e| e <= bytes.len() as u64).ok_or_else(|| BlobError::Truncated {
+            what: format!("tensor `{name}`"),
+            start: offset as usize,
+            end: offset.saturating_add(len) as usize,
+            len: bytes.len(),
         })?;
         let entry = TensorEntry { encoding, elements, offset: offset as usize, len: (end - offset) as usize };
         if tensors.insert(name.clone(), entry).is_some() {

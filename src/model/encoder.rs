@@ -10,8 +10,8 @@ use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear};
 
 use super::attention::{Span, attend};
-use super::gemm::{Activation, Dense, with_values};
 use super::blob::{Blob, BlobError, Encoding, Q4_BLOCK, Q4_BLOCK_BYTES, dequantize_q4_0};
+use super::gemm::{Activation, Dense, with_values};
 
 /// Layers whose mean-pooled outputs, averaged, form the "upper" half of the classifier features.
 /// Deeper pooled features were measured to help a head by about 0.02 F1 (MODEL-NOTES.md).
@@ -229,9 +229,7 @@ impl Encoder {
         // 0 × −inf into NaN) on padding. Shape [batch, 1, 1, seq].
         let bias = ((&e.mask - 1.0)? * 1e9)?.reshape((batch, 1, 1, seq_len))?;
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let split_heads = |t: Tensor| -> candle_core::Result<Tensor> {
-            t.reshape((batch, seq_len, heads, head_dim))?.transpose(1, 2)?.contiguous()
-        };
+        let split_heads = |t: Tensor| -> candle_core::Result<Tensor> { t.reshape((batch, seq_len, heads, head_dim))?.transpose(1, 2)?.contiguous() };
         let mut upper_sum: Option<Tensor> = None;
         for i in layers {
             let layer = &self.layers[i];
@@ -240,11 +238,7 @@ impl Encoder {
             let v = split_heads(layer.value.forward(&x)?)?;
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let context = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((batch * seq_len, hidden))?;
+            let context = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((batch * seq_len, hidden))?;
             let attended = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + &x)?)?;
             let ffn = layer.ffn_out.forward(&layer.ffn_in.forward_gelu(&attended)?)?;
             x = layer.output_norm.forward(&(ffn + &attended)?)?;

@@ -41,7 +41,22 @@ mod openblas {
     #[link(name = "openblas")]
     unsafe extern "C" {
         #[allow(clippy::too_many_arguments)]
-        fn cblas_sgemm(order: i32, trans_a: i32, trans_b: i32, m: i32, n: i32, k: i32, alpha: f32, a: *const f32, lda: i32, b: *const f32, ldb: i32, beta: f32, c: *mut f32, ldc: i32);
+        fn cblas_sgemm(
+            order: i32,
+            trans_a: i32,
+            trans_b: i32,
+            m: i32,
+            n: i32,
+            k: i32,
+            alpha: f32,
+            a: *const f32,
+            lda: i32,
+            b: *const f32,
+            ldb: i32,
+            beta: f32,
+            c: *mut f32,
+            ldc: i32,
+        );
         fn openblas_set_num_threads(threads: i32);
         fn openblas_get_num_procs() -> i32;
     }
@@ -89,7 +104,22 @@ mod openblas {
                 // contiguous with the leading dimensions given; OpenBLAS reads a and w and
                 // writes only c, which nothing else borrows.
                 unsafe {
-                    cblas_sgemm(ROW_MAJOR, NO_TRANS, TRANS, rows as i32, out as i32, inner as i32, 1.0, a.as_ptr(), inner as i32, w.as_ptr(), inner as i32, beta, c.as_mut_ptr(), out as i32)
+                    cblas_sgemm(
+                        ROW_MAJOR,
+                        NO_TRANS,
+                        TRANS,
+                        rows as i32,
+                        out as i32,
+                        inner as i32,
+                        1.0,
+                        a.as_ptr(),
+                        inner as i32,
+                        w.as_ptr(),
+                        inner as i32,
+                        beta,
+                        c.as_mut_ptr(),
+                        out as i32,
+                    )
                 }
             })
         })??;

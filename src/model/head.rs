@@ -65,18 +65,11 @@ impl Head {
             return Err(HeadError::Invalid(format!("labels {:?} differ from {:?}", meta.labels, Label::ALL)));
         }
         if weight.len() != LABEL_COUNT * meta.feature_dim {
-            return Err(HeadError::Invalid(format!(
-                "weight has {} values, expected {LABEL_COUNT} × {}",
-                weight.len(),
-                meta.feature_dim
-            )));
+            return Err(HeadError::Invalid(format!("weight has {} values, expected {LABEL_COUNT} × {}", weight.len(), meta.feature_dim)));
         }
         let mut thresholds = [0f32; LABEL_COUNT];
         for label in Label::ALL {
-            let t = *meta
-                .thresholds
-                .get(&label)
-                .ok_or_else(|| HeadError::Invalid(format!("no threshold for {label}")))?;
+            let t = *meta.thresholds.get(&label).ok_or_else(|| HeadError::Invalid(format!("no threshold for {label}")))?;
             if !(0.0..=1.0).contains(&t) {
                 return Err(HeadError::Invalid(format!("threshold {t} for {label} is outside 0..1")));
             }
@@ -105,17 +98,12 @@ impl Head {
         let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| read_err(&meta_path, e.to_string()))?;
         let meta: HeadMeta = serde_json::from_str(&meta_text).map_err(|e| read_err(&meta_path, e.to_string()))?;
         let weights_path = dir.join("head.safetensors");
-        let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
-            .map_err(|e| read_err(&weights_path, e.to_string()))?;
+        let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu).map_err(|e| read_err(&weights_path, e.to_string()))?;
         let get = |name: &str| -> Result<Vec<f32>, HeadError> {
             let t = tensors.get(name).ok_or_else(|| HeadError::Invalid(format!("no tensor `{name}`")))?;
-            t.flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(|e| HeadError::Invalid(format!("tensor `{name}`: {e}")))
+            t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| HeadError::Invalid(format!("tensor `{name}`: {e}")))
         };
-        let bias: [f32; LABEL_COUNT] = get("bias")?
-            .try_into()
-            .map_err(|_| HeadError::Invalid(format!("bias must have {LABEL_COUNT} values")))?;
+        let bias: [f32; LABEL_COUNT] = get("bias")?.try_into().map_err(|_| HeadError::Invalid(format!("bias must have {LABEL_COUNT} values")))?;
         Head::new(meta, get("weight")?, bias)
     }
 
@@ -123,15 +111,9 @@ impl Head {
         let write_err = |path: &Path, reason: String| HeadError::File { path: path.display().to_string(), reason };
         let weights_path = dir.join("head.safetensors");
         let as_tensor = |v: &[f32], shape: &[usize]| Tensor::from_slice(v, shape, &Device::Cpu);
-        let tensors = [
-            ("weight", as_tensor(&self.weight, &[LABEL_COUNT, self.meta.feature_dim])),
-            ("bias", as_tensor(&self.bias, &[LABEL_COUNT])),
-        ];
-        let tensors: std::collections::HashMap<String, Tensor> = tensors
-            .into_iter()
-            .map(|(n, t)| t.map(|t| (n.to_string(), t)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| write_err(&weights_path, e.to_string()))?;
+        let tensors = [("weight", as_tensor(&self.weight, &[LABEL_COUNT, self.meta.feature_dim])), ("bias", as_tensor(&self.bias, &[LABEL_COUNT]))];
+        let tensors: std::collections::HashMap<String, Tensor> =
+            tensors.into_iter().map(|(n, t)| t.map(|t| (n.to_string(), t))).collect::<Result<_, _>>().map_err(|e| write_err(&weights_path, e.to_string()))?;
         candle_core::safetensors::save(&tensors, &weights_path).map_err(|e| write_err(&weights_path, e.to_string()))?;
         let meta_path = dir.join("head.json");
         let text = serde_json::to_string_pretty(&self.meta).map_err(|e| write_err(&meta_path, e.to_string()))?;

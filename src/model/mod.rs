@@ -220,12 +220,7 @@ impl Classifier {
         extractor.merge_adapters(head_dir)?;
         let head = Head::load(head_dir)?;
         if head.feature_dim() != extractor.feature_dim() {
-            return Err(HeadError::Invalid(format!(
-                "head expects {} features, the encoder gives {}",
-                head.feature_dim(),
-                extractor.feature_dim()
-            ))
-            .into());
+            return Err(HeadError::Invalid(format!("head expects {} features, the encoder gives {}", head.feature_dim(), extractor.feature_dim())).into());
         }
         Ok(Classifier { extractor, head })
     }
@@ -239,9 +234,7 @@ impl Classifier {
             .extractor
             .features(texts)?
             .iter()
-            .map(|windows| {
-                windows.iter().map(|f| self.head.scores(f)).reduce(|a, b| a.max(&b)).unwrap_or_default()
-            })
+            .map(|windows| windows.iter().map(|f| self.head.scores(f)).reduce(|a, b| a.max(&b)).unwrap_or_default())
             .collect())
     }
 }

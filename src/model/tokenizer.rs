@@ -148,9 +148,8 @@ impl TextTokenizer {
         let json: TokenizerJson = serde_json::from_str(&text).map_err(|e| load_err(e.to_string()))?;
         drop(text);
         let control: Vec<u32> = json.added_tokens.iter().filter(|t| t.special).map(|t| t.id).collect();
-        let special = |name: &str| {
-            json.added_tokens.iter().find(|t| t.special && t.content == name).map(|t| t.id).ok_or_else(|| load_err(format!("no {name} token")))
-        };
+        let special =
+            |name: &str| json.added_tokens.iter().find(|t| t.special && t.content == name).map(|t| t.id).ok_or_else(|| load_err(format!("no {name} token")));
         let (bos, eos) = (special("<s>")?, special("</s>")?);
         let pieces = UnigramPieces::new(json.model, &control).map_err(load_err)?;
         let mut tokenizer = TextTokenizer { normalizer: json.normalizer, pre_tokenizer: json.pre_tokenizer, pieces, prefix: Vec::new(), bos, eos, max_len };

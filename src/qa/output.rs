@@ -103,10 +103,22 @@ pub fn error_line(source: &Source, id: Option<&str>, message: &str) -> String {
 
 /// Columns of the per-conversation CSV summary.
 pub fn summary_header() -> Vec<String> {
-    let mut columns: Vec<String> =
-        ["conversation_id", "agent_id", "file", "line", "customer_turns", "agent_turns", "max_severity", "max_action", "incidents", "boundary_set", "manager_involved", "languages"]
-            .map(String::from)
-            .to_vec();
+    let mut columns: Vec<String> = [
+        "conversation_id",
+        "agent_id",
+        "file",
+        "line",
+        "customer_turns",
+        "agent_turns",
+        "max_severity",
+        "max_action",
+        "incidents",
+        "boundary_set",
+        "manager_involved",
+        "languages",
+    ]
+    .map(String::from)
+    .to_vec();
     columns.extend(Label::ALL.iter().map(|l| format!("turns_{}", l.name())));
     columns.extend(ConductKind::ALL.iter().map(|k| format!("agent_{}", k.name())));
     columns
@@ -121,8 +133,13 @@ pub fn summary_row(line: &Value) -> Vec<String> {
         other => other.to_string(),
     };
     let summary = &line["summary"];
-    let mut languages: Vec<String> =
-        line["turns"].as_array().into_iter().flatten().filter(|t| t["speaker"] == "customer").filter_map(|t| t["language"].as_str().map(String::from)).collect();
+    let mut languages: Vec<String> = line["turns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["speaker"] == "customer")
+        .filter_map(|t| t["language"].as_str().map(String::from))
+        .collect();
     languages.sort();
     languages.dedup();
     let mut row = vec![

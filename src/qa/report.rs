@@ -135,7 +135,11 @@ impl Report {
         if self.serious.is_empty() {
             h.push_str("<p>No conversation reached SET_BOUNDARY and no agent turn was flagged.</p>\n");
         } else {
-            let _ = write!(h, "<p>The {} most serious conversations, most serious first. Open one to see its turns; incidents link to the turn.</p>\n<input id=\"filter\" placeholder=\"filter by conversation or agent id\">\n", self.serious.len());
+            let _ = write!(
+                h,
+                "<p>The {} most serious conversations, most serious first. Open one to see its turns; incidents link to the turn.</p>\n<input id=\"filter\" placeholder=\"filter by conversation or agent id\">\n",
+                self.serious.len()
+            );
             for (n, (_, c)) in self.serious.iter().enumerate() {
                 conversation(&mut h, n, c);
             }
@@ -162,7 +166,8 @@ impl Report {
         }
 
         if self.errors > 0 {
-            let _ = write!(h, "<h2>Records that could not be scored ({})</h2>\n<table><tr><th>file</th><th>line</th><th>id</th><th>error</th></tr>\n", self.errors);
+            let _ =
+                write!(h, "<h2>Records that could not be scored ({})</h2>\n<table><tr><th>file</th><th>line</th><th>id</th><th>error</th></tr>\n", self.errors);
             for e in &self.error_rows {
                 let _ = writeln!(
                     h,

@@ -242,10 +242,12 @@ mod tests {
     #[test]
     fn jsonl_reads_conversations_and_reports_bad_lines_with_their_numbers() {
         let input = concat!(
-            r#"{"id": "c1", "locale": "hu", "agent_id": "a7", "turns": [{"speaker": "customer", "text": "Szia"}, {"speaker": "Agent", "text": "Jó napot"}]}"#, "\n",
+            r#"{"id": "c1", "locale": "hu", "agent_id": "a7", "turns": [{"speaker": "customer", "text": "Szia"}, {"speaker": "Agent", "text": "Jó napot"}]}"#,
+            "\n",
             "\n",
             "{broken\n",
-            r#"{"id": 42, "turns": [{"speaker": "robot", "text": "x"}]}"#, "\n",
+            r#"{"id": 42, "turns": [{"speaker": "robot", "text": "x"}]}"#,
+            "\n",
             r#"{"id": "c3", "turns": []}"#,
         );
         let records: Vec<Record> = JsonlReader::new(input.as_bytes()).collect();

@@ -243,11 +243,7 @@ fn goemotions(dir: &Path) -> Result<Vec<Example>> {
 fn convabuse(dir: &Path) -> Result<Vec<Example>> {
     use Label::*;
     let mut out = Vec::new();
-    for (file, split) in [
-        ("ConvAbuseEMNLPtrain.csv", Split::Train),
-        ("ConvAbuseEMNLPvalid.csv", Split::Dev),
-        ("ConvAbuseEMNLPtest.csv", Split::Test),
-    ] {
+    for (file, split) in [("ConvAbuseEMNLPtrain.csv", Split::Train), ("ConvAbuseEMNLPvalid.csv", Split::Dev), ("ConvAbuseEMNLPtest.csv", Split::Test)] {
         let path = dir.join(file);
         let head = headers(&path, b',')?;
         let user = column(&head, "user")?;
@@ -260,9 +256,7 @@ fn convabuse(dir: &Path) -> Result<Vec<Example>> {
                 let Some(rating) = rating else { continue };
                 ratings.push(rating as f32);
                 sexual += ticked(&format!("Annotator{a}_sex_harassment")) as usize;
-                identity += ["sexist", "homophobic", "racist", "transphobic", "ableist"]
-                    .iter()
-                    .any(|k| ticked(&format!("Annotator{a}_{k}"))) as usize;
+                identity += ["sexist", "homophobic", "racist", "transphobic", "ableist"].iter().any(|k| ticked(&format!("Annotator{a}_{k}"))) as usize;
             }
             if ratings.is_empty() {
                 continue;
@@ -307,7 +301,13 @@ fn germeval(dir: &Path) -> Result<Vec<Example>> {
                 _ => continue,
             };
             // The official release has no dev split: a tenth of train, by text hash, serves.
-            let split = if official_test { Split::Test } else if stable_hash(&text).is_multiple_of(10) { Split::Dev } else { Split::Train };
+            let split = if official_test {
+                Split::Test
+            } else if stable_hash(&text).is_multiple_of(10) {
+                Split::Dev
+            } else {
+                Split::Train
+            };
             out.push(Example { source: "germeval2018_de", lang: "de", split, text, targets: t });
         }
     }
@@ -316,11 +316,9 @@ fn germeval(dir: &Path) -> Result<Vec<Example>> {
 
 fn told_br(dir: &Path) -> Result<Vec<Example>> {
     let mut out = Vec::new();
-    for (file, split) in [
-        ("ptbr_train_2annotator.csv", Split::Train),
-        ("ptbr_validation_2annotator.csv", Split::Dev),
-        ("ptbr_test_2annotator.csv", Split::Test),
-    ] {
+    for (file, split) in
+        [("ptbr_train_2annotator.csv", Split::Train), ("ptbr_validation_2annotator.csv", Split::Dev), ("ptbr_test_2annotator.csv", Split::Test)]
+    {
         for row in csv_rows(&dir.join("splits_2annotator").join(file), b',', true)? {
             // "Toxic" mixes insults, obscenity and hate without saying which: its positives
             // teach none of calmline's labels (rudeness means aimed at the agent); its
@@ -342,7 +340,13 @@ fn tydip(dir: &Path) -> Result<Vec<Example>> {
         for row in csv_rows(&dir.join("binary").join(file), b',', true)? {
             let Ok(score) = row.get(1).unwrap_or("").parse::<f32>() else { continue };
             let text = row[0].to_string();
-            let split = if official_test { Split::Test } else if stable_hash(&text).is_multiple_of(10) { Split::Dev } else { Split::Train };
+            let split = if official_test {
+                Split::Test
+            } else if stable_hash(&text).is_multiple_of(10) {
+                Split::Dev
+            } else {
+                Split::Train
+            };
             out.push(Example { source: "tydip_en", lang: "en", split, text, targets: targets(&[(Label::Rudeness, score < 0.0)]) });
         }
     }
@@ -395,7 +399,13 @@ fn hebemo(dir: &Path) -> Result<Vec<Example>> {
             if pairs.is_empty() {
                 continue;
             }
-            let split = if test { Split::Test } else if stable_hash(&text).is_multiple_of(10) { Split::Dev } else { Split::Train };
+            let split = if test {
+                Split::Test
+            } else if stable_hash(&text).is_multiple_of(10) {
+                Split::Dev
+            } else {
+                Split::Train
+            };
             out.push(Example { source: "hebemo_he", lang: "he", split, text, targets: targets(&pairs) });
         }
     }
@@ -406,7 +416,8 @@ fn olah(dir: &Path) -> Result<Vec<Example>> {
     use Label::*;
     let path = dir.join("olah450_final_annotations_merged.csv");
     let head = headers(&path, b',')?;
-    let (text, offensive, threat, kind) = (column(&head, "text")?, column(&head, "t00_offensive")?, column(&head, "t04B_threat")?, column(&head, "t04_insult_or_hate")?);
+    let (text, offensive, threat, kind) =
+        (column(&head, "text")?, column(&head, "t00_offensive")?, column(&head, "t04B_threat")?, column(&head, "t04_insult_or_hate")?);
     let mut out = Vec::new();
     for row in csv_rows(&path, b',', true)? {
         if row.get(offensive) != Some("yes") {
@@ -414,11 +425,7 @@ fn olah(dir: &Path) -> Result<Vec<Example>> {
         }
         let hate = row.get(kind) == Some("Hate speech");
         // Insults among commenters: an insult, but not rudeness at an agent.
-        let t = targets(&[
-            (Insult, true),
-            (IdentityAttack, hate),
-            (Threat, row.get(threat).is_some_and(|v| v.eq_ignore_ascii_case("yes"))),
-        ]);
+        let t = targets(&[(Insult, true), (IdentityAttack, hate), (Threat, row.get(threat).is_some_and(|v| v.eq_ignore_ascii_case("yes")))]);
         let text = row.get(text).unwrap_or("").to_string();
         out.push(Example { source: "olah450_taxonomy_he", lang: "he", split: hash_split(&text), text, targets: t });
     }
@@ -517,8 +524,7 @@ fn stanford_politeness(dir: &Path) -> Result<Vec<Example>> {
     let mut out = Vec::new();
     for file in ["wikipedia.annotated.csv", "stack-exchange.annotated.csv"] {
         let rows = csv_rows(&dir.join(file), b',', true)?;
-        let mut scored: Vec<(String, f32)> =
-            rows.iter().filter_map(|r| Some((r.get(2)?.to_string(), r.get(13)?.parse().ok()?))).collect();
+        let mut scored: Vec<(String, f32)> = rows.iter().filter_map(|r| Some((r.get(2)?.to_string(), r.get(13)?.parse().ok()?))).collect();
         let mut scores: Vec<f32> = scored.iter().map(|s| s.1).collect();
         scores.sort_by(f32::total_cmp);
         if scores.is_empty() {
@@ -526,7 +532,13 @@ fn stanford_politeness(dir: &Path) -> Result<Vec<Example>> {
         }
         let (low, high) = (scores[scores.len() / 4], scores[scores.len() * 3 / 4]);
         for (text, score) in scored.drain(..) {
-            let rude = if score <= low { true } else if score >= high { false } else { continue };
+            let rude = if score <= low {
+                true
+            } else if score >= high {
+                false
+            } else {
+                continue;
+            };
             out.push(Example { source: "en_stanford_politeness", lang: "en", split: hash_split(&text), text, targets: targets(&[(Label::Rudeness, rude)]) });
         }
     }
@@ -547,7 +559,13 @@ fn offenseval_tr(dir: &Path) -> Result<Vec<Example>> {
     let mut out = Vec::new();
     for row in csv_rows(&dir.join("offenseval-tr-training-v1.tsv"), b'\t', false)? {
         let (Some(text), Some(t)) = (row.get(1), row.get(2).and_then(olid)) else { continue };
-        out.push(Example { source: "tr_offenseval2020_coltekin", lang: "tr", split: if stable_hash(text).is_multiple_of(10) { Split::Dev } else { Split::Train }, text: text.to_string(), targets: t });
+        out.push(Example {
+            source: "tr_offenseval2020_coltekin",
+            lang: "tr",
+            split: if stable_hash(text).is_multiple_of(10) { Split::Dev } else { Split::Train },
+            text: text.to_string(),
+            targets: t,
+        });
     }
     let gold: std::collections::HashMap<String, String> = csv_rows(&dir.join("offenseval-tr-labela-v1.tsv"), b',', false)?
         .into_iter()
@@ -563,13 +581,18 @@ fn offenseval_tr(dir: &Path) -> Result<Vec<Example>> {
 
 fn dkhate(dir: &Path) -> Result<Vec<Example>> {
     let mut out = Vec::new();
-    for (file, official_test) in [
-        ("data_hate-speech_oe20da_data_offenseval-da-training-v1.tsv", false),
-        ("data_hate-speech_oe20da_data_offenseval-da-test-v1.tsv", true),
-    ] {
+    for (file, official_test) in
+        [("data_hate-speech_oe20da_data_offenseval-da-training-v1.tsv", false), ("data_hate-speech_oe20da_data_offenseval-da-test-v1.tsv", true)]
+    {
         for row in csv_rows(&dir.join(file), b'\t', true)? {
             let (Some(text), Some(t)) = (row.get(1), row.get(2).and_then(olid)) else { continue };
-            let split = if official_test { Split::Test } else if stable_hash(text).is_multiple_of(10) { Split::Dev } else { Split::Train };
+            let split = if official_test {
+                Split::Test
+            } else if stable_hash(text).is_multiple_of(10) {
+                Split::Dev
+            } else {
+                Split::Train
+            };
             out.push(Example { source: "da_dkhate", lang: "da", split, text: text.to_string(), targets: t });
         }
     }
@@ -589,7 +612,13 @@ fn kocohub(dir: &Path) -> Result<Vec<Example>> {
                 _ => continue,
             };
             let text = row[0].to_string();
-            let split = if official_test { Split::Test } else if stable_hash(&text).is_multiple_of(10) { Split::Dev } else { Split::Train };
+            let split = if official_test {
+                Split::Test
+            } else if stable_hash(&text).is_multiple_of(10) {
+                Split::Dev
+            } else {
+                Split::Train
+            };
             out.push(Example { source: "ko_kocohub_hate", lang: "ko", split, text, targets: t });
         }
     }
@@ -666,7 +695,9 @@ fn diasafety(dir: &Path) -> Result<Vec<Example>> {
         label: String,
     }
     let mut out = Vec::new();
-    for (file, split) in [("DiaSafety_dataset_train.json", Split::Train), ("DiaSafety_dataset_val.json", Split::Dev), ("DiaSafety_dataset_test.json", Split::Test)] {
+    for (file, split) in
+        [("DiaSafety_dataset_train.json", Split::Train), ("DiaSafety_dataset_val.json", Split::Dev), ("DiaSafety_dataset_test.json", Split::Test)]
+    {
         let path = dir.join(file);
         let content = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let rows: Vec<Row> = serde_json::from_str(&content).with_context(|| format!("parsing {}", path.display()))?;
@@ -693,7 +724,8 @@ fn stormfront(dir: &Path) -> Result<Vec<Example>> {
     let rows = csv_rows(&labels_path, b',', true)?;
     let names = headers(&labels_path, b',')?;
     let (file_col, label_col) = (column(&names, "file_id")?, column(&names, "label")?);
-    let labels: std::collections::HashMap<String, String> = rows.iter().filter_map(|r| Some((r.get(file_col)?.to_string(), r.get(label_col)?.to_string()))).collect();
+    let labels: std::collections::HashMap<String, String> =
+        rows.iter().filter_map(|r| Some((r.get(file_col)?.to_string(), r.get(label_col)?.to_string()))).collect();
 
     let archive = dir.join("stormfront_sentences_all_files_sampled.tar.gz");
     let file = std::fs::File::open(&archive).with_context(|| format!("reading {}", archive.display()))?;
@@ -835,9 +867,10 @@ pub fn offensive_tests(data_dir: &Path, cap_test: usize) -> Result<Vec<(Example,
             .collect();
         for row in csv_rows(&dir.join("offenseval-tr-testset-v1.tsv"), b'\t', true)? {
             if let (Some(id), Some(text)) = (row.get(0), row.get(1))
-                && let Some(label) = gold.get(id) {
-                    push("tr_offenseval2020_coltekin", "tr", text, label == "OFF");
-                }
+                && let Some(label) = gold.get(id)
+            {
+                push("tr_offenseval2020_coltekin", "tr", text, label == "OFF");
+            }
         }
     }
     let dir = data_dir.join("da_dkhate");

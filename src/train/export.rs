@@ -40,7 +40,8 @@ fn calmline_semantics(source: &str) -> bool {
 pub fn write_examples(tokenizer: &TextTokenizer, examples: &[Example], out: &mut impl Write) -> Result<usize> {
     for (n, e) in examples.iter().enumerate() {
         let ids = tokenizer.windows(&e.text).with_context(|| format!("tokenising example {n} of {}", e.source))?.swap_remove(0);
-        let line = ExportedExample { source: e.source, lang: e.lang, split: e.split, ids, targets: e.targets, calmline_semantics: calmline_semantics(e.source) };
+        let line =
+            ExportedExample { source: e.source, lang: e.lang, split: e.split, ids, targets: e.targets, calmline_semantics: calmline_semantics(e.source) };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
     }

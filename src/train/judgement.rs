@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::datasets::{Example, Split};
 use crate::domain::labels::{LABEL_COUNT, Label, LabelScores};
-use crate::model::Classifier;
 use crate::domain::policy::{Action, ConversationState, Policy};
+use crate::model::Classifier;
 
 /// The source name of the behaviour suite's cases when they train or calibrate the head.
 pub const BEHAVIOUR_SOURCE: &str = "calmline_behaviour";
@@ -56,7 +56,11 @@ pub fn load_cases(dir: &Path) -> Result<Vec<Case>> {
 
 /// Every line of every `.jsonl` file in `dir`, in file name order; errors name file and line.
 fn read_jsonl_folder<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<T>> {
-    let mut files: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
     files.sort();
     let mut out = Vec::new();
     for path in files {
@@ -328,7 +332,14 @@ pub fn markdown(suite: &SuiteReport, conversations: &ConversationReport, neutral
     s += "\n### Conversations, customer turns\n\n| language | turns | action accuracy | SET_BOUNDARY+ (precision) | abuse actions on non-abusive turns |\n|---|---:|---:|---:|---:|\n";
     for (name, t) in conversations.by_language.iter().chain(&conversations.by_kind) {
         let p = t.boundary_precision().map(|p| format!("{} ({:.0}%)", t.boundary_or_worse, 100.0 * p)).unwrap_or_else(|| "0 (–)".into());
-        s += &format!("| {name} | {} | {:.1}% | {p} | {:.1}% ({} of {}) |\n", t.turns, 100.0 * t.accuracy(), 100.0 * t.false_alarm_rate(), t.no_abuse_alarmed, t.no_abuse);
+        s += &format!(
+            "| {name} | {} | {:.1}% | {p} | {:.1}% ({} of {}) |\n",
+            t.turns,
+            100.0 * t.accuracy(),
+            100.0 * t.false_alarm_rate(),
+            t.no_abuse_alarmed,
+            t.no_abuse
+        );
     }
     s += "\nGold → predicted action (all languages, where they differ):\n\n";
     for (k, n) in &conversations.confusion {
@@ -402,7 +413,17 @@ pub fn offensive_markdown(rows: &[OffensiveRow]) -> String {
     let mut s = String::from("| source | lang | n | offensive | flagged | recall | FPR | precision | AUC |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
         let auc = r.auc.map(|a| format!("{a:.3}")).unwrap_or_else(|| "–".into());
-        s += &format!("| {} | {} | {} | {:.0}% | {:.1}% | {:.3} | {:.3} | {:.3} | {auc} |\n", r.source, r.lang, r.n, 100.0 * r.positives as f64 / r.n.max(1) as f64, 100.0 * r.flagged, r.recall, r.false_positive_rate, r.precision);
+        s += &format!(
+            "| {} | {} | {} | {:.0}% | {:.1}% | {:.3} | {:.3} | {:.3} | {auc} |\n",
+            r.source,
+            r.lang,
+            r.n,
+            100.0 * r.positives as f64 / r.n.max(1) as f64,
+            100.0 * r.flagged,
+            r.recall,
+            r.false_positive_rate,
+            r.precision
+        );
     }
     s
 }

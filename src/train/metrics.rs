@@ -51,7 +51,11 @@ pub fn binary_metrics(scores: &[f32], truth: &[bool], threshold: f32) -> BinaryM
         accuracy: ratio(tp + tn, scores.len()),
         false_positive_rate: ratio(fp, fp + tn),
         ece: calibration_error(scores, truth, CALIBRATION_BINS),
-        brier: if scores.is_empty() { 0.0 } else { scores.iter().zip(truth).map(|(&s, &t)| (s as f64 - f64::from(u8::from(t))).powi(2)).sum::<f64>() / scores.len() as f64 },
+        brier: if scores.is_empty() {
+            0.0
+        } else {
+            scores.iter().zip(truth).map(|(&s, &t)| (s as f64 - f64::from(u8::from(t))).powi(2)).sum::<f64>() / scores.len() as f64
+        },
     }
 }
 
@@ -72,10 +76,7 @@ pub fn calibration_error(scores: &[f32], truth: &[bool], bins: usize) -> f64 {
         positives[b] += usize::from(t);
         score_sum[b] += s;
     }
-    (0..bins)
-        .filter(|&b| count[b] > 0)
-        .map(|b| (positives[b] as f64 / count[b] as f64 - score_sum[b] / count[b] as f64).abs() * count[b] as f64)
-        .sum::<f64>()
+    (0..bins).filter(|&b| count[b] > 0).map(|b| (positives[b] as f64 / count[b] as f64 - score_sum[b] / count[b] as f64).abs() * count[b] as f64).sum::<f64>()
         / scores.len() as f64
 }
 
@@ -142,7 +143,11 @@ pub fn best_budgeted_threshold(groups: &[&Scored], budget: f64, beta: f64) -> Op
     }
     Some(best_threshold(|t| {
         let f1 = with.iter().map(|(s, truth)| f_beta(&binary_metrics(s, truth, t), beta)).sum::<f64>() / with.len() as f64;
-        let fpr = if without.is_empty() { 0.0 } else { without.iter().map(|(s, _)| s.iter().filter(|&&x| x >= t).count() as f64 / s.len().max(1) as f64).sum::<f64>() / without.len() as f64 };
+        let fpr = if without.is_empty() {
+            0.0
+        } else {
+            without.iter().map(|(s, _)| s.iter().filter(|&&x| x >= t).count() as f64 / s.len().max(1) as f64).sum::<f64>() / without.len() as f64
+        };
         f1 - 4.0 * (fpr - budget).max(0.0)
     }))
 }

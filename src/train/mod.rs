@@ -313,10 +313,13 @@ pub fn calibrate(head: &Head, data: &Featurised) -> (BTreeMap<Label, f32>, BTree
             let own: Vec<&metrics::Scored> = groups.iter().filter(|((_, l), _)| *l == lang).map(|(_, g)| g).collect();
             let n: usize = own.iter().map(|g| g.1.len()).sum();
             let positives: usize = own.iter().map(|g| g.1.iter().filter(|&&t| t).count()).sum();
-            if n >= MIN_LANGUAGE_DEV && positives >= MIN_CLASS && n - positives >= MIN_CLASS
-                && let Some(t) = metrics::best_budgeted_threshold(&own, NEUTRAL_BUDGET, beta) {
-                    by_language.entry(lang.to_string()).or_default().insert(label, t);
-                }
+            if n >= MIN_LANGUAGE_DEV
+                && positives >= MIN_CLASS
+                && n - positives >= MIN_CLASS
+                && let Some(t) = metrics::best_budgeted_threshold(&own, NEUTRAL_BUDGET, beta)
+            {
+                by_language.entry(lang.to_string()).or_default().insert(label, t);
+            }
         }
     }
     (pooled, by_language)
@@ -338,7 +341,9 @@ impl ThresholdRule {
     /// How head.json describes thresholds chosen by this rule.
     pub fn describe(self) -> String {
         match self {
-            ThresholdRule::PerLanguage => format!("per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): max of the mean F-beta over the dev groups with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less 4x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}"),
+            ThresholdRule::PerLanguage => format!(
+                "per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): max of the mean F-beta over the dev groups with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less 4x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}"
+            ),
             other => format!("per label on the dev splits, rule {other:?}"),
         }
     }
@@ -401,7 +406,13 @@ pub fn evaluate(head: &Head, data: &Featurised, split: Split) -> EvalReport {
         .filter_map(|label| {
             let (scores, truth) = labelled(head, data, split, label, |_| true);
             let threshold = head.threshold(label);
-            (!scores.is_empty()).then(|| EvalRow { source: "all".into(), lang: "all".into(), label, threshold, metrics: binary_metrics(&scores, &truth, threshold) })
+            (!scores.is_empty()).then(|| EvalRow {
+                source: "all".into(),
+                lang: "all".into(),
+                label,
+                threshold,
+                metrics: binary_metrics(&scores, &truth, threshold),
+            })
         })
         .collect();
     EvalReport { model_version: head.meta.model_version.clone(), split, rows, overall }

@@ -33,15 +33,8 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
-        Action::None,
-        Action::Acknowledge,
-        Action::LetItPass,
-        Action::StayCalm,
-        Action::SetBoundary,
-        Action::InvolveManager,
-        Action::EndContact,
-    ];
+    pub const ALL: [Action; 7] =
+        [Action::None, Action::Acknowledge, Action::LetItPass, Action::StayCalm, Action::SetBoundary, Action::InvolveManager, Action::EndContact];
 
     /// The enum name without prefix, as in the QA files (`"LET_IT_PASS"`).
     pub fn name(self) -> &'static str {
