@@ -1,5 +1,5 @@
 //! `calmline score`: finished transcripts in, QA outputs out, through the same pipeline, policy
-//! and conduct judge as the service (`conversation::score_transcript`).
+//! and conduct judge as the service (`Pipeline::score_transcript`).
 //!
 //! Memory stays constant whatever the input size: a reader thread streams records into a bounded
 //! channel, at most `--concurrency` conversations are scored at once, and results are written in
