@@ -20,6 +20,8 @@ pub enum Error {
     /// The model could not be loaded or could not run.
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
+    /// The encoder failed on a batch: every text in it gets this; the cause is in the server's
+    /// log only (it can name internals no client should see).
+    #[error("inference failed; see the server log")]
+    BatchFailed,
 }

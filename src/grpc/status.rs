@@ -13,7 +13,7 @@ impl From<Error> for Status {
             Error::DeadlineExceeded => Status::deadline_exceeded(e.to_string()),
             Error::Unavailable(_) => Status::unavailable(e.to_string()),
             // Internal details stay in the server's log; the client gets the kind only.
-            Error::Model(_) | Error::Io(_) => Status::internal("inference failed; see the server log"),
+            Error::Model(_) | Error::BatchFailed => Status::internal("inference failed; see the server log"),
         }
     }
 }
@@ -68,6 +68,16 @@ pub fn deadline(metadata: &tonic::metadata::MetadataMap, start: std::time::Insta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_failures_reach_the_client_as_a_fixed_message() {
+        let detail = crate::model::ModelError::Adapters("/srv/secret/models/adapters.safetensors: bad tensor".into());
+        for e in [Error::Model(detail), Error::BatchFailed] {
+            let status = Status::from(e);
+            assert_eq!(status.code(), Code::Internal);
+            assert_eq!(status.message(), "inference failed; see the server log");
+        }
+    }
 
     #[test]
     fn grpc_timeout_header_is_parsed() {

@@ -312,10 +312,9 @@ fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Recei
                 }
             }
             Err(e) => {
-                let message = e.to_string();
-                tracing::error!(error = %message, "inference failed for a batch");
+                tracing::error!(error = %e, "inference failed for a batch");
                 for t in live {
-                    let _ = t.reply.send(Err(Error::Unavailable(format!("inference failed: {message}"))));
+                    let _ = t.reply.send(Err(Error::BatchFailed));
                 }
             }
         }
