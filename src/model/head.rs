@@ -159,7 +159,7 @@ impl Head {
     /// Whether the model card measures this language's quality on held-out data.
     pub fn is_measured(&self, lang: &str) -> bool {
         let base = base_language(lang);
-        self.meta.measured_languages.iter().any(|l| *l == base)
+        self.meta.measured_languages.contains(&base)
     }
 
     /// Sigmoid probability per label for one feature vector.

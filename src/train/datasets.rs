@@ -773,67 +773,6 @@ fn stormfront(dir: &Path) -> Result<Vec<Example>> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn shared(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(name)
-    }
-
-    fn count(examples: &[Example], label: Label, value: bool) -> usize {
-        examples.iter().filter(|e| e.targets[label.index()] == Some(value)).count()
-    }
-
-    #[test]
-    fn generic_offensive_labels_no_longer_teach_rudeness() {
-        // GermEval's OFFENSE tweets keep their insult and profanity labels, not rudeness;
-        // OffensEval's OFF tweets say nothing calmline can use; their clean texts stay clean.
-        let germeval = germeval(&shared("germeval2018_de")).unwrap();
-        assert_eq!(count(&germeval, Label::Rudeness, true), 0);
-        assert!(count(&germeval, Label::Insult, true) > 1000 && count(&germeval, Label::Rudeness, false) > 5000);
-        let turkish = offenseval_tr(&shared("tr_offenseval2020_coltekin")).unwrap();
-        assert!(turkish.iter().all(|e| e.targets[Label::Rudeness.index()] == Some(false)));
-        let tests = offensive_tests(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"), 1000).unwrap();
-        let tr_off = tests.iter().filter(|(e, off)| e.lang == "tr" && *off).count();
-        assert!((150..300).contains(&tr_off), "{tr_off} offensive of 1,000 Turkish test tweets (21%)");
-    }
-
-    #[test]
-    fn fox_news_comments_map_hate_to_identity_attack() {
-        let examples = foxnews(&shared("en_foxnews_comments")).unwrap();
-        // MANIFEST.md: 1,528 comments, 435 hateful.
-        assert_eq!(examples.len(), 1528);
-        assert_eq!(count(&examples, Label::IdentityAttack, true), 435);
-        // Hate at a group is not rudeness at an agent, and non-hateful is not known to be polite.
-        assert_eq!(count(&examples, Label::Rudeness, true) + count(&examples, Label::Rudeness, false), 0);
-        assert!(examples.iter().any(|e| e.split == Split::Test) && examples.iter().any(|e| e.split == Split::Dev));
-    }
-
-    #[test]
-    fn diasafety_keeps_only_responses_that_offend_the_user() {
-        let examples = diasafety(&shared("en_diasafety")).unwrap();
-        let in_split = |s: Split| examples.iter().filter(|e| e.split == s).count();
-        // "Offending User" rows: train 732 unsafe + 528 safe, val 75 + 58, test 71 + 57.
-        assert_eq!((in_split(Split::Train), in_split(Split::Dev), in_split(Split::Test)), (1260, 133, 128));
-        assert_eq!(count(&examples, Label::Rudeness, true), 732 + 75 + 71);
-        assert!(examples.iter().all(|e| e.targets.iter().filter(|t| t.is_some()).count() == 1));
-    }
-
-    #[test]
-    fn stormfront_sentences_come_out_of_the_tarball_with_their_labels() {
-        let examples = stormfront(&shared("en_stormfront_hate")).unwrap();
-        // MANIFEST.md: 10,944 sentences, 1,196 hate, 9,507 noHate (relation and idk/skip left out).
-        assert_eq!(count(&examples, Label::IdentityAttack, true), 1196);
-        assert_eq!(count(&examples, Label::IdentityAttack, false), 9507);
-        assert_eq!(count(&examples, Label::Rudeness, false) + count(&examples, Label::Rudeness, true), 0);
-        // The authors' sampled_test (478 sentences) is in the test split, with its comments' siblings.
-        let test = examples.iter().filter(|e| e.split == Split::Test).count();
-        assert!((478..1500).contains(&test), "{test}");
-        assert!(examples.iter().all(|e| !e.text.is_empty()));
-    }
-}
-
 /// The official test splits of the public sets whose label is a generic "offensive" or
 /// "toxic" (which no longer trains rudeness): each text with that label, so the model card can
 /// say how much of what they call offensive calmline flags with any label aimed at people or
@@ -913,4 +852,65 @@ pub fn offensive_tests(data_dir: &Path, cap_test: usize) -> Result<Vec<(Example,
             v
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(name)
+    }
+
+    fn count(examples: &[Example], label: Label, value: bool) -> usize {
+        examples.iter().filter(|e| e.targets[label.index()] == Some(value)).count()
+    }
+
+    #[test]
+    fn generic_offensive_labels_no_longer_teach_rudeness() {
+        // GermEval's OFFENSE tweets keep their insult and profanity labels, not rudeness;
+        // OffensEval's OFF tweets say nothing calmline can use; their clean texts stay clean.
+        let germeval = germeval(&shared("germeval2018_de")).unwrap();
+        assert_eq!(count(&germeval, Label::Rudeness, true), 0);
+        assert!(count(&germeval, Label::Insult, true) > 1000 && count(&germeval, Label::Rudeness, false) > 5000);
+        let turkish = offenseval_tr(&shared("tr_offenseval2020_coltekin")).unwrap();
+        assert!(turkish.iter().all(|e| e.targets[Label::Rudeness.index()] == Some(false)));
+        let tests = offensive_tests(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"), 1000).unwrap();
+        let tr_off = tests.iter().filter(|(e, off)| e.lang == "tr" && *off).count();
+        assert!((150..300).contains(&tr_off), "{tr_off} offensive of 1,000 Turkish test tweets (21%)");
+    }
+
+    #[test]
+    fn fox_news_comments_map_hate_to_identity_attack() {
+        let examples = foxnews(&shared("en_foxnews_comments")).unwrap();
+        // MANIFEST.md: 1,528 comments, 435 hateful.
+        assert_eq!(examples.len(), 1528);
+        assert_eq!(count(&examples, Label::IdentityAttack, true), 435);
+        // Hate at a group is not rudeness at an agent, and non-hateful is not known to be polite.
+        assert_eq!(count(&examples, Label::Rudeness, true) + count(&examples, Label::Rudeness, false), 0);
+        assert!(examples.iter().any(|e| e.split == Split::Test) && examples.iter().any(|e| e.split == Split::Dev));
+    }
+
+    #[test]
+    fn diasafety_keeps_only_responses_that_offend_the_user() {
+        let examples = diasafety(&shared("en_diasafety")).unwrap();
+        let in_split = |s: Split| examples.iter().filter(|e| e.split == s).count();
+        // "Offending User" rows: train 732 unsafe + 528 safe, val 75 + 58, test 71 + 57.
+        assert_eq!((in_split(Split::Train), in_split(Split::Dev), in_split(Split::Test)), (1260, 133, 128));
+        assert_eq!(count(&examples, Label::Rudeness, true), 732 + 75 + 71);
+        assert!(examples.iter().all(|e| e.targets.iter().filter(|t| t.is_some()).count() == 1));
+    }
+
+    #[test]
+    fn stormfront_sentences_come_out_of_the_tarball_with_their_labels() {
+        let examples = stormfront(&shared("en_stormfront_hate")).unwrap();
+        // MANIFEST.md: 10,944 sentences, 1,196 hate, 9,507 noHate (relation and idk/skip left out).
+        assert_eq!(count(&examples, Label::IdentityAttack, true), 1196);
+        assert_eq!(count(&examples, Label::IdentityAttack, false), 9507);
+        assert_eq!(count(&examples, Label::Rudeness, false) + count(&examples, Label::Rudeness, true), 0);
+        // The authors' sampled_test (478 sentences) is in the test split, with its comments' siblings.
+        let test = examples.iter().filter(|e| e.split == Split::Test).count();
+        assert!((478..1500).contains(&test), "{test}");
+        assert!(examples.iter().all(|e| !e.text.is_empty()));
+    }
 }

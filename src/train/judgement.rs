@@ -377,7 +377,9 @@ pub struct OffensiveRow {
 /// How much of what the generic sets call offensive calmline flags (the text's language as
 /// the hint, as a platform would send it).
 pub fn offensive_rows(head: &crate::model::head::Head, examples: &[(Example, bool)], features: &[Vec<f32>]) -> Vec<OffensiveRow> {
-    let mut groups: BTreeMap<(&str, &str), (Vec<f32>, Vec<bool>, Vec<bool>)> = BTreeMap::new();
+    // Per data set and language: the highest offensive score, the truth, whether it was flagged.
+    type Group = (Vec<f32>, Vec<bool>, Vec<bool>);
+    let mut groups: BTreeMap<(&str, &str), Group> = BTreeMap::new();
     for ((e, offensive), f) in examples.iter().zip(features) {
         let scores = head.scores(f);
         let flags = head.flags(&scores, e.lang);
