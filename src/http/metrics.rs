@@ -1,43 +1,43 @@
-//! The Prometheus endpoint: `GET /metrics` on its own listener, so it can stay internal.
+//! The Prometheus endpoint: `GET /metrics` (and `/`) on its own listener, so it can stay internal.
 
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// Serves `GET /metrics` in the Prometheus text format until the task is dropped.
+/// How often the recorder's histograms are compacted.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Serves the metrics until this future is dropped (the server aborts its task on shutdown);
+/// the recorder's upkeep stops with it.
 pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
     let upkeep = handle.clone();
-    tokio::spawn(async move {
+    let _upkeep = AbortOnDrop(tokio::spawn(async move {
         loop {
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            tokio::time::sleep(UPKEEP_EVERY).await;
             upkeep.run_upkeep();
         }
-    });
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            let mut request = vec![0u8; 4096];
-            let mut read = 0;
-            // Read the request head (bounded); the body, if any, is ignored.
-            while read < request.len() {
-                match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request[read..])).await {
-                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                    Ok(Ok(n)) => read += n,
-                }
-                if request[..read].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&request[..read]);
-            let response = if head.starts_with("GET /metrics ") || head.starts_with("GET / ") {
-                let body = handle.render();
-                format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
-            };
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
+    }));
+    let app = Router::new().route("/metrics", get(render)).route("/", get(render)).with_state(handle);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the metrics endpoint stopped");
+    }
+}
+
+async fn render(State(handle): State<PrometheusHandle>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+}
+
+/// Aborts a background task when its owner goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
