@@ -35,8 +35,23 @@ pub const AUTHENTICATED_TOTAL: &str = "calmline_authenticated_requests_total";
 pub const AUTH_FAILURES_TOTAL: &str = "calmline_auth_failures_total";
 
 /// Every metric name, for documentation and tests.
-pub const ALL: [&str; 10] =
-    [REQUESTS_TOTAL, REQUEST_SECONDS, STAGE_SECONDS, BATCH_SIZE, QUEUE_DEPTH, IN_FLIGHT, DROPPED_TOTAL, DETECTIONS_TOTAL, GUIDANCE_TOTAL, READY];
+pub const ALL: [&str; 12] = [
+    REQUESTS_TOTAL,
+    REQUEST_SECONDS,
+    STAGE_SECONDS,
+    BATCH_SIZE,
+    QUEUE_DEPTH,
+    IN_FLIGHT,
+    DROPPED_TOTAL,
+    DETECTIONS_TOTAL,
+    GUIDANCE_TOTAL,
+    READY,
+    AUTHENTICATED_TOTAL,
+    AUTH_FAILURES_TOTAL,
+];
+
+/// The metrics only a service started with `--api-keys` records.
+pub const WITH_API_KEYS: [&str; 2] = [AUTHENTICATED_TOTAL, AUTH_FAILURES_TOTAL];
 
 /// Installs the process-wide recorder once and returns its handle.
 pub fn install() -> PrometheusHandle {

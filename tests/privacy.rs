@@ -81,9 +81,9 @@ fn no_text_reaches_logs_or_metrics_at_trace_level() {
 
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port)).await.unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").await.unwrap();
         let mut body = String::new();
-        stream.read_to_string(&mut body).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_string(&mut body)).await.expect("the scrape ends").unwrap();
         body
     });
     Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();

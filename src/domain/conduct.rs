@@ -119,10 +119,6 @@ impl ConductModel {
         ConductModel::parse("models/conduct.toml (embedded)", EMBEDDED_CONDUCT, extractor)
     }
 
-    pub fn load(path: &Path, extractor: &FeatureExtractor) -> Result<ConductModel, ConductError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConductError::Invalid { path: path.display().to_string(), message: e.to_string() })?;
-        ConductModel::parse(&path.display().to_string(), &text, extractor)
-    }
 
     fn parse(path: &str, text: &str, extractor: &FeatureExtractor) -> Result<ConductModel, ConductError> {
         let invalid = |message: String| ConductError::Invalid { path: path.to_string(), message };

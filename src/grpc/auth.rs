@@ -44,10 +44,6 @@ pub struct ApiKeys {
     keys: Arc<Vec<StoredKey>>,
 }
 
-/// The name of the key a request came with, for handlers that want it.
-#[derive(Debug, Clone)]
-pub struct ClientName(pub String);
-
 /// `sha256:<hex>` of a key, the form the keys file stores (`calmline hash-key`).
 pub fn hash_key(key: &str) -> String {
     let digest = Sha256::digest(key.trim().as_bytes());
@@ -124,10 +120,8 @@ impl ApiKeys {
         };
         match self.find(&presented) {
             Some(name) => {
-                let name = name.to_string();
-                metrics::counter!(m::AUTHENTICATED_TOTAL, "client" => name.clone()).increment(1);
+                metrics::counter!(m::AUTHENTICATED_TOTAL, "client" => name.to_string()).increment(1);
                 tracing::debug!(client = %name, "authenticated");
-                request.extensions_mut().insert(ClientName(name));
                 Ok(request)
             }
             None => {

@@ -34,14 +34,6 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// Messages buffered per response stream: a slow reader slows its own stream, nothing else.
 const STREAM_BUFFER: usize = 16;
 
-/// Languages of the encoder's pretraining corpus (XLM-R, Conneau et al. 2020, table 6).
-pub const ENCODER_LANGUAGES: &[&str] = &[
-    "af", "am", "ar", "as", "az", "be", "bg", "bn", "br", "bs", "ca", "cs", "cy", "da", "de", "el", "en", "eo", "es", "et", "eu", "fa", "fi", "fr", "fy", "ga",
-    "gd", "gl", "gu", "ha", "he", "hi", "hr", "hu", "hy", "id", "is", "it", "ja", "jv", "ka", "kk", "km", "kn", "ko", "ku", "ky", "la", "lo", "lt", "lv", "mg",
-    "mk", "ml", "mn", "mr", "ms", "my", "ne", "nl", "no", "om", "or", "pa", "pl", "ps", "pt", "ro", "ru", "sa", "sd", "si", "sk", "sl", "so", "sq", "sr", "su",
-    "sv", "sw", "ta", "te", "th", "tl", "tr", "ug", "uk", "ur", "uz", "vi", "xh", "yi", "zh",
-];
-
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_message_bytes: usize,
@@ -229,7 +221,7 @@ impl pb::triage_server::Triage for Triage {
         };
         let response = pb::GetInfoResponse {
             labels: Label::ALL.iter().map(|l| l.name().to_string()).collect(),
-            languages: ENCODER_LANGUAGES.iter().map(|l| l.to_string()).collect(),
+            languages: crate::model::ENCODER_LANGUAGES.iter().map(|l| l.to_string()).collect(),
             hint_locales: self.policy.locales(),
             model_version,
             policy_version: self.policy.version.clone(),

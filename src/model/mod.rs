@@ -23,6 +23,14 @@ use crate::domain::labels::LabelScores;
 /// embedding) followed by the L2-normalised mean-pooled average of layers 9–11.
 pub const FEATURES: &str = "e5-last-mean-l2 + mean(layers 9..11)-mean-l2";
 
+/// Languages of the encoder's pretraining corpus (XLM-R, Conneau et al. 2020, table 6).
+pub const ENCODER_LANGUAGES: &[&str] = &[
+    "af", "am", "ar", "as", "az", "be", "bg", "bn", "br", "bs", "ca", "cs", "cy", "da", "de", "el", "en", "eo", "es", "et", "eu", "fa", "fi", "fr", "fy", "ga",
+    "gd", "gl", "gu", "ha", "he", "hi", "hr", "hu", "hy", "id", "is", "it", "ja", "jv", "ka", "kk", "km", "kn", "ko", "ku", "ky", "la", "lo", "lt", "lv", "mg",
+    "mk", "ml", "mn", "mr", "ms", "my", "ne", "nl", "no", "om", "or", "pa", "pl", "ps", "pt", "ro", "ru", "sa", "sd", "si", "sk", "sl", "so", "sq", "sr", "su",
+    "sv", "sw", "ta", "te", "th", "tl", "tr", "ug", "uk", "ur", "uz", "vi", "xh", "yi", "zh",
+];
+
 /// File names inside the base model folder (`models/base/`, filled by `models/fetch.sh`).
 pub const BLOB_FILE: &str = "e5-small-q4.bin";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";

@@ -82,9 +82,10 @@ impl TestServer {
     pub async fn scrape(&self) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(self.metrics_addr).await.unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
+        // A client that reads to the end says so: HTTP/1.1 keeps the connection open otherwise.
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").await.unwrap();
         let mut body = String::new();
-        stream.read_to_string(&mut body).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_string(&mut body)).await.expect("the scrape ends").unwrap();
         body
     }
 
