@@ -10,7 +10,6 @@
 //! others because the encoder's embeddings are multilingual.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -118,7 +117,6 @@ impl ConductModel {
     pub fn embedded(extractor: &FeatureExtractor) -> Result<ConductModel, ConductError> {
         ConductModel::parse("models/conduct.toml (embedded)", EMBEDDED_CONDUCT, extractor)
     }
-
 
     fn parse(path: &str, text: &str, extractor: &FeatureExtractor) -> Result<ConductModel, ConductError> {
         let invalid = |message: String| ConductError::Invalid { path: path.to_string(), message };

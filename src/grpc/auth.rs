@@ -103,7 +103,7 @@ impl ApiKeys {
     }
 
     /// The interceptor in front of the Triage service.
-    pub fn check(&self, mut request: Request<()>) -> Result<Request<()>, Status> {
+    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
         if !self.is_enabled() {
             return Ok(request);
         }
