@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(name = "calmline", version, about = "Detects frustration, rudeness and abuse in conversations and guides the agent")]
@@ -124,8 +124,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CALMLINE_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
     /// Log format: "text" or "json". Logs never contain customer text.
-    #[arg(long, env = "CALMLINE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
+    #[arg(long, env = "CALMLINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// TLS certificate chain (PEM). With --tls-key, the service speaks only TLS.
     #[arg(long, env = "CALMLINE_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -166,8 +166,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub target: String,
     /// `analyze` (unary calls) or `converse` (one stream per caller, a turn at a time).
-    #[arg(long, default_value = "analyze", value_parser = ["analyze", "converse"])]
-    pub rpc: String,
+    #[arg(long, value_enum, default_value_t = BenchRpc::Analyze)]
+    pub rpc: BenchRpc,
     /// Callers (or streams) at once.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,
@@ -195,8 +195,8 @@ pub struct ScoreArgs {
     /// `-` for stdin. Stdin when none is given.
     pub inputs: Vec<PathBuf>,
     /// Input format; `auto` goes by the file extension (stdin: JSONL).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "jsonl", "csv"])]
-    pub format: String,
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    pub format: InputFormat,
     /// Folder for `conversations.jsonl`, `summary.csv`, `report.html` and `errors.jsonl`.
     /// Without it the conversations go to stdout and errors to stderr.
     #[arg(long, env = "CALMLINE_SCORE_OUT")]
@@ -216,8 +216,8 @@ pub struct ScoreArgs {
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]
     pub max_batch_tokens: u32,
     /// Progress on stderr: `auto` shows it on a terminal only.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
-    pub progress: String,
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -298,8 +298,8 @@ pub struct EvalJudgementArgs {
     #[arg(long, default_value = "data/conversations")]
     pub conversations: PathBuf,
     /// `test` (the reported numbers) or `dev` (while tuning).
-    #[arg(long, default_value = "test", value_parser = ["dev", "test"])]
-    pub split: String,
+    #[arg(long, value_enum, default_value_t = ReportedSplit::Test)]
+    pub split: ReportedSplit,
     /// Where to write the report as JSON (Markdown goes to stdout).
     #[arg(long, default_value = "models/eval-judgement.json")]
     pub out: PathBuf,
@@ -329,4 +329,52 @@ pub struct EvalArgs {
     /// model's head.json (scores the dev splits too).
     #[arg(long, value_enum)]
     pub tune_thresholds: Option<crate::train::ThresholdRule>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `calmline bench --rpc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchRpc {
+    /// Unary calls.
+    Analyze,
+    /// One stream per caller, a turn at a time.
+    Converse,
+}
+
+/// `calmline score --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// By the file extension (stdin: JSON lines).
+    Auto,
+    Jsonl,
+    Csv,
+}
+
+/// `calmline score --progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    /// On a terminal only.
+    Auto,
+    Always,
+    Never,
+}
+
+/// `calmline eval-judgement --split`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportedSplit {
+    /// While tuning.
+    Dev,
+    /// The reported numbers.
+    Test,
+}
+
+/// The command-line name of a value (as the user types it and reports show it).
+pub fn value_name(value: &impl ValueEnum) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
 }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
-use crate::config::BenchArgs;
+use crate::config::{BenchArgs, BenchRpc, value_name};
 use crate::grpc::pb::{self, triage_client::TriageClient};
 
 /// Short customer turns in several languages, used when no `--texts` file is given (and by the
@@ -99,11 +99,11 @@ async fn drive(args: &BenchArgs, texts: Arc<Vec<String>>) -> anyhow::Result<Load
     let until = started + duration;
     let mut callers = Vec::new();
     for caller in 0..args.concurrency as usize {
-        let (channel, texts, tally, key, rpc) = (channel.clone(), Arc::clone(&texts), Arc::clone(&tally), args.api_key.clone(), args.rpc.clone());
+        let (channel, texts, tally, key, rpc) = (channel.clone(), Arc::clone(&texts), Arc::clone(&tally), args.api_key.clone(), args.rpc);
         callers.push(tokio::spawn(async move {
             let mut client = TriageClient::new(channel);
             let mut i = caller;
-            if rpc == "converse" {
+            if rpc == BenchRpc::Converse {
                 // One stream per caller; each turn awaited before the next, as a live platform.
                 let (tx, rx) = tokio::sync::mpsc::channel(1);
                 let mut replies = match client.converse(with_key(tokio_stream::wrappers::ReceiverStream::new(rx), &key)).await {
@@ -154,7 +154,7 @@ async fn drive(args: &BenchArgs, texts: Arc<Vec<String>>) -> anyhow::Result<Load
     t.latencies.sort();
     let pct = |p: f64| t.latencies.get(((t.latencies.len().max(1) - 1) as f64 * p).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1e3);
     Ok(LoadReport {
-        rpc: args.rpc.clone(),
+        rpc: value_name(&args.rpc),
         concurrency: args.concurrency as usize,
         seconds,
         ok: t.latencies.len(),

@@ -20,7 +20,7 @@ use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::ScoreArgs;
+use crate::config::{self, InputFormat, ScoreArgs};
 use crate::domain::conduct::ConductModel;
 use crate::domain::policy::Policy;
 use crate::infer::{Pipeline, PipelineConfig};
@@ -63,7 +63,7 @@ pub struct Totals {
 /// Runs `calmline score`: exit 0 when every record was scored, 1 when some failed (they are in
 /// the errors file), 130 when interrupted; an error when the run could not start.
 pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
-    let inputs = resolve_inputs(&args.inputs, &args.format)?;
+    let inputs = resolve_inputs(&args.inputs, args.format)?;
     let mut sink = Sink::open(args.out.as_deref(), args.resume)?;
     let policy = crate::domain::policy::Policy::load_or_embedded(args.policy.policy.as_deref())?;
     let policy_hash = policy.hash.clone();
@@ -77,10 +77,10 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         max_wait: Duration::from_millis(2),
     };
     let pipeline = Pipeline::start(Arc::new(classifier), Arc::new(conduct), config);
-    let show_progress = match args.progress.as_str() {
-        "always" => true,
-        "never" => false,
-        _ => std::io::stderr().is_terminal(),
+    let show_progress = match args.progress {
+        config::Progress::Always => true,
+        config::Progress::Never => false,
+        config::Progress::Auto => std::io::stderr().is_terminal(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let started = Instant::now();
@@ -112,11 +112,11 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     Ok(if totals.failed + sink.earlier_failures > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn resolve_inputs(given: &[PathBuf], format: &str) -> anyhow::Result<Vec<Input>> {
+fn resolve_inputs(given: &[PathBuf], format: InputFormat) -> anyhow::Result<Vec<Input>> {
     let forced = match format {
-        "jsonl" => Some(Format::Jsonl),
-        "csv" => Some(Format::Csv),
-        _ => None,
+        InputFormat::Jsonl => Some(Format::Jsonl),
+        InputFormat::Csv => Some(Format::Csv),
+        InputFormat::Auto => None,
     };
     let by_extension = |path: &Path| match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("jsonl" | "json" | "ndjson") => Some(Format::Jsonl),

@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::config::ServeArgs;
+use crate::config::{LogFormat, ServeArgs};
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    super::init_tracing(args.log_format == "json");
+    super::init_tracing(args.log_format == LogFormat::Json);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;

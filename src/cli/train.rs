@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::config::{DataArgs, EvalArgs, EvalConductArgs, EvalJudgementArgs, ExportExamplesArgs, TrainArgs};
+use crate::config::{DataArgs, EvalArgs, EvalConductArgs, EvalJudgementArgs, ExportExamplesArgs, ReportedSplit, TrainArgs, value_name};
 use crate::domain::policy::Policy;
 use crate::model::{Classifier, FeatureExtractor};
 use crate::train::{self, TrainOptions, datasets::Caps};
@@ -70,7 +70,10 @@ pub fn eval_judgement(args: &EvalJudgementArgs) -> anyhow::Result<ExitCode> {
     use train::judgement;
     let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
     let policy = Policy::load_or_embedded(args.policy.policy.as_deref())?;
-    let split = if args.split == "dev" { Split::Dev } else { Split::Test };
+    let split = match args.split {
+        ReportedSplit::Dev => Split::Dev,
+        ReportedSplit::Test => Split::Test,
+    };
     let cases = judgement::load_cases(&args.data.behaviour)?;
     let suite = judgement::run_suite(&classifier, &policy, &cases, split)?;
     let conversations = judgement::load_conversations(&args.conversations)?;
@@ -88,7 +91,7 @@ pub fn eval_judgement(args: &EvalJudgementArgs) -> anyhow::Result<ExitCode> {
         "offensive_public_tests": offensive_rows,
         "model_version": classifier.model_version(),
         "policy_hash": policy.hash,
-        "split": args.split,
+        "split": value_name(&args.split),
         "behaviour": suite,
         "conversations": dialogues,
         "neutral_flag_rates": rates,
