@@ -48,7 +48,7 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-/// One text, one head, compiled for AVX-512 where the CPU has it.
+/// One text, one head, compiled for AVX-512 or else AVX2 + FMA where the CPU has it.
 ///
 /// # Safety
 /// `out` points to `[total, hidden]` floats of which no other thread writes this span's rows
@@ -60,6 +60,12 @@ unsafe fn attend_one(p: &Projections, span: Span, head: usize, out: OutPtr) {
         unsafe { attend_one_avx512(p, span, head, out) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm::has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA; the rest is this function's contract.
+        unsafe { attend_one_avx2(p, span, head, out) };
+        return;
+    }
     // SAFETY: this function's contract.
     unsafe { attend_one_body::<0>(p, span, head, out) }
 }
@@ -69,6 +75,13 @@ unsafe fn attend_one(p: &Projections, span: Span, head: usize, out: OutPtr) {
 unsafe fn attend_one_avx512(p: &Projections, span: Span, head: usize, out: OutPtr) {
     // SAFETY (both): the caller's contract. The model's heads are 32 wide: a constant width keeps
     // a row's context in registers.
+    if p.dim == 32 { unsafe { attend_one_body::<32>(p, span, head, out) } } else { unsafe { attend_one_body::<0>(p, span, head, out) } }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_one_avx2(p: &Projections, span: Span, head: usize, out: OutPtr) {
+    // SAFETY (both): as `attend_one_avx512`.
     if p.dim == 32 { unsafe { attend_one_body::<32>(p, span, head, out) } } else { unsafe { attend_one_body::<0>(p, span, head, out) } }
 }
 
