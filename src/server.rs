@@ -122,7 +122,7 @@ pub async fn run(
         let classifier = crate::model::Classifier::load_from(&model.base_dir(), &model.models).context("loading the model")?;
         let conduct = ConductModel::embedded(&classifier.extractor).context("embedding the agent-conduct examples")?;
         let pipeline = Pipeline::start(Arc::new(classifier), Arc::new(conduct), config);
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, kernel = crate::model::gemm::kernel_name(), "model loaded");
         Ok(pipeline)
     })
     .await
