@@ -120,6 +120,12 @@ pub struct ServeArgs {
     /// Seconds a stream may stay silent before it is closed.
     #[arg(long, env = "CALMLINE_STREAM_IDLE_TIMEOUT_S", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub stream_idle_timeout_s: u64,
+    /// Seconds the drain may take after SIGTERM: health turns NOT_SERVING at once, unary calls
+    /// finish, every stream finishes its current turn and ends with UNAVAILABLE; connections
+    /// still open at the deadline are closed. Keep it under the orchestrator's grace period
+    /// (Kubernetes: 30 s).
+    #[arg(long, env = "CALMLINE_DRAIN_TIMEOUT_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub drain_timeout_s: u64,
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, env = "CALMLINE_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,

@@ -19,6 +19,7 @@ use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
 use crate::http::console::{self, ConsoleAssets};
 use crate::infer::{Pipeline, PipelineConfig};
 use crate::metrics as m;
+use crate::shutdown::CancellationToken;
 
 /// Texts of the warm-up batch: short and long, several scripts.
 const WARM_UP: &[&str] = &[
@@ -72,22 +73,26 @@ pub async fn run(
         max_streams: args.max_streams as usize,
         stream_idle_timeout: Duration::from_secs(args.stream_idle_timeout_s),
     };
-    let triage = TriageServer::new(Triage::new(Arc::clone(&pipeline_slot), Arc::clone(&policy), limits))
+    let stopping = CancellationToken::new();
+    let triage = TriageServer::new(Triage::new(Arc::clone(&pipeline_slot), Arc::clone(&policy), limits, stopping.clone()))
         .max_decoding_message_size(args.max_message_bytes)
         .max_encoding_message_size(args.max_message_bytes.max(16 * 1024 * 1024));
 
     // Shutdown comes from the caller or from a failed start-up.
     let (abort_tx, abort_rx) = tokio::sync::oneshot::channel::<()>();
     let drain_health = health.clone();
+    let drain_started = stopping.clone();
     let shutdown_signal = async move {
         tokio::select! {
             _ = shutdown => {}
             _ = abort_rx => {}
         }
         tracing::info!("shutting down: refusing new work, draining in-flight requests");
+        drain_started.cancel();
         drain_health.set_not_serving::<TriageServer<Triage>>().await;
         drain_health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
     };
+    let drain_timeout = Duration::from_secs(args.drain_timeout_s);
     // The console's browser speaks gRPC-web over HTTP/1.1; without it the server stays HTTP/2 only.
     let mut builder = Server::builder().accept_http1(args.console).layer(console::EntryLayer { enabled: args.console });
     if let Some(tls) = tls {
@@ -136,9 +141,16 @@ pub async fn run(
         }
     };
     let warm_started = Instant::now();
-    let admitted = pipeline.admit_wait().await?;
-    pipeline.score(&admitted, WARM_UP, None).await.context("warming up the model")?;
-    drop(admitted);
+    let warmed = async {
+        let admitted = pipeline.admit_wait().await?;
+        pipeline.score(&admitted, WARM_UP, None).await.map(drop)
+    };
+    if let Err(e) = warmed.await {
+        // Stop the listener before returning, as when loading fails.
+        let _ = abort_tx.send(());
+        let _ = server.await;
+        return Err(anyhow::Error::new(e).context("warming up the model"));
+    }
     tracing::info!(elapsed_ms = warm_started.elapsed().as_millis() as u64, "warm-up done");
     release_load_garbage();
     let _ = pipeline_slot.set(pipeline);
@@ -147,7 +159,21 @@ pub async fn run(
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
     tracing::info!("SERVING");
 
-    let result = server.await.context("the server task panicked")?;
+    // The drain ends when the last connection closes, or at the deadline: connections still
+    // open then (a silent peer, a half-sent call) are dropped with the server task.
+    let mut server = server;
+    let deadline = async {
+        stopping.cancelled().await;
+        tokio::time::sleep(drain_timeout).await;
+    };
+    let result = tokio::select! {
+        finished = &mut server => finished.context("the server task panicked")?,
+        () = deadline => {
+            server.abort();
+            tracing::warn!(drain_timeout_s = drain_timeout.as_secs(), "the drain deadline passed: closing the connections still open");
+            Ok(())
+        }
+    };
     if let Some(task) = metrics_task {
         task.abort();
     }

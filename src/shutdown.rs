@@ -1,7 +1,21 @@
-//! When to stop: the process's termination signals.
+//! When to stop, and telling everyone: the process's termination signals, and the token every
+//! handler and stream watches (cancelled when the drain begins).
+
+pub use tokio_util::sync::CancellationToken;
+
+/// Completes on the first ctrl-c or SIGTERM, which starts the drain; a second one exits the
+/// process at once (an operator who asks twice does not want to wait for the drain).
+pub async fn signal() {
+    one_signal().await;
+    tokio::spawn(async {
+        one_signal().await;
+        eprintln!("second signal: exiting without finishing the drain");
+        std::process::exit(130);
+    });
+}
 
 /// Completes on ctrl-c or SIGTERM.
-pub async fn signal() {
+async fn one_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -21,6 +21,7 @@ use crate::domain::policy::{ConversationState, Policy};
 use crate::error::Error;
 use crate::infer::Pipeline;
 use crate::metrics as m;
+use crate::shutdown::CancellationToken;
 use convert::Versions;
 
 /// The generated protobuf types and service stubs (`proto/calmline/v1/triage.proto`).
@@ -50,11 +51,13 @@ pub struct Triage {
     policy: Arc<Policy>,
     limits: Limits,
     streams: Arc<Semaphore>,
+    /// Cancelled when the drain begins.
+    stopping: CancellationToken,
 }
 
 impl Triage {
-    pub fn new(pipeline: Arc<OnceLock<Pipeline>>, policy: Arc<Policy>, limits: Limits) -> Self {
-        Triage { pipeline, policy, limits, streams: Arc::new(Semaphore::new(limits.max_streams)) }
+    pub fn new(pipeline: Arc<OnceLock<Pipeline>>, policy: Arc<Policy>, limits: Limits, stopping: CancellationToken) -> Self {
+        Triage { pipeline, policy, limits, streams: Arc::new(Semaphore::new(limits.max_streams)), stopping }
     }
 
     /// A slot for one more open stream, or RESOURCE_EXHAUSTED at once.
@@ -82,12 +85,21 @@ fn versions<'a>(pipeline: &'a Pipeline, policy: &'a Policy) -> Versions<'a> {
 }
 
 /// The next message of a stream, or DEADLINE_EXCEEDED when the client stays silent too long.
-async fn next_message<T>(inbound: &mut Streaming<T>, idle: Duration) -> Result<Option<T>, Status> {
-    match tokio::time::timeout(idle, inbound.message()).await {
-        Ok(message) => message,
-        Err(_) => Err(Status::deadline_exceeded(format!("nothing received for {} s: the stream is closed (idle limit)", idle.as_secs()))),
+async fn next_message<T>(inbound: &mut Streaming<T>, idle: Duration, stopping: &CancellationToken) -> Result<Option<T>, Status> {
+    tokio::select! {
+        // A stream waiting for its next message when the drain begins ends at once; one in the
+        // middle of a turn gets here after answering it.
+        biased;
+        () = stopping.cancelled() => Err(Status::unavailable(SHUTTING_DOWN)),
+        message = tokio::time::timeout(idle, inbound.message()) => match message {
+            Ok(message) => message,
+            Err(_) => Err(Status::deadline_exceeded(format!("nothing received for {} s: the stream is closed (idle limit)", idle.as_secs()))),
+        },
     }
 }
+
+/// What a stream open at shutdown ends with (UNAVAILABLE: another instance can take it).
+pub const SHUTTING_DOWN: &str = "server shutting down; reconnect";
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -145,12 +157,13 @@ impl pb::triage_server::Triage for Triage {
         let policy = Arc::clone(&self.policy);
         let deadline = status::deadline(request.metadata(), opened);
         let idle = self.limits.stream_idle_timeout;
+        let stopping = self.stopping.clone();
         let mut inbound = request.into_inner();
         let stream = respond_in_stream("Converse", opened, move |tx| async move {
             let _slot = slot;
             let mut state = ConversationState::default();
             let mut locale = String::new();
-            while let Some(message) = next_message(&mut inbound, idle).await? {
+            while let Some(message) = next_message(&mut inbound, idle, &stopping).await? {
                 let started = Instant::now();
                 if locale.is_empty() {
                     locale = message.locale;
@@ -180,10 +193,11 @@ impl pb::triage_server::Triage for Triage {
         let policy = Arc::clone(&self.policy);
         let deadline = status::deadline(request.metadata(), opened);
         let idle = self.limits.stream_idle_timeout;
+        let stopping = self.stopping.clone();
         let mut inbound = request.into_inner();
         let stream = respond_in_stream("ScoreTranscripts", opened, move |tx| async move {
             let _slot = slot;
-            while let Some(message) = next_message(&mut inbound, idle).await? {
+            while let Some(message) = next_message(&mut inbound, idle, &stopping).await? {
                 let started = Instant::now();
                 let (id, agent_id) = (message.id.clone(), message.agent_id.clone());
                 // A transcript that cannot be scored gets a report with its error; the stream
