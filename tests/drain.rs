@@ -16,9 +16,10 @@ fn free_port() -> u16 {
 }
 
 /// The server on a free port, and a client once it answers with a model.
+#[expect(clippy::zombie_processes, reason = "the child goes to the caller, which waits for it (or kills and waits)")]
 async fn serve(drain_timeout_s: u64) -> (Child, u16, TriageClient<tonic::transport::Channel>) {
     let port = free_port();
-    let server = Command::new(env!("CARGO_BIN_EXE_calmline"))
+    let mut server = Command::new(env!("CARGO_BIN_EXE_calmline"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--drain-timeout-s", &drain_timeout_s.to_string()])
         .stdout(Stdio::null())
@@ -33,7 +34,11 @@ async fn serve(drain_timeout_s: u64) -> (Child, u16, TriageClient<tonic::transpo
                 return (server, port, c);
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "server never became ready");
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = server.kill();
+            let _ = server.wait();
+            panic!("server never became ready");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -50,7 +55,8 @@ async fn exit_within(server: &mut Child, limit: Duration) -> (Option<i32>, Durat
             return (status.code(), started.elapsed());
         }
         if started.elapsed() > limit {
-            server.kill().unwrap();
+            let _ = server.kill();
+            let _ = server.wait();
             panic!("the server was still running {limit:?} after SIGTERM");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
