@@ -535,8 +535,8 @@ mod avx512 {
 /// CPUs): the same panels, 8 values a register. AVX2 has 16 registers, so a panel is taken in
 /// thirds of 16 columns (two registers): six rows × two = 12 accumulators, two weight
 /// registers and a broadcast fit without spilling — the classic 6×16 shape of AVX2 SGEMM
-/// kernels. Measured on the model's shapes: whole-panel tiles of two rows, and half-panel tiles
-/// of four, both spilled accumulators to the stack and ran 1.4–2× slower.
+/// kernels. Whole-panel tiles of two rows and half-panel tiles of four both spilled
+/// accumulators to the stack (a whole analysis took 1.25× and 1.04× as long; BENCHMARKS.md).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
