@@ -259,6 +259,14 @@ pub struct DataArgs {
     /// Leave the neutral sets (negatives in many languages) out.
     #[arg(long)]
     pub no_neutral: bool,
+    /// The conversations with gold labels and actions per customer turn (see
+    /// data/conversations/README.md): their dev turns calibrate the thresholds, their test turns
+    /// are reported by `eval-judgement`.
+    #[arg(long, env = "CALMLINE_CONVERSATIONS", default_value = "data/conversations")]
+    pub conversations: PathBuf,
+    /// Leave the conversations' dev turns out of the calibration.
+    #[arg(long)]
+    pub no_conversations: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -300,9 +308,6 @@ pub struct EvalJudgementArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// The conversations with gold actions (see data/conversations/README.md).
-    #[arg(long, default_value = "data/conversations")]
-    pub conversations: PathBuf,
     /// `test` (the reported numbers) or `dev` (while tuning).
     #[arg(long, value_enum, default_value_t = ReportedSplit::Test)]
     pub split: ReportedSplit,

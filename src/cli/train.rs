@@ -76,7 +76,7 @@ pub fn eval_judgement(args: &EvalJudgementArgs) -> anyhow::Result<ExitCode> {
     };
     let cases = judgement::load_cases(&args.data.behaviour)?;
     let suite = judgement::run_suite(&classifier, &policy, &cases, split)?;
-    let conversations = judgement::load_conversations(&args.conversations)?;
+    let conversations = judgement::load_conversations(&args.data.conversations)?;
     let dialogues = judgement::run_conversations(&classifier, &policy, &conversations, split)?;
     let opts = train_options(&args.data, 0, 0.0, 0.0);
     // Every split is embedded (only the test split counts) so the features cached by `train` serve.
@@ -143,6 +143,7 @@ fn train_options(data: &DataArgs, steps: usize, learning_rate: f64, l2: f64) -> 
         indomain: (!data.no_indomain).then(|| data.indomain.clone()),
         behaviour: (!data.no_behaviour).then(|| data.behaviour.clone()),
         neutral: !data.no_neutral,
+        conversations: (!data.no_conversations).then(|| data.conversations.clone()),
         project_weight: 1.0,
     }
 }

@@ -201,6 +201,27 @@ pub fn load_conversations(dir: &Path) -> Result<Vec<GoldConversation>> {
     read_jsonl_folder(dir)
 }
 
+/// The source name of the conversations' customer turns.
+pub const CONVERSATIONS_SOURCE: &str = "calmline_conversations";
+
+/// The customer turns of the dev conversations as examples: every label annotated (a turn's
+/// gold lists all that apply). Only the dev split: they calibrate thresholds on the short,
+/// realistic replies (confirmations, IDs, thanks) that the public sets lack, and never train
+/// the head (it fits the train split); the test conversations stay for `eval-judgement`.
+pub fn conversation_dev_examples(dir: &Path) -> Result<Vec<Example>> {
+    let mut examples = Vec::new();
+    for c in load_conversations(dir)?.into_iter().filter(|c| c.split == Split::Dev) {
+        let base = crate::model::head::base_language(&c.locale);
+        let lang = static_lang(&base).with_context(|| format!("{}: unexpected locale {}", c.id, c.locale))?;
+        for turn in c.turns.into_iter().filter(|t| t.speaker == "customer") {
+            let Some(gold) = turn.gold else { continue };
+            let targets = std::array::from_fn(|i| Some(gold.labels.iter().any(|l| l.index() == i)));
+            examples.push(Example { source: CONVERSATIONS_SOURCE, lang, split: Split::Dev, text: turn.text, targets });
+        }
+    }
+    Ok(examples)
+}
+
 /// Per-turn results over customer turns.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct TurnTally {

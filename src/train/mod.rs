@@ -40,13 +40,15 @@ pub struct TrainOptions {
     pub behaviour: Option<PathBuf>,
     /// Whether the neutral sets of `data_dir` are loaded (as negatives, and for flag rates).
     pub neutral: bool,
+    /// The gold conversations (`data/conversations/`), when their dev turns are to calibrate.
+    pub conversations: Option<PathBuf>,
     /// Weight of each of the project's own turns (in-domain and behaviour suite) in the head's
     /// loss, against 1 for a public text.
     pub project_weight: f32,
 }
 
 /// Every example the options ask for: the public sets, capped, the neutral sets, the
-/// in-domain turns and the behaviour suite.
+/// in-domain turns, the behaviour suite and the gold conversations' dev turns.
 pub fn load_examples(opts: &TrainOptions) -> Result<Vec<Example>> {
     let mut examples = datasets::load_all(&opts.data_dir, opts.caps)?;
     if opts.neutral {
@@ -57,6 +59,9 @@ pub fn load_examples(opts: &TrainOptions) -> Result<Vec<Example>> {
     }
     if let Some(dir) = &opts.behaviour {
         examples.extend(judgement::behaviour_examples(dir)?);
+    }
+    if let Some(dir) = &opts.conversations {
+        examples.extend(judgement::conversation_dev_examples(dir)?);
     }
     Ok(examples)
 }
