@@ -114,17 +114,16 @@ use calmline::domain::policy::Policy;
 use calmline::train::datasets::Split;
 use calmline::train::judgement;
 
-// What the default (`e5-small-q4+lora6-5+judgement-2`) measured on the test splits, less a
-// small margin (models/eval-judgement.md): labels 60%, actions 66%, neutral turns 62% or more in
-// every language, conversation accuracy 74.0%, false alarms 3.5%. The suite's second round
-// (2026-12-03: 371 cases in hu, he, pt, tr aimed at the cells the model failed most) took the same
-// model to labels 57.4%, actions 63.1% on the enlarged test split: the suite got harder, not the
-// model worse; the floors follow that measurement.
-const SUITE_LABEL_FLOOR: f64 = 0.56;
-const SUITE_ACTION_FLOOR: f64 = 0.61;
-const NEUTRAL_FLOOR: f64 = 0.6;
-const CONVERSATION_ACCURACY_FLOOR: f64 = 0.72;
-const CONVERSATION_FALSE_ALARM_CEILING: f64 = 0.045;
+// What the default (`e5-small-q4+lora6-6+judgement-4`, 2026-12-03) measured on the test splits,
+// less a small margin (models/eval-judgement.md): labels 72.2%, actions 75.6% on the suite's
+// 1,830 test cases, neutral turns 75% or more in every language, conversation accuracy 77.0%,
+// false alarms 3.5% (17 of 491). The previous default (judgement-2) measured 57.4% / 63.1% on the
+// same cases.
+const SUITE_LABEL_FLOOR: f64 = 0.70;
+const SUITE_ACTION_FLOOR: f64 = 0.735;
+const NEUTRAL_FLOOR: f64 = 0.7;
+const CONVERSATION_ACCURACY_FLOOR: f64 = 0.75;
+const CONVERSATION_FALSE_ALARM_CEILING: f64 = 0.04;
 
 fn suite() -> judgement::SuiteReport {
     let cases = judgement::load_cases(Path::new("data/behaviour")).expect("data/behaviour");
