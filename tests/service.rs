@@ -62,9 +62,10 @@ async fn health_goes_from_not_serving_to_serving_and_shutdown_drains() {
     assert_eq!(seen.first(), Some(&tonic_health::pb::health_check_response::ServingStatus::NotServing), "{seen:?}");
     assert_eq!(seen.last(), Some(&tonic_health::pb::health_check_response::ServingStatus::Serving));
 
-    // A conversation in flight when shutdown starts is still answered, turn by turn, until the
-    // client ends it. A stream (not a unary call) so the test knows, rather than hopes, that the
-    // request reached the server before the shutdown began.
+    // A conversation open when shutdown starts ends with UNAVAILABLE once it has no turn in
+    // hand (the drain, docs/RELIABILITY.md): the client reconnects to another instance rather
+    // than hold this one past its drain deadline. A stream (not a unary call) so the test knows,
+    // rather than hopes, that the request reached the server before the shutdown began.
     let mut client = server.client().await;
     let (turns, rx) = tokio::sync::mpsc::channel(2);
     turns.send(pb::ConverseRequest { turn: Some(customer("Where is my parcel?")), locale: "en".into() }).await.unwrap();
@@ -82,10 +83,10 @@ async fn health_goes_from_not_serving_to_serving_and_shutdown_drains() {
     }
     drop(watch); // an open Watch stream would hold the drain open
 
-    turns.send(pb::ConverseRequest { turn: Some(customer("It was due on Monday.")), locale: "en".into() }).await.unwrap();
+    let status = answers.message().await.expect_err("the idle stream ends with a status when the drain begins");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), calmline::grpc::SHUTTING_DOWN);
     drop(turns);
-    assert!(answers.message().await.unwrap().is_some(), "a turn sent while draining is answered");
-    assert!(answers.message().await.unwrap().is_none(), "the stream ends cleanly");
     stopping.await.unwrap().unwrap();
 }
 
