@@ -30,12 +30,16 @@ async fn api_keys_let_in_only_known_keys_and_metrics_show_only_their_names() {
     let mut bearer = tonic::Request::new(pb::GetInfoRequest {});
     bearer.metadata_mut().insert("authorization", "Bearer acme-Xy7-secret".parse().unwrap());
     assert!(!client.get_info(bearer).await.unwrap().into_inner().labels.is_empty());
+    // The scheme is case-insensitive (RFC 7235).
+    let mut shouted = tonic::Request::new(pb::GetInfoRequest {});
+    shouted.metadata_mut().insert("authorization", "BEARER acme-Xy7-secret".parse().unwrap());
+    assert!(client.get_info(shouted).await.is_ok());
     let mut header = tonic::Request::new(pb::AnalyzeRequest { turn: Some(common::customer("Where is my parcel?")), ..Default::default() });
     header.metadata_mut().insert("x-api-key", "qa-secret".parse().unwrap());
     assert!(client.analyze(header).await.is_ok());
 
     let metrics = server.scrape().await;
-    assert!(metrics.contains("calmline_authenticated_requests_total{client=\"acme\"} 1"), "{metrics}");
+    assert!(metrics.contains("calmline_authenticated_requests_total{client=\"acme\"} 2"), "{metrics}");
     assert!(metrics.contains("calmline_authenticated_requests_total{client=\"qa\"} 1"));
     assert!(metrics.contains("calmline_auth_failures_total{reason=\"missing\"} 1"));
     assert!(metrics.contains("calmline_auth_failures_total{reason=\"unknown\"} 1"));

@@ -7,7 +7,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -42,6 +43,38 @@ struct StoredKey {
 #[derive(Clone, Default)]
 pub struct ApiKeys {
     keys: Arc<Vec<StoredKey>>,
+    /// Refusals of unknown keys are logged at most once per `REFUSAL_LOG_EVERY` (a flood of bad
+    /// keys must not flood the log; the metric counts every one).
+    refusals: Arc<RefusalLog>,
+}
+
+/// How often a refusal of an unknown key may reach the log.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts refusals and says when one may be logged, with how many went unlogged before it.
+#[derive(Default)]
+struct RefusalLog {
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl RefusalLog {
+    /// `Some(unlogged before this one)` when this refusal may be logged at `now`.
+    fn record(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, unlogged) = &mut *state;
+        if last.is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY) {
+            *unlogged += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(unlogged))
+    }
+}
+
+/// The credentials of an `authorization` header: `Bearer <key>`, the scheme in any case (RFC 7235).
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, credentials) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim_start())
 }
 
 /// `sha256:<hex>` of a key, the form the keys file stores (`calmline hash-key`).
@@ -82,7 +115,7 @@ impl ApiKeys {
         if keys.is_empty() {
             return Err(fail("no keys in the file".into()));
         }
-        Ok(ApiKeys { keys: Arc::new(keys) })
+        Ok(ApiKeys { keys: Arc::new(keys), refusals: Arc::default() })
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -111,7 +144,7 @@ impl ApiKeys {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(bearer)
             .or_else(|| request.metadata().get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::to_string);
         let Some(presented) = presented else {
@@ -126,7 +159,9 @@ impl ApiKeys {
             }
             None => {
                 metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "unknown").increment(1);
-                tracing::info!("refused a request with an unknown API key");
+                if let Some(unlogged) = self.refusals.record(Instant::now()) {
+                    tracing::info!(unlogged_since_last = unlogged, "refused a request with an unknown API key");
+                }
                 Err(Status::unauthenticated("unknown API key"))
             }
         }
@@ -172,6 +207,27 @@ mod tests {
         assert_eq!(keys.find("s3cret-acme"), Some("acme"));
         assert_eq!(keys.find("s3cret"), None);
         assert_eq!(keys.find(""), None);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        assert_eq!(bearer("Bearer k1"), Some("k1"));
+        assert_eq!(bearer("BEARER k1"), Some("k1"));
+        assert_eq!(bearer("bEaReR  k1"), Some("k1"));
+        assert_eq!(bearer("Basic k1"), None);
+        assert_eq!(bearer("Bearerk1"), None);
+    }
+
+    #[test]
+    fn refusals_are_logged_at_most_once_per_period_with_the_count_in_between() {
+        let log = RefusalLog::default();
+        let start = Instant::now();
+        assert_eq!(log.record(start), Some(0));
+        for i in 1..=1000 {
+            assert_eq!(log.record(start + Duration::from_millis(i)), None);
+        }
+        assert_eq!(log.record(start + REFUSAL_LOG_EVERY), Some(1000));
+        assert_eq!(log.record(start + REFUSAL_LOG_EVERY + Duration::from_secs(1)), None);
     }
 
     #[test]
