@@ -6,16 +6,16 @@ pub use tokio_util::sync::CancellationToken;
 /// Completes on the first ctrl-c or SIGTERM, which starts the drain; a second one exits the
 /// process at once (an operator who asks twice does not want to wait for the drain).
 pub async fn signal() {
-    one_signal().await;
+    termination().await;
     tokio::spawn(async {
-        one_signal().await;
+        termination().await;
         eprintln!("second signal: exiting without finishing the drain");
         std::process::exit(130);
     });
 }
 
-/// Completes on ctrl-c or SIGTERM.
-async fn one_signal() {
+/// Completes on ctrl-c or SIGTERM (on ctrl-c alone where SIGTERM cannot be watched).
+pub async fn termination() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -311,22 +311,6 @@ fn read_inputs(inputs: Vec<Input>, tx: mpsc::Sender<Item>, bytes: Arc<AtomicU64>
     }
 }
 
-/// Resolves when the run should stop: ctrl-c or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 async fn score_all(
     inputs: Vec<Input>,
     pipeline: Pipeline,
@@ -348,7 +332,7 @@ async fn score_all(
     let mut progress = Progress::new(show_progress, if stdin_used { None } else { Some(total_bytes) }, Arc::clone(&bytes));
     let mut totals = Totals::default();
     let mut window: VecDeque<Pending> = VecDeque::new();
-    let stopping = stop_signal();
+    let stopping = crate::shutdown::termination();
     tokio::pin!(stopping);
     loop {
         let item = tokio::select! {
