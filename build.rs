@@ -15,7 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(["calmline/v1/triage.proto"], ["proto"])?;
     std::fs::write(out_dir.join("calmline_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
     std::fs::write(out_dir.join("console_schema.js"), console_schema(&descriptors))?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
+    // The service and client decode with calmline's codec: malformed requests are INVALID_ARGUMENT.
+    tonic_prost_build::configure().build_client(true).build_server(true).codec_path("crate::grpc::codec::StrictCodec").compile_fds(descriptors)?;
     Ok(())
 }
 

@@ -402,3 +402,59 @@ async fn reflection_lists_the_services() {
         assert!(names.iter().any(|n| n == expected), "{expected} not in {names:?}");
     }
 }
+
+/// Bytes sent as they are, to put on the wire what no generated client would.
+#[derive(Clone, Copy, Default)]
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytes {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let bytes = bytes::Buf::chunk(buf).to_vec();
+        bytes::Buf::advance(buf, bytes.len());
+        Ok(Some(bytes))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_protobuf_is_the_clients_error() {
+    let server = common::start(&[]).await;
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    // A `turn` field whose length runs past the message; a turn whose text is not UTF-8.
+    let truncated = vec![0x0a, 0x7f, 0x12];
+    let not_utf8 = vec![0x0a, 0x03, 0x12, 0x01, 0xff];
+    for body in [truncated, not_utf8] {
+        grpc.ready().await.unwrap();
+        let path = http::uri::PathAndQuery::from_static("/calmline.v1.Triage/Analyze");
+        let status = grpc.unary(tonic::Request::new(body.clone()), path, RawBytes).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{body:?}: {status:?}");
+        assert!(status.message().contains("not valid protobuf"), "{status:?}");
+    }
+    // The server is unaffected.
+    let ok = pb::AnalyzeRequest { turn: Some(customer("Where is my parcel?")), ..Default::default() };
+    assert!(server.client().await.analyze(ok).await.is_ok());
+    server.stop().await.unwrap();
+}

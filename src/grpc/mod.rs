@@ -2,6 +2,7 @@
 //! reflection. Handlers validate, admit, call the core and convert; nothing else.
 
 pub mod auth;
+pub mod codec;
 pub mod convert;
 pub mod status;
 
