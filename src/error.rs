@@ -25,3 +25,25 @@ pub enum Error {
     #[error("inference failed; see the server log")]
     BatchFailed,
 }
+
+impl Error {
+    /// The same error with a validation message placed: "turn 3: text is empty".
+    pub fn at(self, place: &str) -> Error {
+        match self {
+            Error::Validation(message) => Error::Validation(format!("{place}: {message}")),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn a_validation_message_is_placed_once_and_other_errors_pass_through() {
+        let placed = Error::Validation("text is empty".into()).at("turn 3");
+        assert_eq!(placed.to_string(), "invalid input: turn 3: text is empty");
+        assert!(matches!(Error::DeadlineExceeded.at("turn 3"), Error::DeadlineExceeded));
+    }
+}

@@ -197,7 +197,7 @@ impl TranscriptInput {
             return Err(Error::Validation(format!("transcript has {} turns; the limit is {MAX_TURNS_PER_TRANSCRIPT}", self.turns.len())));
         }
         for (i, turn) in self.turns.iter().enumerate() {
-            turn.validate().map_err(|e| Error::Validation(format!("turn {i}: {}", e.to_string().trim_start_matches("invalid input: "))))?;
+            turn.validate().map_err(|e| e.at(&format!("turn {i}")))?;
         }
         Ok(())
     }

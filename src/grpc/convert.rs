@@ -62,7 +62,7 @@ pub fn turn(t: Option<pb::Turn>, what: &str) -> Result<TurnInput, Error> {
         }
     };
     let turn = TurnInput { speaker, text: t.text, lang: t.lang.filter(|l| !l.is_empty()) };
-    turn.validate().map_err(|e| Error::Validation(format!("{what}: {}", e.to_string().trim_start_matches("invalid input: "))))?;
+    turn.validate().map_err(|e| e.at(what))?;
     Ok(turn)
 }
 
