@@ -83,6 +83,18 @@ fn hash_split(text: &str) -> Split {
     }
 }
 
+/// The split of a text from a set with an official test file: its test, or, for its training
+/// file (which has no dev split), a tenth by hash as dev.
+fn official_split(text: &str, official_test: bool) -> Split {
+    if official_test {
+        Split::Test
+    } else if stable_hash(text).is_multiple_of(10) {
+        Split::Dev
+    } else {
+        Split::Train
+    }
+}
+
 pub(crate) fn csv_rows(path: &Path, delimiter: u8, has_headers: bool) -> Result<Vec<csv::StringRecord>> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -301,13 +313,7 @@ fn germeval(dir: &Path) -> Result<Vec<Example>> {
                 _ => continue,
             };
             // The official release has no dev split: a tenth of train, by text hash, serves.
-            let split = if official_test {
-                Split::Test
-            } else if stable_hash(&text).is_multiple_of(10) {
-                Split::Dev
-            } else {
-                Split::Train
-            };
+            let split = official_split(&text, official_test);
             out.push(Example { source: "germeval2018_de", lang: "de", split, text, targets: t });
         }
     }
@@ -340,13 +346,7 @@ fn tydip(dir: &Path) -> Result<Vec<Example>> {
         for row in csv_rows(&dir.join("binary").join(file), b',', true)? {
             let Ok(score) = row.get(1).unwrap_or("").parse::<f32>() else { continue };
             let text = row[0].to_string();
-            let split = if official_test {
-                Split::Test
-            } else if stable_hash(&text).is_multiple_of(10) {
-                Split::Dev
-            } else {
-                Split::Train
-            };
+            let split = official_split(&text, official_test);
             out.push(Example { source: "tydip_en", lang: "en", split, text, targets: targets(&[(Label::Rudeness, score < 0.0)]) });
         }
     }
@@ -399,13 +399,7 @@ fn hebemo(dir: &Path) -> Result<Vec<Example>> {
             if pairs.is_empty() {
                 continue;
             }
-            let split = if test {
-                Split::Test
-            } else if stable_hash(&text).is_multiple_of(10) {
-                Split::Dev
-            } else {
-                Split::Train
-            };
+            let split = official_split(&text, test);
             out.push(Example { source: "hebemo_he", lang: "he", split, text, targets: targets(&pairs) });
         }
     }
@@ -559,13 +553,7 @@ fn offenseval_tr(dir: &Path) -> Result<Vec<Example>> {
     let mut out = Vec::new();
     for row in csv_rows(&dir.join("offenseval-tr-training-v1.tsv"), b'\t', false)? {
         let (Some(text), Some(t)) = (row.get(1), row.get(2).and_then(olid)) else { continue };
-        out.push(Example {
-            source: "tr_offenseval2020_coltekin",
-            lang: "tr",
-            split: if stable_hash(text).is_multiple_of(10) { Split::Dev } else { Split::Train },
-            text: text.to_string(),
-            targets: t,
-        });
+        out.push(Example { source: "tr_offenseval2020_coltekin", lang: "tr", split: official_split(text, false), text: text.to_string(), targets: t });
     }
     let gold: std::collections::HashMap<String, String> = csv_rows(&dir.join("offenseval-tr-labela-v1.tsv"), b',', false)?
         .into_iter()
@@ -586,13 +574,7 @@ fn dkhate(dir: &Path) -> Result<Vec<Example>> {
     {
         for row in csv_rows(&dir.join(file), b'\t', true)? {
             let (Some(text), Some(t)) = (row.get(1), row.get(2).and_then(olid)) else { continue };
-            let split = if official_test {
-                Split::Test
-            } else if stable_hash(text).is_multiple_of(10) {
-                Split::Dev
-            } else {
-                Split::Train
-            };
+            let split = official_split(text, official_test);
             out.push(Example { source: "da_dkhate", lang: "da", split, text: text.to_string(), targets: t });
         }
     }
@@ -612,13 +594,7 @@ fn kocohub(dir: &Path) -> Result<Vec<Example>> {
                 _ => continue,
             };
             let text = row[0].to_string();
-            let split = if official_test {
-                Split::Test
-            } else if stable_hash(&text).is_multiple_of(10) {
-                Split::Dev
-            } else {
-                Split::Train
-            };
+            let split = official_split(&text, official_test);
             out.push(Example { source: "ko_kocohub_hate", lang: "ko", split, text, targets: t });
         }
     }
