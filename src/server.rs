@@ -105,7 +105,7 @@ pub async fn run(
     // the client's delayed ACK, ~40 ms on Linux loopback — more than the whole inference of a turn.
     // (tonic's `Server::tcp_nodelay` applies only when tonic binds the socket itself.)
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tokio::spawn(
+    let mut server = tokio::spawn(
         builder
             .add_service(health_service)
             .add_service(reflection)
@@ -161,7 +161,6 @@ pub async fn run(
 
     // The drain ends when the last connection closes, or at the deadline: connections still
     // open then (a silent peer, a half-sent call) are dropped with the server task.
-    let mut server = server;
     let deadline = async {
         stopping.cancelled().await;
         tokio::time::sleep(drain_timeout).await;

