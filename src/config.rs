@@ -256,6 +256,13 @@ pub struct DataArgs {
     /// Leave the behaviour suite out.
     #[arg(long)]
     pub no_behaviour: bool,
+    /// The project's training turns (see data/training/README.md): written like the behaviour
+    /// suite's cases, all for training.
+    #[arg(long, env = "CALMLINE_TRAINING", default_value = "data/training")]
+    pub training: PathBuf,
+    /// Leave the training turns out (to measure what they add).
+    #[arg(long)]
+    pub no_training: bool,
     /// Leave the neutral sets (negatives in many languages) out.
     #[arg(long)]
     pub no_neutral: bool,
@@ -290,7 +297,7 @@ pub struct TrainArgs {
     /// `adapters.safetensors`, e.g. `models`); they are copied beside the new head.
     #[arg(long)]
     pub adapters: Option<PathBuf>,
-    /// Weight of each of the project's own turns (data/indomain, data/behaviour) in the loss,
+    /// Weight of each of the project's own turns (data/indomain, data/behaviour, data/training) in the loss,
     /// against 1 for a text of a public set.
     #[arg(long, default_value_t = 1.0)]
     pub project_weight: f32,

@@ -142,6 +142,7 @@ fn train_options(data: &DataArgs, steps: usize, learning_rate: f64, l2: f64) -> 
         l2,
         indomain: (!data.no_indomain).then(|| data.indomain.clone()),
         behaviour: (!data.no_behaviour).then(|| data.behaviour.clone()),
+        training: (!data.no_training).then(|| data.training.clone()),
         neutral: !data.no_neutral,
         conversations: (!data.no_conversations).then(|| data.conversations.clone()),
         project_weight: 1.0,

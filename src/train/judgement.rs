@@ -18,6 +18,10 @@ use crate::model::Classifier;
 /// The source name of the behaviour suite's cases when they train or calibrate the head.
 pub const BEHAVIOUR_SOURCE: &str = "calmline_behaviour";
 
+/// The source name of the project's training turns (`data/training/`): cases written in the
+/// behaviour suite's format for training only, never scored.
+pub const TRAINING_SOURCE: &str = "calmline_training";
+
 /// Languages the suite is written in (its README).
 pub const SUITE_LANGUAGES: [&str; 12] = ["en", "hu", "he", "de", "es", "fr", "pt", "it", "pl", "tr", "ar", "ru"];
 
@@ -75,19 +79,30 @@ fn read_jsonl_folder<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<T
 /// The suite's cases as training examples: `must` positive, `must_not` negative, the rest
 /// unannotated. Test cases are kept as `Split::Test` (never trained on).
 pub fn behaviour_examples(dir: &Path) -> Result<Vec<Example>> {
-    Ok(load_cases(dir)?
-        .into_iter()
-        .map(|c| {
-            let mut targets = [None; LABEL_COUNT];
-            for l in &c.must {
-                targets[l.index()] = Some(true);
-            }
-            for l in &c.must_not {
-                targets[l.index()] = Some(false);
-            }
-            Example { source: BEHAVIOUR_SOURCE, lang: static_lang(&c.lang).expect("checked on load"), split: c.split, text: c.text, targets }
-        })
-        .collect())
+    Ok(load_cases(dir)?.into_iter().map(|c| case_example(BEHAVIOUR_SOURCE, c)).collect())
+}
+
+/// The project's training turns (`data/training/`) as examples; every one must be in the train
+/// split, so a case copied from the suite with its split cannot leak into training.
+pub fn training_examples(dir: &Path) -> Result<Vec<Example>> {
+    let cases = load_cases(dir)?;
+    if let Some(c) = cases.iter().find(|c| c.split != Split::Train) {
+        anyhow::bail!("{}: {} is not a training case (split {:?})", dir.display(), c.id, c.split);
+    }
+    Ok(cases.into_iter().map(|c| case_example(TRAINING_SOURCE, c)).collect())
+}
+
+/// One case as an example of `source`: `must` positive, `must_not` negative, the rest
+/// unannotated.
+fn case_example(source: &'static str, c: Case) -> Example {
+    let mut targets = [None; LABEL_COUNT];
+    for l in &c.must {
+        targets[l.index()] = Some(true);
+    }
+    for l in &c.must_not {
+        targets[l.index()] = Some(false);
+    }
+    Example { source, lang: static_lang(&c.lang).expect("checked on load"), split: c.split, text: c.text, targets }
 }
 
 /// Passes and totals.
@@ -449,4 +464,31 @@ pub fn offensive_markdown(rows: &[OffensiveRow]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_case(dir: &Path, split: &str) {
+        let line = format!(
+            r#"{{"id": "en-t0001", "lang": "en", "functionality": "neutral", "group": "en-t-g001", "split": "{split}", "text": "ok, done", "must": [], "must_not": ["rudeness"], "actions": ["NONE"]}}"#
+        );
+        std::fs::write(dir.join("en.jsonl"), line + "\n").unwrap();
+    }
+
+    #[test]
+    fn training_turns_train_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        write_case(dir.path(), "train");
+        let examples = training_examples(dir.path()).unwrap();
+        assert_eq!(examples.len(), 1);
+        assert_eq!((examples[0].source, examples[0].split), (TRAINING_SOURCE, Split::Train));
+        assert_eq!(examples[0].targets[Label::Rudeness.index()], Some(false));
+        assert_eq!(examples[0].targets[Label::Frustration.index()], None);
+
+        write_case(dir.path(), "test");
+        let refused = training_examples(dir.path()).unwrap_err().to_string();
+        assert!(refused.contains("en-t0001 is not a training case"), "{refused}");
+    }
 }

