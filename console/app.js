@@ -102,13 +102,28 @@ function labelChip(label, cls = "chip flag") {
   return el("span", { className: cls, dataset: { label } }, [text().labels[label] ?? label]);
 }
 
+/** The turn's text with the words behind its flags marked; offsets are in code points. */
+function bubble(value, spans) {
+  const chars = Array.from(value);
+  const parts = [];
+  let at = 0;
+  for (const s of [...spans].sort((a, b) => a.begin - b.begin)) {
+    if (s.begin < at || s.end <= s.begin || s.end > chars.length) continue;
+    parts.push(chars.slice(at, s.begin).join(""));
+    parts.push(el("mark", { title: text().labels[s.label] ?? s.label, dataset: { testid: "span", label: s.label } }, [chars.slice(s.begin, s.end).join("")]));
+    at = s.end;
+  }
+  parts.push(chars.slice(at).join(""));
+  return el("div", { className: "bubble", dir: "auto" }, parts);
+}
+
 function showTurn(turn, a) {
   const customer = a.speaker === "SPEAKER_CUSTOMER";
   const item = el("li", { className: `turn ${customer ? "customer" : "agent"}`, id: `turn-${a.turn_index}`, dataset: { testid: "turn", speaker: customer ? "customer" : "agent", index: a.turn_index } }, [
     el("div", { className: "who" }, [`#${a.turn_index} · ${customer ? text().customer : text().agent} · ${a.language}`,
       // The model card does not measure this language: the page says so beside it.
       ...(a.language_measured ? [] : [el("span", { className: "unmeasured", dataset: { testid: "unmeasured" }, title: text().unmeasuredWhy }, [` · ${text().unmeasured}`])])]),
-    el("div", { className: "bubble", dir: "auto" }, [turn.text]),
+    bubble(turn.text, a.guidance?.evidence?.spans ?? []),
   ]);
   const chips = el("div", { className: "chips" });
   if (customer) {

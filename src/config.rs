@@ -24,6 +24,10 @@ pub enum Command {
     Train(TrainArgs),
     /// Score the behaviour suite, the gold conversations and the neutral sets (what users see).
     EvalJudgement(EvalJudgementArgs),
+    /// Score the evidence spans on SemEval-2021 Task 5 (toxic spans), character F1.
+    EvalSpans(EvalSpansArgs),
+    /// Train the evidence spans' head on SemEval-2021 Task 5 (toxic spans), beside the label head.
+    TrainSpans(TrainSpansArgs),
     /// Re-score the held-out test splits with the committed head (the model card's numbers).
     Eval(EvalArgs),
     /// Write the training examples, tokenised, as JSON lines for the fine-tuning trainer
@@ -114,6 +118,10 @@ pub struct ServeArgs {
     /// already on their way (admitted and being tokenized); a lone text never waits.
     #[arg(long, env = "CALMLINE_MAX_WAIT_MS", default_value_t = 2)]
     pub max_wait_ms: u64,
+    /// Leave out the evidence spans (the words behind each flag of a flagged customer turn),
+    /// which cost one more encoder pass per flagged turn.
+    #[arg(long, env = "CALMLINE_NO_SPANS")]
+    pub no_spans: bool,
     /// Converse and ScoreTranscripts streams open at once; more are refused.
     #[arg(long, env = "CALMLINE_MAX_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams: u32,
@@ -221,6 +229,10 @@ pub struct ScoreArgs {
     /// Tokens per encoder batch.
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]
     pub max_batch_tokens: u32,
+    /// Leave out the evidence spans (the words behind each flag of a flagged customer turn),
+    /// which cost one more encoder pass per flagged turn.
+    #[arg(long)]
+    pub no_spans: bool,
     /// Progress on stderr: `auto` shows it on a terminal only.
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
@@ -320,6 +332,39 @@ pub struct EvalJudgementArgs {
     pub split: ReportedSplit,
     /// Where to write the report as JSON (Markdown goes to stdout).
     #[arg(long, default_value = "models/eval-judgement.json")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalSpansArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Folder holding the public data sets (see `../shared/data/MANIFEST.md`).
+    #[arg(long, env = "CALMLINE_DATA", default_value = "../shared/data")]
+    pub data: PathBuf,
+    /// Where to write the report as JSON.
+    #[arg(long, default_value = "models/eval-spans.json")]
+    pub out: PathBuf,
+    /// Score only the first this many posts of each split (a quicker estimate).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainSpansArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Folder holding the public data sets (see `../shared/data/MANIFEST.md`).
+    #[arg(long, env = "CALMLINE_DATA", default_value = "../shared/data")]
+    pub data: PathBuf,
+    /// Training posts read (from the start of tsd_train.csv).
+    #[arg(long, default_value_t = 3000)]
+    pub posts: usize,
+    /// Full-batch optimiser steps.
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    /// Where to write the report as JSON (the head goes beside the label head, in `--models`).
+    #[arg(long, default_value = "models/eval-spans.json")]
     pub out: PathBuf,
 }
 

@@ -13,7 +13,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const REQUESTS_TOTAL: &str = "calmline_requests_total";
 /// End-to-end handling time by `rpc`.
 pub const REQUEST_SECONDS: &str = "calmline_request_duration_seconds";
-/// Time per text in each `stage`: queue, tokenize, inference.
+/// Time per text in each `stage`: queue, tokenize, inference, spans (flagged turns only).
 pub const STAGE_SECONDS: &str = "calmline_stage_duration_seconds";
 /// Texts per encoder batch.
 pub const BATCH_SIZE: &str = "calmline_batch_size";

@@ -36,6 +36,7 @@ pub fn pipeline_config(args: &ServeArgs) -> PipelineConfig {
         max_batch_texts: args.max_batch_texts as usize,
         max_batch_tokens: args.max_batch_tokens as usize,
         max_wait: Duration::from_millis(args.max_wait_ms),
+        evidence_spans: !args.no_spans,
     }
 }
 

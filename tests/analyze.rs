@@ -200,3 +200,18 @@ fn readable_mode_prints_every_label_and_refuses_empty_text() {
     assert!(!out.status.success());
     assert!(String::from_utf8(out.stderr).unwrap().contains("text is empty"));
 }
+
+#[test]
+fn flagged_lines_carry_the_words_behind_their_flags() {
+    let input = "{\"id\": \"insult\", \"text\": \"You are a useless idiot, seriously.\"}\n{\"id\": \"calm\", \"text\": \"Thanks, that works now.\"}\n";
+    let (lines, _) = run_jsonl(input.as_bytes(), 8);
+    let text = "You are a useless idiot, seriously.";
+    let spans = lines[0]["spans"].as_array().expect("a spans array");
+    assert!(!spans.is_empty(), "{}", lines[0]);
+    let marked: Vec<String> = spans
+        .iter()
+        .map(|s| text.chars().skip(s["begin"].as_u64().unwrap() as usize).take((s["end"].as_u64().unwrap() - s["begin"].as_u64().unwrap()) as usize).collect())
+        .collect();
+    assert!(marked.iter().any(|w| w.contains("idiot") || w.contains("useless")), "{marked:?}");
+    assert_eq!(lines[1]["spans"], serde_json::json!([]), "an unflagged line has none");
+}

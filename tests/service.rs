@@ -121,6 +121,42 @@ async fn the_ladder_climbs_in_english_hungarian_and_hebrew() {
     }
 }
 
+/// The words a span marks, by its code-point offsets (checked against its byte offsets).
+fn marked(text: &str, span: &pb::Span) -> String {
+    let by_chars: String = text.chars().skip(span.begin as usize).take((span.end - span.begin) as usize).collect();
+    assert_eq!(by_chars, text[span.byte_begin as usize..span.byte_end as usize], "code points and bytes mark the same words");
+    by_chars
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insults_come_with_the_words_that_drove_them() {
+    let server = common::start(&[]).await;
+    let mut client = server.client().await;
+    for s in SCRIPTS {
+        let out = converse(&mut client, vec![customer(s.frustrated), customer(s.insult), customer(s.calm)], s.lang).await;
+        let spans = |a: &pb::Assessment| a.guidance.as_ref().unwrap().evidence.as_ref().unwrap().spans.clone();
+        let insult = spans(&out[1]);
+        // The span head learnt from English posts; on the suite's flagged insults it marks words
+        // in 93% (he) to 100% of them (the model card), and not in this Hebrew one.
+        assert!(!insult.is_empty() || s.lang == "he", "{}: an insult has spans", s.lang);
+        for span in &insult {
+            let words = marked(s.insult, span);
+            assert!(words.chars().any(char::is_alphanumeric), "{}: {words:?}", s.lang);
+            assert!(out[1].flags.contains(&span.label), "{}: spans go under a flagged label", s.lang);
+            assert!(span.score > 0.0 && span.score <= 1.0);
+        }
+        assert!(spans(&out[0]).is_empty() && spans(&out[2]).is_empty(), "{}: frustration or calm: no spans", s.lang);
+    }
+    let en = converse(&mut client, vec![customer(SCRIPTS[0].insult)], "en").await;
+    let words: Vec<String> = en[0].guidance.as_ref().unwrap().evidence.as_ref().unwrap().spans.iter().map(|sp| marked(SCRIPTS[0].insult, sp)).collect();
+    assert!(words.iter().any(|w| w.contains("useless") || w.contains("incompetent")), "{words:?}");
+
+    let quiet = common::start(&["--no-spans"]).await;
+    let mut client = quiet.client().await;
+    let out = converse(&mut client, vec![customer(SCRIPTS[0].insult)], "en").await;
+    assert!(out[0].guidance.as_ref().unwrap().evidence.as_ref().unwrap().spans.is_empty(), "--no-spans leaves them out");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_threat_goes_to_a_manager_at_once() {
     let server = common::start(&[]).await;

@@ -92,3 +92,36 @@ fn special_token_strings_in_a_text_are_text() {
     let inner = &ids[1..ids.len() - 1];
     assert!(!inner.contains(&bos) && !inner.contains(&eos) && inner.len() > 8, "{ids:?}");
 }
+
+/// The byte range of each token (`encode_with_offsets`) is the crate's on the same lines (whose
+/// normaliser changes many of them: full-width punctuation, a BOM, combining marks), but for the
+/// space before a word, which calmline leaves out.
+#[test]
+fn token_offsets_are_the_crates() {
+    let path = Path::new("models/base/tokenizer.json");
+    let ours = TextTokenizer::load(path, 512).unwrap();
+    let theirs = tokenizers::Tokenizer::from_file(path).unwrap();
+    let mut texts = data_lines(40);
+    texts.extend(
+        ["You are a complete idiot!", "  spaced   out  ", "מה קורה? תעביר אותי למנהל", "你们的服务太差了，真的", "ｆｕｌｌ e\u{301}gal 😡 ok"]
+            .map(String::from),
+    );
+    let (mut tokens, mut different) = (0usize, Vec::new());
+    for text in texts.iter().filter(|t| !SPECIALS.iter().any(|s| t.contains(s))) {
+        let (ids, offsets) = ours.encode_with_offsets(text).unwrap();
+        assert_eq!(ids, ours.encode(text).unwrap(), "the same ids as `encode` for {text:?}");
+        let full = format!("{PREFIX}{text}");
+        let expected = theirs.encode(full.as_str(), true).unwrap();
+        for (ours, &(from, to)) in offsets.iter().zip(expected.get_offsets()).skip(1) {
+            let from = from + full[from..to].len() - full[from..to].trim_start().len();
+            let theirs = (from >= PREFIX.len() && to > from).then(|| (from - PREFIX.len(), to - PREFIX.len()));
+            tokens += 1;
+            if *ours != theirs && theirs.is_some() {
+                different.push((text.clone(), *ours, theirs));
+            }
+        }
+    }
+    println!("{tokens} tokens compared");
+    assert!(tokens > 10_000, "only {tokens} tokens");
+    assert!(different.is_empty(), "{} of {tokens} tokens differ, e.g. {:?}", different.len(), &different[..different.len().min(3)]);
+}

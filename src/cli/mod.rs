@@ -23,6 +23,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::train(&args),
         Command::Eval(args) => train::eval(&args),
         Command::EvalJudgement(args) => train::eval_judgement(&args),
+        Command::EvalSpans(args) => train::eval_spans(&args),
+        Command::TrainSpans(args) => train::train_spans(&args),
         Command::ExportExamples(args) => train::export_examples(&args),
         Command::EvalConduct(args) => train::eval_conduct(&args),
         Command::HashKey => hash_key(),

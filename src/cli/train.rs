@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::config::{DataArgs, EvalArgs, EvalConductArgs, EvalJudgementArgs, ExportExamplesArgs, ReportedSplit, TrainArgs, value_name};
+use crate::config::{
+    DataArgs, EvalArgs, EvalConductArgs, EvalJudgementArgs, EvalSpansArgs, ExportExamplesArgs, ReportedSplit, TrainArgs, TrainSpansArgs, value_name,
+};
 use crate::domain::policy::Policy;
 use crate::model::{Classifier, FeatureExtractor};
 use crate::train::{self, TrainOptions, datasets::Caps};
@@ -62,6 +64,26 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let report = train::evaluate(&head, &data, train::datasets::Split::Test);
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("{}", report.to_markdown());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn eval_spans(args: &EvalSpansArgs) -> anyhow::Result<ExitCode> {
+    let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
+    let report = train::spans::evaluate(&classifier, &args.data, args.limit.unwrap_or(usize::MAX))?;
+    write_span_report(&args.out, classifier.model_version(), &report)
+}
+
+pub fn train_spans(args: &TrainSpansArgs) -> anyhow::Result<ExitCode> {
+    let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
+    let (head, report) = train::spans::train(&classifier, &args.data, args.posts, args.steps)?;
+    head.save(&args.model.models).context("saving the span head")?;
+    write_span_report(&args.out, classifier.model_version(), &report)
+}
+
+fn write_span_report(out: &std::path::Path, model_version: &str, report: &train::spans::SpanReport) -> anyhow::Result<ExitCode> {
+    let json = serde_json::to_string_pretty(&serde_json::json!({ "model_version": model_version, "semeval_2021_task5": report }))?;
+    std::fs::write(out, json.clone() + "\n")?;
+    println!("{json}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::domain::conduct::{AgentTurn, ConductKind, ConductModel};
 use crate::domain::labels::{Label, LabelScores};
 use crate::domain::policy::{Action, ConversationState, Guidance, Policy, Severity};
+use crate::domain::spans::Span;
 use crate::domain::text::{MAX_TEXT_BYTES, TextInput, validate};
 use crate::error::Error;
 use crate::metrics as m;
@@ -53,6 +54,9 @@ pub struct TurnAssessment {
     pub guidance: Option<Guidance>,
     /// Agent turns only: conduct flags (seed 003), in `ConductKind` order.
     pub conduct: Vec<ConductKind>,
+    /// Customer turns with flags only: the words that drove each flagged label (filled by
+    /// `Pipeline::add_spans`; empty when spans are off).
+    pub spans: Vec<Span>,
     #[serde(skip)]
     pub timings: StageTimings,
 }
@@ -142,6 +146,7 @@ pub fn assess(judges: Judges, state: &mut ConversationState, turn: &TurnInput, s
         thresholds_language,
         guidance,
         conduct,
+        spans: Vec::new(),
         timings: scored.timings,
     }
 }

@@ -7,4 +7,5 @@ pub mod conversation;
 pub mod labels;
 pub mod lang;
 pub mod policy;
+pub mod spans;
 pub mod text;

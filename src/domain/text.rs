@@ -29,6 +29,8 @@ pub struct Analysis {
     pub scores: Scores,
     pub flags: Vec<Label>,
     pub severity: Severity,
+    /// The words that drove the flags (see `domain::spans`).
+    pub spans: Vec<crate::domain::spans::Span>,
 }
 
 /// Label scores serialised as a map in label order, rounded to 4 decimals.
@@ -65,19 +67,24 @@ pub fn validate(input: &TextInput) -> Result<(), Error> {
 pub fn analyze(classifier: &Classifier, policy: &Policy, inputs: &[TextInput]) -> Result<Vec<Analysis>, Error> {
     let texts: Vec<&str> = inputs.iter().map(|i| i.text).collect();
     let scores = classifier.scores(&texts)?;
-    Ok(inputs
+    inputs
         .iter()
         .zip(scores)
         .map(|(input, scores)| {
             let language = input.lang.map(str::to_string).unwrap_or_else(|| crate::domain::lang::detect(input.text).to_string());
             let flags = classifier.head.flags(&scores, &language);
-            Analysis {
+            let spans = match (&classifier.spans, crate::domain::spans::span_label(&flags, &scores)) {
+                (Some(head), Some(label)) => crate::domain::spans::select(input.text, &classifier.word_scores(input.text)?, head.threshold, label),
+                _ => Vec::new(),
+            };
+            Ok(Analysis {
                 language_measured: classifier.head.is_measured(&language),
                 language,
                 severity: policy.severity_of(&flags, &scores),
                 scores: Scores(scores),
+                spans,
                 flags,
-            }
+            })
         })
-        .collect())
+        .collect()
 }

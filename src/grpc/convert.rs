@@ -7,6 +7,7 @@ use crate::domain::conversation::StageTimings;
 use crate::domain::conversation::{Incident, Speaker, TranscriptInput, TranscriptReport, TurnAssessment, TurnInput};
 use crate::domain::labels::Label;
 use crate::domain::policy::{Action, ConversationState, Guidance, Hint, Severity};
+use crate::domain::spans::Span;
 use crate::error::Error;
 use crate::model::head::Head;
 
@@ -93,15 +94,20 @@ fn hint(h: &Hint) -> pb::Hint {
     pb::Hint { text: h.text.clone(), locale: h.locale.clone() }
 }
 
-fn guidance(g: &Guidance, turn_index: u32) -> pb::Guidance {
+fn guidance(g: &Guidance, turn_index: u32, spans: &[Span]) -> pb::Guidance {
     pb::Guidance {
         action: action(g.action) as i32,
         hint: Some(hint(&g.hint)),
         rule_id: g.rule.clone(),
         source: g.source.clone(),
-        evidence: Some(pb::Evidence { labels: g.evidence.iter().map(|&l| label(l) as i32).collect(), turn_index }),
+        evidence: Some(pb::Evidence { labels: g.evidence.iter().map(|&l| label(l) as i32).collect(), turn_index, spans: spans.iter().map(span).collect() }),
         donts: g.donts.iter().map(|d| pb::Dont { rule_id: d.rule.clone(), source: d.source.clone(), hint: Some(hint(&d.hint)) }).collect(),
     }
+}
+
+fn span(s: &Span) -> pb::Span {
+    let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    pb::Span { label: label(s.label) as i32, begin: at(s.begin), end: at(s.end), byte_begin: at(s.byte_begin), byte_end: at(s.byte_end), score: s.score }
 }
 
 fn micros(d: std::time::Duration) -> u64 {
@@ -131,7 +137,7 @@ pub fn assessment(a: &TurnAssessment, head: &Head, versions: &Versions, total: s
         flags: a.flags.iter().map(|&l| label(l) as i32).collect(),
         severity: severity(a.severity) as i32,
         language: a.language.clone(),
-        guidance: a.guidance.as_ref().map(|g| guidance(g, a.turn_index)),
+        guidance: a.guidance.as_ref().map(|g| guidance(g, a.turn_index, &a.spans)),
         model_version: versions.model.to_string(),
         policy_hash: versions.policy_hash.to_string(),
         timings: Some(pb::Timings { queue_us: micros(queue), tokenize_us: micros(tokenize), inference_us: micros(inference), total_us: micros(total) }),

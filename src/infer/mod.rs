@@ -9,6 +9,8 @@
 //!   waits only while other texts are on their way (admitted, still being tokenized): a lone
 //!   text at low load runs at once. Texts whose caller has gone (cancelled, deadline passed) are
 //!   dropped from the batch.
+//! - Evidence spans (which words drove a flag) need the encoder's per-token outputs of one text:
+//!   the inference thread runs those requests between batches, one at a time.
 
 mod turns;
 
@@ -25,6 +27,7 @@ use crate::domain::labels::LabelScores;
 use crate::error::Error;
 use crate::metrics as m;
 use crate::model::encoder::l2_normalize;
+use crate::model::spans::WordScore;
 use crate::model::{Classifier, features_of};
 
 #[derive(Debug, Clone)]
@@ -38,11 +41,20 @@ pub struct PipelineConfig {
     pub max_batch_tokens: usize,
     /// How long the first text of a batch waits for company, when company is on its way.
     pub max_wait: Duration,
+    /// Whether flagged customer turns get evidence spans (one more encoder pass for each).
+    pub evidence_spans: bool,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { max_in_flight: 256, tokenizer_workers: 1, max_batch_texts: 32, max_batch_tokens: 8192, max_wait: Duration::from_millis(2) }
+        PipelineConfig {
+            max_in_flight: 256,
+            tokenizer_workers: 1,
+            max_batch_texts: 32,
+            max_batch_tokens: 8192,
+            max_wait: Duration::from_millis(2),
+            evidence_spans: true,
+        }
     }
 }
 
@@ -55,6 +67,13 @@ struct Job {
     text: String,
     reply: Reply,
     enqueued: Instant,
+    deadline: Option<Instant>,
+}
+
+/// A request for the toxic words of one text.
+struct SpansJob {
+    text: String,
+    reply: oneshot::Sender<Result<Vec<WordScore>, Error>>,
     deadline: Option<Instant>,
 }
 
@@ -78,6 +97,7 @@ impl Tokenized {
 pub struct Pipeline {
     admission: Arc<Semaphore>,
     to_tokenizers: Sender<Job>,
+    to_spans: Sender<SpansJob>,
     /// Texts queued for or in the tokenizers: the batcher waits for company only while some are.
     tokenizing: Arc<AtomicUsize>,
     classifier: Arc<Classifier>,
@@ -113,6 +133,8 @@ impl Pipeline {
     pub fn start(classifier: Arc<Classifier>, conduct: Arc<ConductModel>, config: PipelineConfig) -> Pipeline {
         let (to_tokenizers, tokenizer_rx) = bounded::<Job>(config.max_in_flight.max(1) * TEXTS_PER_REQUEST_IN_QUEUE);
         let (to_batcher, batch_rx) = bounded::<Tokenized>(config.max_batch_texts.max(1) * 4);
+        // An admitted request waits for its spans before it asks for more: never full.
+        let (to_spans, spans_rx) = bounded::<SpansJob>(config.max_in_flight.max(1));
         let tokenizing = Arc::new(AtomicUsize::new(0));
         for i in 0..config.tokenizer_workers.max(1) {
             let (rx, tx, count) = (tokenizer_rx.clone(), to_batcher.clone(), Arc::clone(&tokenizing));
@@ -129,9 +151,9 @@ impl Pipeline {
         let on_the_way = Arc::clone(&tokenizing);
         std::thread::Builder::new()
             .name("calmline-infer".into())
-            .spawn(move || inference_loop(&worker_classifier, &worker_config, batch_rx, &on_the_way))
+            .spawn(move || inference_loop(&worker_classifier, &worker_config, batch_rx, spans_rx, &on_the_way))
             .expect("spawning the inference thread");
-        Pipeline { admission: Arc::new(Semaphore::new(config.max_in_flight)), to_tokenizers, tokenizing, classifier, conduct, config }
+        Pipeline { admission: Arc::new(Semaphore::new(config.max_in_flight)), to_tokenizers, to_spans, tokenizing, classifier, conduct, config }
     }
 
     pub fn classifier(&self) -> &Classifier {
@@ -209,6 +231,42 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Each word's toxic probability for one text of an admitted request (see `model::spans`),
+    /// computed on the inference thread between batches.
+    pub async fn word_scores(&self, _admitted: &Admitted, text: &str, deadline: Option<Instant>) -> Result<Vec<WordScore>, Error> {
+        let (reply, rx) = oneshot::channel();
+        let job = SpansJob { text: text.to_string(), reply, deadline };
+        self.to_spans.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => Error::Overloaded(self.config.max_in_flight),
+            TrySendError::Disconnected(_) => Error::Unavailable("the inference pipeline has stopped".into()),
+        })?;
+        let answer = async { rx.await.map_err(|_| Error::Unavailable("the inference pipeline has stopped".into()))? };
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), answer).await.map_err(|_| Error::DeadlineExceeded)?,
+            None => answer.await,
+        }
+    }
+}
+
+fn run_spans(classifier: &Classifier, job: SpansJob) {
+    if job.reply.is_closed() {
+        return;
+    }
+    if job.deadline.is_some_and(|d| Instant::now() >= d) {
+        metrics::counter!(m::DROPPED_TOTAL).increment(1);
+        let _ = job.reply.send(Err(Error::DeadlineExceeded));
+        return;
+    }
+    let started = Instant::now();
+    let result = classifier.word_scores(&job.text);
+    metrics::histogram!(m::STAGE_SECONDS, "stage" => "spans").record(started.elapsed().as_secs_f64());
+    let _ = job.reply.send(result.map_err(|e| {
+        tracing::error!(error = %e, "evidence spans failed");
+        Error::BatchFailed
+    }));
+}
+
 fn tokenize_loop(tokenizer: &crate::model::tokenizer::TextTokenizer, jobs: Receiver<Job>, to_batcher: Sender<Tokenized>, tokenizing: &AtomicUsize) {
     for job in jobs {
         // Uncounted just before it reaches the batcher's queue (or is answered here). Not after:
@@ -249,9 +307,30 @@ impl Drop for Uncount<'_> {
     }
 }
 
-fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Receiver<Tokenized>, tokenizing: &AtomicUsize) {
+fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Receiver<Tokenized>, spans: Receiver<SpansJob>, tokenizing: &AtomicUsize) {
     let tokens = |t: &Tokenized| t.windows.iter().map(Vec::len).sum::<usize>();
-    while let Ok(first) = queue.recv() {
+    let mut spans_open = true;
+    loop {
+        let first = if spans_open {
+            crossbeam_channel::select! {
+                recv(queue) -> t => match t {
+                    Ok(t) => t,
+                    Err(_) => return,
+                },
+                recv(spans) -> job => {
+                    match job {
+                        Ok(job) => run_spans(classifier, job),
+                        Err(_) => spans_open = false,
+                    }
+                    continue;
+                }
+            }
+        } else {
+            match queue.recv() {
+                Ok(t) => t,
+                Err(_) => return,
+            }
+        };
         let gather_until = Instant::now() + config.max_wait;
         let mut batch_tokens = tokens(&first);
         let mut batch = vec![first];

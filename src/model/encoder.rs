@@ -285,6 +285,45 @@ impl Encoder {
         Ok(last.into_iter().zip(upper).zip(stable).map(|((last, upper), stable)| Pooled { last, upper, stable }).collect())
     }
 
+    /// Each sequence's per-token outputs: the last layer and the average of the
+    /// `UPPER_LAYERS`, each row L2-normalised and the two joined (`2 × hidden` per token) — the
+    /// token-level counterpart of the head's `FEATURES`, which the span head reads.
+    pub fn token_features(&self, sequences: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>, EncoderError> {
+        if sequences.is_empty() {
+            return Ok(Vec::new());
+        }
+        let p = self.pack(sequences)?;
+        let mut x = p.x.clone();
+        let mut upper_sum: Option<Tensor> = None;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = self.packed_layer(layer, &p, &x)?;
+            if UPPER_LAYERS.contains(&i) {
+                upper_sum = Some(match upper_sum {
+                    None => x.clone(),
+                    Some(sum) => (sum + &x)?,
+                });
+            }
+        }
+        let upper = upper_sum.ok_or_else(|| EncoderError::Shape("no upper layers were pooled".into()))?;
+        let hidden = self.hidden;
+        let (last, upper) = (with_values(&x, |v| v.to_vec())?, with_values(&upper, |v| v.to_vec())?);
+        Ok(p.spans
+            .iter()
+            .map(|span| {
+                (span.start..span.start + span.len)
+                    .map(|row| {
+                        let mut a = last[row * hidden..(row + 1) * hidden].to_vec();
+                        let mut b = upper[row * hidden..(row + 1) * hidden].to_vec();
+                        l2_normalize(&mut a);
+                        l2_normalize(&mut b);
+                        a.extend_from_slice(&b);
+                        a
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
     /// Each text's mean over its own rows of `x` ([total, hidden]), times `scale`.
     fn span_means(&self, x: &Tensor, spans: &[Span], scale: f32) -> Result<Vec<Vec<f32>>, EncoderError> {
         let hidden = self.hidden;

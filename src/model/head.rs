@@ -164,12 +164,16 @@ impl Head {
 
     /// Sigmoid probability per label for one feature vector.
     pub fn scores(&self, features: &[f32]) -> LabelScores {
+        LabelScores(self.logits(features).map(|logit| 1.0 / (1.0 + (-logit).exp())))
+    }
+
+    /// The log-odds per label for one feature vector (what `scores` squashes).
+    pub fn logits(&self, features: &[f32]) -> [f32; LABEL_COUNT] {
         let mut out = [0f32; LABEL_COUNT];
         for (i, row) in self.weight.chunks_exact(self.meta.feature_dim).enumerate() {
-            let logit = self.bias[i] + row.iter().zip(features).map(|(w, x)| w * x).sum::<f32>();
-            out[i] = 1.0 / (1.0 + (-logit).exp());
+            out[i] = self.bias[i] + row.iter().zip(features).map(|(w, x)| w * x).sum::<f32>();
         }
-        LabelScores(out)
+        out
     }
 
     /// The labels whose score reaches their threshold in `lang` (a language code, or "und"), in

@@ -7,6 +7,7 @@ pub mod blob;
 pub mod encoder;
 pub mod gemm;
 pub mod head;
+pub mod spans;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,8 @@ pub enum ModelError {
     Head(#[from] HeadError),
     #[error("adapters: {0}")]
     Adapters(String),
+    #[error("span head: {0}")]
+    Spans(String),
 }
 
 /// Limits on one encoder batch: sequences are sorted by length and packed until either is hit.
@@ -213,6 +216,8 @@ fn existing(path: PathBuf) -> Result<PathBuf, ModelError> {
 pub struct Classifier {
     pub extractor: FeatureExtractor,
     pub head: Head,
+    /// Evidence spans' head (`spans::SPAN_HEAD_FILE` beside the label head), when there is one.
+    pub spans: Option<spans::SpanHead>,
 }
 
 impl Classifier {
@@ -230,7 +235,13 @@ impl Classifier {
         if head.feature_dim() != extractor.feature_dim() {
             return Err(HeadError::Invalid(format!("head expects {} features, the encoder gives {}", head.feature_dim(), extractor.feature_dim())).into());
         }
-        Ok(Classifier { extractor, head })
+        let spans = spans::SpanHead::load(head_dir)?;
+        if let Some(s) = &spans
+            && s.weight.len() != extractor.feature_dim()
+        {
+            return Err(ModelError::Spans(format!("expects {} features per token, the encoder gives {}", s.weight.len(), extractor.feature_dim())));
+        }
+        Ok(Classifier { extractor, head, spans })
     }
 
     pub fn model_version(&self) -> &str {

@@ -25,6 +25,9 @@ pub enum TokenizeError {
 /// e5 was trained with a task prefix; "query: " is the one for classification-like use.
 pub const PREFIX: &str = "query: ";
 
+/// Each token's byte range in the text, `None` for the specials and the prefix.
+pub type TokenOffsets = Vec<Option<(usize, usize)>>;
+
 pub struct TextTokenizer {
     normalizer: tokenizers::normalizers::NormalizerWrapper,
     pre_tokenizer: tokenizers::pre_tokenizers::PreTokenizerWrapper,
@@ -97,6 +100,11 @@ impl UnigramPieces {
 
     /// The best segmentation of one pre-tokenised word, as ids, appended to `out`.
     fn encode_word(&self, word: &str, out: &mut Vec<u32>) {
+        self.encode_word_ranges(word, out, None);
+    }
+
+    /// `encode_word`, also appending each piece's byte range in `word` to `ranges` when given.
+    fn encode_word_ranges(&self, word: &str, out: &mut Vec<u32>, mut ranges: Option<&mut Vec<(usize, usize)>>) {
         #[derive(Clone, Copy)]
         struct Best {
             score: f64,
@@ -129,15 +137,26 @@ impl UnigramPieces {
         }
         // Walk back from the end; consecutive unknown characters become one <unk>.
         let first = out.len();
+        let first_range = ranges.as_ref().map_or(0, |r| r.len());
         let mut end = bytes.len();
         while end > 0 {
             let node = best[end];
-            if !(node.id == self.unk_id && out.len() > first && out[out.len() - 1] == self.unk_id) {
+            let fused = node.id == self.unk_id && out.len() > first && out[out.len() - 1] == self.unk_id;
+            if !fused {
                 out.push(node.id);
+            }
+            if let Some(r) = ranges.as_deref_mut() {
+                match r.last_mut() {
+                    Some(last) if fused => last.0 = node.from,
+                    _ => r.push((node.from, end)),
+                }
             }
             end = node.from;
         }
         out[first..].reverse();
+        if let Some(r) = ranges {
+            r[first_range..].reverse();
+        }
     }
 }
 
@@ -176,6 +195,39 @@ impl TextTokenizer {
         Ok(ids)
     }
 
+    /// `encode`'s ids with each token's byte range in `text` (`None` for the specials and the
+    /// prefix), mapped back through the normaliser's alignments, without the space before a word.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, TokenOffsets), TokenizeError> {
+        use tokenizers::{Normalizer, PreTokenizedString, PreTokenizer};
+        let full = format!("{PREFIX}{text}");
+        let mut normalized = tokenizers::NormalizedString::from(full.as_str());
+        self.normalizer.normalize(&mut normalized).map_err(|e| TokenizeError::Encode(e.to_string()))?;
+        let mut words = PreTokenizedString::from(normalized);
+        self.pre_tokenizer.pre_tokenize(&mut words).map_err(|e| TokenizeError::Encode(e.to_string()))?;
+        let pieces = std::cell::RefCell::new((vec![self.bos], vec![None]));
+        words
+            .tokenize(|word| {
+                let (ids, offsets) = &mut *pieces.borrow_mut();
+                let mut ranges = Vec::new();
+                self.pieces.encode_word_ranges(word.get(), ids, Some(&mut ranges));
+                let shift = word.offsets_original().0;
+                for (from, to) in ranges {
+                    let original = word.convert_offsets(tokenizers::normalizer::Range::Normalized(from..to)).map(|r| (shift + r.start, shift + r.end));
+                    offsets.push(original.and_then(|(from, to)| {
+                        let from = from + full[from..to].len() - full[from..to].trim_start().len();
+                        // Offsets into `text`: the prefix's own pieces (and a lone "▁") have none.
+                        (from >= PREFIX.len() && to > from).then(|| (from - PREFIX.len(), to - PREFIX.len()))
+                    }));
+                }
+                Ok(Vec::new())
+            })
+            .map_err(|e| TokenizeError::Encode(e.to_string()))?;
+        let (mut ids, mut offsets) = pieces.into_inner();
+        ids.push(self.eos);
+        offsets.push(None);
+        Ok((ids, offsets))
+    }
+
     /// `<s> query: text </s>` as token ids, however long.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
         let pieces = self.pieces_of(&format!("{PREFIX}{text}"))?;
@@ -190,29 +242,47 @@ impl TextTokenizer {
     /// `<s> query: chunk </s>`, each at most `max_len` long, covering every token.
     pub fn windows(&self, text: &str) -> Result<Vec<Vec<u32>>, TokenizeError> {
         let full = self.encode(text)?;
-        if full.len() <= self.max_len {
-            return Ok(vec![full]);
+        Ok(self.window_ranges(full.len()).into_iter().map(|range| self.window(&full, range)).collect())
+    }
+
+    /// `windows`, each with its tokens' byte ranges in `text` (see `encode_with_offsets`).
+    pub fn windows_with_offsets(&self, text: &str) -> Result<Vec<(Vec<u32>, TokenOffsets)>, TokenizeError> {
+        let (ids, offsets) = self.encode_with_offsets(text)?;
+        Ok(self.window_ranges(ids.len()).into_iter().map(|range| (self.window(&ids, range.clone()), self.window(&offsets, range))).collect())
+    }
+
+    /// Which content tokens (those between `<s> query:` and `</s>`) each window holds, for an
+    /// encoded text of `encoded_len` tokens. A quarter of each window overlaps the previous
+    /// one, so a phrase cut at a window edge is seen whole in the next window.
+    fn window_ranges(&self, encoded_len: usize) -> Vec<std::ops::Range<usize>> {
+        let content_start = 1 + self.prefix.len();
+        let content_len = encoded_len - content_start - 1;
+        if encoded_len <= self.max_len {
+            return std::iter::once(0..content_len).collect();
         }
-        let content = &full[1 + self.prefix.len()..full.len() - 1];
         let chunk = self.max_len - 2 - self.prefix.len();
-        // A quarter of each window overlaps the previous one, so a phrase cut at a window edge
-        // is seen whole in the next window.
         let stride = chunk - chunk / 4;
-        let mut windows = Vec::new();
+        let mut ranges = Vec::new();
         let mut start = 0;
         loop {
-            let end = (start + chunk).min(content.len());
-            let mut w = Vec::with_capacity(end - start + 2 + self.prefix.len());
-            w.push(self.bos);
-            w.extend_from_slice(&self.prefix);
-            w.extend_from_slice(&content[start..end]);
-            w.push(self.eos);
-            windows.push(w);
-            if end == content.len() {
-                return Ok(windows);
+            let end = (start + chunk).min(content_len);
+            ranges.push(start..end);
+            if end == content_len {
+                return ranges;
             }
             start += stride;
         }
+    }
+
+    /// One window of an encoded text (ids or their offsets): its first token, the prefix, the
+    /// content `range`, its last token.
+    fn window<T: Clone>(&self, encoded: &[T], range: std::ops::Range<usize>) -> Vec<T> {
+        let content_start = 1 + self.prefix.len();
+        let mut w = Vec::with_capacity(range.len() + content_start + 1);
+        w.extend_from_slice(&encoded[..content_start]);
+        w.extend_from_slice(&encoded[content_start + range.start..content_start + range.end]);
+        w.push(encoded[encoded.len() - 1].clone());
+        w
     }
 
     /// Tokens of the `"query: "` prefix (without specials).

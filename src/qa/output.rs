@@ -56,6 +56,7 @@ fn turn_json(t: &TurnAssessment, text: &str) -> Value {
                     "hint_locale": g.hint.locale,
                     "evidence": names(&g.evidence, Label::name),
                     "donts": g.donts.iter().map(|d| json!({"rule": d.rule, "hint": d.hint.text})).collect::<Vec<_>>(),
+                    "spans": t.spans,
                 });
             }
         }

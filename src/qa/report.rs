@@ -264,13 +264,33 @@ fn conversation(h: &mut String, n: usize, c: &Value) {
             esc(t["speaker"].as_str().unwrap_or("")),
             t["turn_index"],
             esc(t["speaker"].as_str().unwrap_or("")),
-            esc(t["text"].as_str().unwrap_or("")),
+            highlighted(t["text"].as_str().unwrap_or(""), &t["guidance"]["spans"]),
             esc(&flags.join(", ")),
             esc(t["severity"].as_str().unwrap_or("")),
             detail
         );
     }
     h.push_str("</table></details>\n");
+}
+
+/// The text, escaped, with its evidence spans (byte ranges) in `<mark>`; ranges that do not fit
+/// the text (out of order, overlapping, off a character boundary) are left unmarked.
+fn highlighted(text: &str, spans: &Value) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut at = 0;
+    for span in spans.as_array().into_iter().flatten() {
+        let (Some(begin), Some(end)) = (span["byte_begin"].as_u64(), span["byte_end"].as_u64()) else { continue };
+        let (begin, end) = (begin as usize, end as usize);
+        if begin < at || begin >= end || end > text.len() || !text.is_char_boundary(begin) || !text.is_char_boundary(end) {
+            continue;
+        }
+        let label = span["label"].as_str().unwrap_or("");
+        out.push_str(&esc(&text[at..begin]));
+        out.push_str(&format!("<mark title=\"{}\">{}</mark>", esc(label), esc(&text[begin..end])));
+        at = end;
+    }
+    out.push_str(&esc(&text[at..]));
+    out
 }
 
 fn esc(s: &str) -> String {
@@ -294,7 +314,7 @@ h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd
 .card .n{font-size:24px;font-weight:600}.card.alert{border-color:#d11149;color:#8c1c4a}
 .charts{display:flex;flex-wrap:wrap;gap:20px}figure{margin:0}figcaption{font-weight:600;margin-bottom:4px}svg text{font-size:12px}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #e2e2e2;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#f5f5f5}td.flag,span.flag{color:#b00020;font-weight:600}.hint{color:#555}
+th{background:#f5f5f5}td.flag,span.flag{color:#b00020;font-weight:600}.hint{color:#555}mark{background:#ffe08a;border-radius:2px}
 details.conv{border:1px solid #ddd;border-radius:6px;margin:6px 0;padding:6px 10px}details.conv summary{cursor:pointer}
 tr.agent{background:#f7f9fc}tr:target{outline:2px solid #f17105}.act{padding:0 5px;border-radius:3px;color:#fff;background:#888}
 .act.a4{background:#d11149}.act.a5{background:#8c1c4a}.act.a6{background:#4b1d3f}
@@ -302,3 +322,23 @@ tr.agent{background:#f7f9fc}tr:target{outline:2px solid #f17105}.act{padding:0 5
 
 const JS: &str = "var f=document.getElementById('filter');if(f){f.addEventListener('input',function(){var q=f.value.toLowerCase();document.querySelectorAll('details.conv').forEach(function(d){d.style.display=d.dataset.key.toLowerCase().indexOf(q)<0?'none':'';});});}
 document.querySelectorAll('a[href^=\"#c\"]').forEach(function(a){a.addEventListener('click',function(){var t=document.getElementById(a.getAttribute('href').slice(1));if(t){t.closest('details').open=true;}});});";
+
+#[cfg(test)]
+mod tests {
+    use super::highlighted;
+    use serde_json::json;
+
+    #[test]
+    fn spans_are_marked_escaped_and_bad_ranges_left_alone() {
+        let text = "<b>אתה</b> אידיוט & idiot";
+        let at = |w: &str| text.find(w).unwrap();
+        let spans = json!([
+            {"label": "insult", "byte_begin": at("אידיוט"), "byte_end": at("אידיוט") + "אידיוט".len()},
+            {"label": "insult", "byte_begin": at("idiot"), "byte_end": at("idiot") + 5},
+            {"label": "insult", "byte_begin": 1, "byte_end": 4},
+            {"label": "insult", "byte_begin": at("אתה") + 1, "byte_end": 400},
+        ]);
+        assert_eq!(highlighted(text, &spans), "&lt;b&gt;אתה&lt;/b&gt; <mark title=\"insult\">אידיוט</mark> &amp; <mark title=\"insult\">idiot</mark>");
+        assert_eq!(highlighted("plain", &json!(null)), "plain");
+    }
+}

@@ -10,6 +10,7 @@ pub mod export;
 pub mod judgement;
 pub mod metrics;
 pub mod neutral;
+pub mod spans;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -211,17 +212,17 @@ pub fn fit_head(data: &Featurised, opts: &TrainOptions) -> Result<(Vec<f32>, [f3
     Ok((weight, bias))
 }
 
-struct Adam {
+pub(crate) struct Adam {
     m: Tensor,
     v: Tensor,
 }
 
 impl Adam {
-    fn new(like: &Tensor) -> candle_core::Result<Self> {
+    pub(crate) fn new(like: &Tensor) -> candle_core::Result<Self> {
         Ok(Adam { m: like.zeros_like()?, v: like.zeros_like()? })
     }
 
-    fn step(&mut self, param: &Tensor, grad: &Tensor, lr: f64, t: usize) -> candle_core::Result<Tensor> {
+    pub(crate) fn step(&mut self, param: &Tensor, grad: &Tensor, lr: f64, t: usize) -> candle_core::Result<Tensor> {
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
         self.m = ((&self.m * b1)? + (grad * (1.0 - b1))?)?;
         self.v = ((&self.v * b2)? + (grad.sqr()? * (1.0 - b2))?)?;

@@ -67,6 +67,8 @@ try {
   const insultAction = await actionOf(insult);
   check(["ACTION_LET_IT_PASS", "ACTION_STAY_CALM", "ACTION_SET_BOUNDARY"].includes(insultAction), `an insult climbs the ladder (${insultAction})`);
   check(/insult/.test(await insult.locator(".evidence").innerText()), "the evidence names the insult");
+  const marked = await insult.getByTestId("span").allInnerTexts();
+  check(marked.some((words) => /idiot|useless/.test(words)), `the bubble marks the words behind the flag (${JSON.stringify(marked)})`);
   check(Number(await page.locator("#heat-value").innerText()) >= 1, "the conversation is heated");
 
   const threat = await say("customer", "I know where you live and I will hurt you.");

@@ -1,0 +1,166 @@
+//! Which words drove a flag: a span head reads the encoder's per-token outputs and scores each
+//! token as toxic or not; a word is evidence when one of its tokens is.
+//!
+//! The head is one logistic output over the token-level counterpart of the label head's
+//! features (`Encoder::token_features`), trained on SemEval-2021 Task 5's character-level toxic
+//! spans (`calmline train-spans`) and carried to every language by the multilingual encoder.
+//! One encoder pass over the text serves every word. Leaving words out and scoring again
+//! (occlusion) was tried first: one pass per word, and on SemEval's trial posts a character F1
+//! of 0.39 against the span head's (see the model card) — a rude sentence stays rude without
+//! any one of its words.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use unicode_segmentation::UnicodeSegmentation;
+
+use super::{Classifier, ModelError};
+
+/// The span head's file, beside the label head.
+pub const SPAN_HEAD_FILE: &str = "span-head.json";
+
+/// Windows of a long text looked at for its words: the first four (about 2,000 tokens); a
+/// longer text's later words get no spans, though its scores cover every window.
+pub const SPAN_WINDOWS: usize = 4;
+
+/// One logistic output per token (`models/span-head.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpanHead {
+    pub model_version: String,
+    /// What it was trained on and how its threshold was chosen.
+    pub trained: serde_json::Value,
+    /// A word is evidence when one of its tokens' probability reaches this.
+    pub threshold: f32,
+    pub bias: f32,
+    pub weight: Vec<f32>,
+}
+
+impl SpanHead {
+    /// The span head in `dir`, if it has one.
+    pub fn load(dir: &Path) -> Result<Option<SpanHead>, ModelError> {
+        let path = dir.join(SPAN_HEAD_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let bad = |reason: String| ModelError::Spans(format!("{}: {reason}", path.display()));
+        let head: SpanHead = serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+        if !(0.0..=1.0).contains(&head.threshold) || head.weight.iter().any(|w| !w.is_finite()) {
+            return Err(bad("threshold outside [0, 1] or a weight not finite".into()));
+        }
+        Ok(Some(head))
+    }
+
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::write(dir.join(SPAN_HEAD_FILE), serde_json::to_string(self).map_err(std::io::Error::other)? + "\n")
+    }
+
+    /// The probability that a token with these features is toxic.
+    pub fn probability(&self, features: &[f32]) -> f32 {
+        let logit = self.bias + self.weight.iter().zip(features).map(|(w, x)| w * x).sum::<f32>();
+        1.0 / (1.0 + (-logit).exp())
+    }
+}
+
+/// One word of a text and the highest toxic probability among its tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WordScore {
+    /// The word's byte range in the text.
+    pub start: usize,
+    pub end: usize,
+    pub probability: f32,
+}
+
+/// The words of `text` as Unicode word boundaries (UAX #29) cut it, keeping those with a letter,
+/// a digit or a symbol (emoji): one ideograph at a time in Chinese and Japanese, whole words in
+/// spaced scripts, Hebrew and Arabic with their prefixes attached.
+pub fn words(text: &str) -> Vec<(usize, usize)> {
+    text.split_word_bound_indices()
+        .filter(|(_, w)| w.chars().any(|c| c.is_alphanumeric() || (!c.is_whitespace() && !c.is_ascii_punctuation() && !is_punctuation(c))))
+        .map(|(start, w)| (start, start + w.len()))
+        .collect()
+}
+
+/// General punctuation outside ASCII (quotes, dashes, CJK and Arabic punctuation).
+fn is_punctuation(c: char) -> bool {
+    matches!(c, '\u{2000}'..='\u{206F}' | '\u{3000}'..='\u{303F}' | '\u{FF01}'..='\u{FF0F}' | '\u{060C}' | '\u{061B}' | '\u{061F}' | '\u{05BE}' | '\u{05C3}' | '\u{00A1}' | '\u{00BF}' | '\u{00AB}' | '\u{00BB}')
+}
+
+/// Per-token features of a text's first `SPAN_WINDOWS` windows, with each token's byte range.
+pub type TokenFeatures = Vec<(Vec<f32>, Option<(usize, usize)>)>;
+
+impl Classifier {
+    /// The per-token features of `texts` and their byte ranges (see `SPAN_WINDOWS`).
+    pub fn token_features(&self, texts: &[&str]) -> Result<Vec<TokenFeatures>, ModelError> {
+        let (mut owners, mut sequences, mut offsets) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, text) in texts.iter().enumerate() {
+            for (ids, offs) in self.extractor.tokenizer.windows_with_offsets(text)?.into_iter().take(SPAN_WINDOWS) {
+                owners.push(i);
+                sequences.push(ids);
+                offsets.push(offs);
+            }
+        }
+        let mut out: Vec<TokenFeatures> = vec![Vec::new(); texts.len()];
+        for batch in self.extractor.limits.plan(&sequences.iter().map(Vec::len).collect::<Vec<_>>()) {
+            let batch_sequences: Vec<Vec<u32>> = batch.iter().map(|&s| sequences[s].clone()).collect();
+            for (&s, features) in batch.iter().zip(self.extractor.encoder.token_features(&batch_sequences)?) {
+                out[owners[s]].extend(features.into_iter().zip(offsets[s].iter().copied()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each word of `text` with its toxic probability, in text order; empty without a span head.
+    pub fn word_scores(&self, text: &str) -> Result<Vec<WordScore>, ModelError> {
+        let Some(head) = &self.spans else { return Ok(Vec::new()) };
+        let tokens = self.token_features(&[text])?.remove(0);
+        Ok(word_scores(text, &tokens, |f| head.probability(f)))
+    }
+}
+
+/// Each word's highest token probability (words without tokens in the windows left out).
+pub fn word_scores(text: &str, tokens: &TokenFeatures, probability: impl Fn(&[f32]) -> f32) -> Vec<WordScore> {
+    let scored: Vec<(f32, (usize, usize))> = tokens.iter().filter_map(|(f, range)| range.map(|r| (probability(f), r))).collect();
+    words(text)
+        .into_iter()
+        .filter_map(|(start, end)| {
+            let best = scored.iter().filter(|(_, (from, to))| *from < end && start < *to).map(|(p, _)| *p).reduce(f32::max)?;
+            Some(WordScore { start, end, probability: best })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{word_scores, words};
+
+    fn texts(text: &str) -> Vec<&str> {
+        words(text).into_iter().map(|(s, e)| &text[s..e]).collect()
+    }
+
+    #[test]
+    fn words_in_every_script() {
+        assert_eq!(texts("You're an idiot, seriously!"), ["You're", "an", "idiot", "seriously"]);
+        assert_eq!(texts("אתה אידיוט, ברצינות"), ["אתה", "אידיוט", "ברצינות"]);
+        assert_eq!(texts("你是白痴"), ["你", "是", "白", "痴"]);
+        assert_eq!(texts("ok 👍 — done…"), ["ok", "👍", "done"]);
+        assert_eq!(texts("e\u{301}gal"), ["e\u{301}gal"], "a combining mark stays with its letter");
+        assert!(texts("  ... !!").is_empty());
+    }
+
+    #[test]
+    fn a_word_takes_its_most_toxic_token() {
+        let text = "you absolute moron";
+        // Tokens: "you", "absol", "ute", "mor", "on"; the feature is the probability itself.
+        let tokens = vec![
+            (vec![0.1], Some((0, 3))),
+            (vec![0.2], Some((4, 9))),
+            (vec![0.4], Some((9, 12))),
+            (vec![0.9], Some((13, 16))),
+            (vec![0.3], Some((16, 18))),
+            (vec![0.99], None),
+        ];
+        let scores = word_scores(text, &tokens, |f| f[0]);
+        let got: Vec<(&str, f32)> = scores.iter().map(|w| (&text[w.start..w.end], w.probability)).collect();
+        assert_eq!(got, [("you", 0.1), ("absolute", 0.4), ("moron", 0.9)]);
+    }
+}
