@@ -107,7 +107,7 @@ def examples(tmp_path_factory):
         pytest.skip("target/release/calmline not built")
     path = tmp_path_factory.mktemp("export") / "examples.jsonl"
     subprocess.run([CALMLINE, "export-examples", "--models", os.path.join(ROOT, "models"), "--data", str(path.parent / "no-public-data"),
-                    "--no-neutral", "--no-indomain", "--no-conversations", "--out", str(path)], check=True, cwd=ROOT)
+                    "--no-neutral", "--no-indomain", "--no-training", "--no-conversations", "--out", str(path)], check=True, cwd=ROOT)
     rows = [json.loads(line) for line in open(path)]
     assert {r["source"] for r in rows} == {"calmline_behaviour"} and any(r["split"] == "train" for r in rows)
     # 240 training texts keep each run to seconds; every language of the suite is among them.
