@@ -183,7 +183,7 @@ impl Pipeline {
     /// Waits for admission: for streams already accepted, whose backpressure flows through
     /// their bounded channels instead of a refusal.
     pub async fn admit_wait(&self) -> Result<Admitted, Error> {
-        let permit = Arc::clone(&self.admission).acquire_owned().await.map_err(|_| Error::Unavailable("the inference pipeline has stopped".into()))?;
+        let permit = Arc::clone(&self.admission).acquire_owned().await.map_err(|_| stopped())?;
         Ok(Admitted::new(permit, self))
     }
 
@@ -211,41 +211,43 @@ impl Pipeline {
                     self.tokenizing.fetch_sub(1, Ordering::SeqCst);
                     return Err(match e {
                         TrySendError::Full(_) => Error::Overloaded(self.config.max_in_flight),
-                        TrySendError::Disconnected(_) => Error::Unavailable("the inference pipeline has stopped".into()),
+                        TrySendError::Disconnected(_) => stopped(),
                     });
                 }
             }
         }
         metrics::gauge!(m::QUEUE_DEPTH).set(self.to_tokenizers.len() as f64);
-        let all = async {
+        within(deadline, async {
             let mut out = Vec::with_capacity(receivers.len());
             for rx in receivers {
-                out.push(rx.await.map_err(|_| Error::Unavailable("the inference pipeline has stopped".into()))??);
+                out.push(rx.await.map_err(|_| stopped())??);
             }
             Ok(out)
-        };
-        match deadline {
-            Some(d) => tokio::time::timeout_at(d.into(), all).await.map_err(|_| Error::DeadlineExceeded)?,
-            None => all.await,
-        }
+        })
+        .await
     }
-}
 
-impl Pipeline {
     /// Each word's toxic probability for one text of an admitted request (see `model::spans`),
     /// computed on the inference thread between batches.
     pub async fn word_scores(&self, _admitted: &Admitted, text: &str, deadline: Option<Instant>) -> Result<Vec<WordScore>, Error> {
         let (reply, rx) = oneshot::channel();
-        let job = SpansJob { text: text.to_string(), reply, deadline };
-        self.to_spans.try_send(job).map_err(|e| match e {
+        self.to_spans.try_send(SpansJob { text: text.to_string(), reply, deadline }).map_err(|e| match e {
             TrySendError::Full(_) => Error::Overloaded(self.config.max_in_flight),
-            TrySendError::Disconnected(_) => Error::Unavailable("the inference pipeline has stopped".into()),
+            TrySendError::Disconnected(_) => stopped(),
         })?;
-        let answer = async { rx.await.map_err(|_| Error::Unavailable("the inference pipeline has stopped".into()))? };
-        match deadline {
-            Some(d) => tokio::time::timeout_at(d.into(), answer).await.map_err(|_| Error::DeadlineExceeded)?,
-            None => answer.await,
-        }
+        within(deadline, async { rx.await.map_err(|_| stopped())? }).await
+    }
+}
+
+fn stopped() -> Error {
+    Error::Unavailable("the inference pipeline has stopped".into())
+}
+
+/// `answer`, or DEADLINE_EXCEEDED when the deadline passes first.
+async fn within<T>(deadline: Option<Instant>, answer: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), answer).await.map_err(|_| Error::DeadlineExceeded)?,
+        None => answer.await,
     }
 }
 

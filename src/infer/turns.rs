@@ -33,7 +33,7 @@ impl Pipeline {
 
     /// Evidence spans for a flagged customer turn, when the pipeline gives spans and the model
     /// has a span head.
-    pub async fn add_spans(&self, admitted: &Admitted, assessment: &mut TurnAssessment, text: &str, deadline: Option<Instant>) -> Result<(), Error> {
+    async fn add_spans(&self, admitted: &Admitted, assessment: &mut TurnAssessment, text: &str, deadline: Option<Instant>) -> Result<(), Error> {
         let Some(head) = &self.classifier().spans else { return Ok(()) };
         let Some(label) = crate::domain::spans::span_label(&assessment.flags, &assessment.scores) else { return Ok(()) };
         if !self.config().evidence_spans || assessment.speaker != Speaker::Customer {

@@ -263,25 +263,10 @@ impl Encoder {
             return Ok(Vec::new());
         }
         let p = self.pack(sequences)?;
-        let mut x = p.x.clone();
-        let mut stable = None;
-        let mut upper_sum: Option<Tensor> = None;
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = self.packed_layer(layer, &p, &x)?;
-            if i + 1 == STABLE_LAYERS {
-                stable = Some(self.span_means(&x, &p.spans, 1.0)?);
-            }
-            if UPPER_LAYERS.contains(&i) {
-                upper_sum = Some(match upper_sum {
-                    None => x.clone(),
-                    Some(sum) => (sum + &x)?,
-                });
-            }
-        }
-        let stable = stable.ok_or_else(|| EncoderError::Shape("no stable layer was pooled".into()))?;
-        let upper = upper_sum.ok_or_else(|| EncoderError::Shape("no upper layers were pooled".into()))?;
-        let upper = self.span_means(&upper, &p.spans, 1.0 / UPPER_LAYERS.len() as f32)?;
-        let last = self.span_means(&x, &p.spans, 1.0)?;
+        let out = self.run_packed(&p)?;
+        let stable = self.span_means(&out.stable, &p.spans, 1.0)?;
+        let upper = self.span_means(&out.upper_sum, &p.spans, 1.0 / UPPER_LAYERS.len() as f32)?;
+        let last = self.span_means(&out.last, &p.spans, 1.0)?;
         Ok(last.into_iter().zip(upper).zip(stable).map(|((last, upper), stable)| Pooled { last, upper, stable }).collect())
     }
 
@@ -293,20 +278,10 @@ impl Encoder {
             return Ok(Vec::new());
         }
         let p = self.pack(sequences)?;
-        let mut x = p.x.clone();
-        let mut upper_sum: Option<Tensor> = None;
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = self.packed_layer(layer, &p, &x)?;
-            if UPPER_LAYERS.contains(&i) {
-                upper_sum = Some(match upper_sum {
-                    None => x.clone(),
-                    Some(sum) => (sum + &x)?,
-                });
-            }
-        }
-        let upper = upper_sum.ok_or_else(|| EncoderError::Shape("no upper layers were pooled".into()))?;
+        let out = self.run_packed(&p)?;
         let hidden = self.hidden;
-        let (last, upper) = (with_values(&x, |v| v.to_vec())?, with_values(&upper, |v| v.to_vec())?);
+        // The mean of the upper layers, not their sum: the scale goes with the normalisation.
+        let (last, upper) = (with_values(&out.last, |v| v.to_vec())?, with_values(&out.upper_sum, |v| v.to_vec())?);
         Ok(p.spans
             .iter()
             .map(|span| {
@@ -322,6 +297,27 @@ impl Encoder {
                     .collect()
             })
             .collect())
+    }
+
+    /// Every layer over the packed rows (`forward` and `token_features` read the same outputs).
+    fn run_packed(&self, p: &Packed) -> Result<LayerOutputs, EncoderError> {
+        let mut x = p.x.clone();
+        let (mut stable, mut upper_sum): (Option<Tensor>, Option<Tensor>) = (None, None);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = self.packed_layer(layer, p, &x)?;
+            if i + 1 == STABLE_LAYERS {
+                stable = Some(x.clone());
+            }
+            if UPPER_LAYERS.contains(&i) {
+                upper_sum = Some(match upper_sum {
+                    None => x.clone(),
+                    Some(sum) => (sum + &x)?,
+                });
+            }
+        }
+        let stable = stable.ok_or_else(|| EncoderError::Shape("no stable layer was pooled".into()))?;
+        let upper_sum = upper_sum.ok_or_else(|| EncoderError::Shape("no upper layers were pooled".into()))?;
+        Ok(LayerOutputs { last: x, upper_sum, stable })
     }
 
     /// Each text's mean over its own rows of `x` ([total, hidden]), times `scale`.
@@ -402,6 +398,14 @@ impl Encoder {
 }
 
 /// A batch packed for [`Encoder::forward`].
+/// What `run_packed` keeps of a pass, each `[total, hidden]`: the last layer's output, the sum
+/// of the `UPPER_LAYERS`' outputs, and the output of layer `STABLE_LAYERS`.
+struct LayerOutputs {
+    last: Tensor,
+    upper_sum: Tensor,
+    stable: Tensor,
+}
+
 struct Packed {
     /// [total tokens, hidden] after the embedding layer.
     x: Tensor,

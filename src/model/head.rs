@@ -168,7 +168,7 @@ impl Head {
     }
 
     /// The log-odds per label for one feature vector (what `scores` squashes).
-    pub fn logits(&self, features: &[f32]) -> [f32; LABEL_COUNT] {
+    fn logits(&self, features: &[f32]) -> [f32; LABEL_COUNT] {
         let mut out = [0f32; LABEL_COUNT];
         for (i, row) in self.weight.chunks_exact(self.meta.feature_dim).enumerate() {
             out[i] = self.bias[i] + row.iter().zip(features).map(|(w, x)| w * x).sum::<f32>();
