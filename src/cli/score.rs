@@ -26,6 +26,7 @@ use crate::domain::policy::Policy;
 use crate::infer::{Pipeline, PipelineConfig};
 use crate::qa::output::{self, Source, Versions};
 use crate::qa::report::Report;
+use crate::qa::shard::Shard;
 use crate::qa::transcripts::{CsvReader, JsonlReader, Record};
 
 pub const CONVERSATIONS_FILE: &str = "conversations.jsonl";
@@ -85,7 +86,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let started = Instant::now();
-    let totals = runtime.block_on(score_all(inputs, pipeline.clone(), Arc::new(policy), &mut sink, args.concurrency as usize, show_progress))?;
+    let totals = runtime.block_on(score_all(inputs, pipeline.clone(), Arc::new(policy), &mut sink, args.concurrency as usize, args.shard, show_progress))?;
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "scored {} turns of {} conversations in {seconds:.1} s ({:.1} turns/s; model loaded before)",
@@ -318,6 +319,7 @@ async fn score_all(
     policy: Arc<Policy>,
     sink: &mut Sink,
     concurrency: usize,
+    shard: Option<Shard>,
     show_progress: bool,
 ) -> anyhow::Result<Totals> {
     let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
@@ -342,6 +344,16 @@ async fn score_all(
             item = rx.recv() => match item { Some(item) => item, None => break },
         };
         let source = |line: usize| Source { file: names[item.input].clone(), line };
+        if let Some(shard) = shard {
+            let key = match &item.record {
+                Ok((_, transcript)) if !transcript.id.is_empty() => transcript.id.clone(),
+                Err(e) if e.id.as_deref().is_some_and(|id| !id.is_empty()) => e.id.clone().unwrap_or_default(),
+                Ok((line, _)) | Err(crate::qa::transcripts::RecordError { line, .. }) => format!("{}:{line}", names[item.input]),
+            };
+            if !shard.owns(&key) {
+                continue;
+            }
+        }
         let pending = match item.record {
             Err(e) => {
                 let source = source(e.line);

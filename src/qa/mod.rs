@@ -5,4 +5,5 @@
 
 pub mod output;
 pub mod report;
+pub mod shard;
 pub mod transcripts;
