@@ -75,6 +75,10 @@ pub struct Scored {
     /// The text's stable sentence embedding (its first window; `model::FeatureExtractor::stable_embed`),
     /// for similarity-based checks such as agent conduct.
     pub embedding: Vec<f32>,
+    /// The span head's probability for each token of the text's first `SPAN_WINDOWS` windows,
+    /// in order, from the scoring pass (empty without a span head or with spans off): a flagged
+    /// turn's evidence spans are read off these.
+    pub token_scores: Vec<f32>,
     pub timings: StageTimings,
 }
 

@@ -9,8 +9,9 @@
 //!   waits only while other texts are on their way (admitted, still being tokenized): a lone
 //!   text at low load runs at once. Texts whose caller has gone (cancelled, deadline passed) are
 //!   dropped from the batch.
-//! - Evidence spans (which words drove a flag) need the encoder's per-token outputs of one text:
-//!   the inference thread runs those requests between batches, one at a time.
+//! - Evidence spans (which words drove a flag) come from the same pass: with a span head, the
+//!   inference thread also scores each token of a text's first `SPAN_WINDOWS` windows, and a
+//!   flagged turn's words are read off those scores (`turns::add_spans`).
 
 mod turns;
 
@@ -27,7 +28,7 @@ use crate::domain::labels::LabelScores;
 use crate::error::Error;
 use crate::metrics as m;
 use crate::model::encoder::l2_normalize;
-use crate::model::spans::WordScore;
+use crate::model::spans::SPAN_WINDOWS;
 use crate::model::{Classifier, features_of};
 
 #[derive(Debug, Clone)]
@@ -41,7 +42,7 @@ pub struct PipelineConfig {
     pub max_batch_tokens: usize,
     /// How long the first text of a batch waits for company, when company is on its way.
     pub max_wait: Duration,
-    /// Whether flagged customer turns get evidence spans (one more encoder pass for each).
+    /// Whether flagged customer turns get evidence spans (token scores from the scoring pass).
     pub evidence_spans: bool,
 }
 
@@ -70,13 +71,6 @@ struct Job {
     deadline: Option<Instant>,
 }
 
-/// A request for the toxic words of one text.
-struct SpansJob {
-    text: String,
-    reply: oneshot::Sender<Result<Vec<WordScore>, Error>>,
-    deadline: Option<Instant>,
-}
-
 struct Tokenized {
     windows: Vec<Vec<u32>>,
     reply: Reply,
@@ -97,7 +91,6 @@ impl Tokenized {
 pub struct Pipeline {
     admission: Arc<Semaphore>,
     to_tokenizers: Sender<Job>,
-    to_spans: Sender<SpansJob>,
     /// Texts queued for or in the tokenizers: the batcher waits for company only while some are.
     tokenizing: Arc<AtomicUsize>,
     classifier: Arc<Classifier>,
@@ -133,8 +126,6 @@ impl Pipeline {
     pub fn start(classifier: Arc<Classifier>, conduct: Arc<ConductModel>, config: PipelineConfig) -> Pipeline {
         let (to_tokenizers, tokenizer_rx) = bounded::<Job>(config.max_in_flight.max(1) * TEXTS_PER_REQUEST_IN_QUEUE);
         let (to_batcher, batch_rx) = bounded::<Tokenized>(config.max_batch_texts.max(1) * 4);
-        // An admitted request waits for its spans before it asks for more: never full.
-        let (to_spans, spans_rx) = bounded::<SpansJob>(config.max_in_flight.max(1));
         let tokenizing = Arc::new(AtomicUsize::new(0));
         for i in 0..config.tokenizer_workers.max(1) {
             let (rx, tx, count) = (tokenizer_rx.clone(), to_batcher.clone(), Arc::clone(&tokenizing));
@@ -151,9 +142,9 @@ impl Pipeline {
         let on_the_way = Arc::clone(&tokenizing);
         std::thread::Builder::new()
             .name("calmline-infer".into())
-            .spawn(move || inference_loop(&worker_classifier, &worker_config, batch_rx, spans_rx, &on_the_way))
+            .spawn(move || inference_loop(&worker_classifier, &worker_config, batch_rx, &on_the_way))
             .expect("spawning the inference thread");
-        Pipeline { admission: Arc::new(Semaphore::new(config.max_in_flight)), to_tokenizers, to_spans, tokenizing, classifier, conduct, config }
+        Pipeline { admission: Arc::new(Semaphore::new(config.max_in_flight)), to_tokenizers, tokenizing, classifier, conduct, config }
     }
 
     pub fn classifier(&self) -> &Classifier {
@@ -227,16 +218,6 @@ impl Pipeline {
         .await
     }
 
-    /// Each word's toxic probability for one text of an admitted request (see `model::spans`),
-    /// computed on the inference thread between batches.
-    pub async fn word_scores(&self, _admitted: &Admitted, text: &str, deadline: Option<Instant>) -> Result<Vec<WordScore>, Error> {
-        let (reply, rx) = oneshot::channel();
-        self.to_spans.try_send(SpansJob { text: text.to_string(), reply, deadline }).map_err(|e| match e {
-            TrySendError::Full(_) => Error::Overloaded(self.config.max_in_flight),
-            TrySendError::Disconnected(_) => stopped(),
-        })?;
-        within(deadline, async { rx.await.map_err(|_| stopped())? }).await
-    }
 }
 
 fn stopped() -> Error {
@@ -249,24 +230,6 @@ async fn within<T>(deadline: Option<Instant>, answer: impl std::future::Future<O
         Some(d) => tokio::time::timeout_at(d.into(), answer).await.map_err(|_| Error::DeadlineExceeded)?,
         None => answer.await,
     }
-}
-
-fn run_spans(classifier: &Classifier, job: SpansJob) {
-    if job.reply.is_closed() {
-        return;
-    }
-    if job.deadline.is_some_and(|d| Instant::now() >= d) {
-        metrics::counter!(m::DROPPED_TOTAL).increment(1);
-        let _ = job.reply.send(Err(Error::DeadlineExceeded));
-        return;
-    }
-    let started = Instant::now();
-    let result = classifier.word_scores(&job.text);
-    metrics::histogram!(m::STAGE_SECONDS, "stage" => "spans").record(started.elapsed().as_secs_f64());
-    let _ = job.reply.send(result.map_err(|e| {
-        tracing::error!(error = %e, "evidence spans failed");
-        Error::BatchFailed
-    }));
 }
 
 fn tokenize_loop(tokenizer: &crate::model::tokenizer::TextTokenizer, jobs: Receiver<Job>, to_batcher: Sender<Tokenized>, tokenizing: &AtomicUsize) {
@@ -309,29 +272,14 @@ impl Drop for Uncount<'_> {
     }
 }
 
-fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Receiver<Tokenized>, spans: Receiver<SpansJob>, tokenizing: &AtomicUsize) {
+fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Receiver<Tokenized>, tokenizing: &AtomicUsize) {
     let tokens = |t: &Tokenized| t.windows.iter().map(Vec::len).sum::<usize>();
-    let mut spans_open = true;
+    let span_head = classifier.spans.as_ref().filter(|_| config.evidence_spans);
+    let probe = span_head.map(|head| move |features: &[f32]| head.probability(features));
     loop {
-        let first = if spans_open {
-            crossbeam_channel::select! {
-                recv(queue) -> t => match t {
-                    Ok(t) => t,
-                    Err(_) => return,
-                },
-                recv(spans) -> job => {
-                    match job {
-                        Ok(job) => run_spans(classifier, job),
-                        Err(_) => spans_open = false,
-                    }
-                    continue;
-                }
-            }
-        } else {
-            match queue.recv() {
-                Ok(t) => t,
-                Err(_) => return,
-            }
+        let first = match queue.recv() {
+            Ok(t) => t,
+            Err(_) => return,
         };
         let gather_until = Instant::now() + config.max_wait;
         let mut batch_tokens = tokens(&first);
@@ -363,22 +311,29 @@ fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Recei
         let windows: Vec<Vec<u32>> = live.iter().flat_map(|t| t.windows.iter().cloned()).collect();
         let started = Instant::now();
         let limits = crate::model::BatchLimits { max_sequences: config.max_batch_texts, max_tokens: config.max_batch_tokens };
-        let result = classifier.extractor.pooled_windows_within(&windows, limits);
+        let result = match &probe {
+            Some(probe) => classifier.extractor.probed_windows_within(&windows, limits, probe),
+            None => classifier.extractor.pooled_windows_within(&windows, limits).map(|pooled| pooled.into_iter().map(|p| (p, Vec::new())).collect()),
+        };
         let inference = started.elapsed();
         metrics::histogram!(m::STAGE_SECONDS, "stage" => "inference").record(inference.as_secs_f64());
         match result {
             Ok(pooled) => {
-                let mut windows = pooled.into_iter().map(|p| {
+                let mut windows = pooled.into_iter().map(|(p, token_scores)| {
                     let stable = p.stable.clone();
-                    (classifier.head.scores(&features_of(p)), stable)
+                    (classifier.head.scores(&features_of(p)), stable, token_scores)
                 });
                 for t in live {
                     let mut embedding = Vec::new();
                     let mut combined: Option<LabelScores> = None;
-                    for (scores, stable) in (0..t.windows.len()).filter_map(|_| windows.next()) {
+                    let mut token_scores = Vec::new();
+                    for (w, (scores, stable, window_tokens)) in (0..t.windows.len()).filter_map(|_| windows.next()).enumerate() {
                         if embedding.is_empty() {
                             embedding = stable;
                             l2_normalize(&mut embedding);
+                        }
+                        if w < SPAN_WINDOWS {
+                            token_scores.extend(window_tokens);
                         }
                         combined = Some(match combined {
                             Some(c) => c.max(&scores),
@@ -389,7 +344,8 @@ fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Recei
                     let queue =
                         started.saturating_duration_since(t.tokenized_at) + t.tokenized_at.saturating_duration_since(t.enqueued).saturating_sub(t.tokenize);
                     metrics::histogram!(m::STAGE_SECONDS, "stage" => "queue").record(queue.as_secs_f64());
-                    let _ = t.reply.send(Ok(Scored { scores: combined, embedding, timings: StageTimings { queue, tokenize: t.tokenize, inference } }));
+                    let timings = StageTimings { queue, tokenize: t.tokenize, inference };
+                    let _ = t.reply.send(Ok(Scored { scores: combined, embedding, token_scores, timings }));
                 }
             }
             Err(e) => {

@@ -7,6 +7,8 @@ use super::{Admitted, Pipeline};
 use crate::domain::conversation::{AgentContext, Judges, Speaker, TranscriptInput, TranscriptReport, TurnAssessment, TurnInput, assess, assess_transcript};
 use crate::domain::policy::{ConversationState, Policy};
 use crate::error::Error;
+use crate::metrics as m;
+use crate::model::spans::{SPAN_WINDOWS, word_scores};
 
 impl Pipeline {
     /// What judges this pipeline's scores under `policy`.
@@ -25,22 +27,33 @@ impl Pipeline {
         deadline: Option<Instant>,
     ) -> Result<TurnAssessment, Error> {
         turn.validate()?;
-        let scored = self.score(admitted, &[turn.text.as_str()], deadline).await?.remove(0);
+        let mut scored = self.score(admitted, &[turn.text.as_str()], deadline).await?.remove(0);
+        let token_scores = std::mem::take(&mut scored.token_scores);
         let mut assessment = assess(self.judges(policy), state, turn, scored, locale, AgentContext::default());
-        self.add_spans(admitted, &mut assessment, &turn.text, deadline).await?;
+        self.add_spans(&mut assessment, &turn.text, &token_scores)?;
         Ok(assessment)
     }
 
-    /// Evidence spans for a flagged customer turn, when the pipeline gives spans and the model
-    /// has a span head.
-    async fn add_spans(&self, admitted: &Admitted, assessment: &mut TurnAssessment, text: &str, deadline: Option<Instant>) -> Result<(), Error> {
+    /// Evidence spans for a flagged customer turn, from its token scores: the text is
+    /// tokenized again, with offsets (a fraction of a millisecond; no encoder pass), to put
+    /// each score on its characters.
+    fn add_spans(&self, assessment: &mut TurnAssessment, text: &str, token_scores: &[f32]) -> Result<(), Error> {
         let Some(head) = &self.classifier().spans else { return Ok(()) };
         let Some(label) = crate::domain::spans::span_label(&assessment.flags, &assessment.scores) else { return Ok(()) };
-        if !self.config().evidence_spans || assessment.speaker != Speaker::Customer {
+        if token_scores.is_empty() || assessment.speaker != Speaker::Customer {
             return Ok(());
         }
-        let words = self.word_scores(admitted, text, deadline).await?;
+        let started = Instant::now();
+        let windows = self.classifier().extractor.tokenizer.windows_with_offsets(text).map_err(|e| Error::Model(e.into()))?;
+        let offsets: Vec<Option<(usize, usize)>> = windows.into_iter().take(SPAN_WINDOWS).flat_map(|(_, offsets)| offsets).collect();
+        if offsets.len() != token_scores.len() {
+            // The same tokenizer on the same text: a mismatch is a bug, not the caller's fault.
+            tracing::error!(tokens = offsets.len(), scores = token_scores.len(), "evidence spans: token scores and offsets disagree");
+            return Err(Error::BatchFailed);
+        }
+        let words = word_scores(text, token_scores.iter().copied().zip(offsets));
         assessment.spans = crate::domain::spans::select(text, &words, head.threshold, label);
+        metrics::histogram!(m::STAGE_SECONDS, "stage" => "spans").record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -54,10 +67,11 @@ impl Pipeline {
     ) -> Result<TranscriptReport, Error> {
         transcript.validate()?;
         let texts: Vec<&str> = transcript.turns.iter().map(|t| t.text.as_str()).collect();
-        let scored = self.score(admitted, &texts, deadline).await?;
+        let mut scored = self.score(admitted, &texts, deadline).await?;
+        let token_scores: Vec<Vec<f32>> = scored.iter_mut().map(|s| std::mem::take(&mut s.token_scores)).collect();
         let mut report = assess_transcript(self.judges(policy), transcript, scored);
-        for (assessment, turn) in report.turns.iter_mut().zip(&transcript.turns) {
-            self.add_spans(admitted, assessment, &turn.text, deadline).await?;
+        for ((assessment, turn), token_scores) in report.turns.iter_mut().zip(&transcript.turns).zip(&token_scores) {
+            self.add_spans(assessment, &turn.text, token_scores)?;
         }
         Ok(report)
     }

@@ -264,10 +264,20 @@ impl Encoder {
         }
         let p = self.pack(sequences)?;
         let out = self.run_packed(&p)?;
-        let stable = self.span_means(&out.stable, &p.spans, 1.0)?;
-        let upper = self.span_means(&out.upper_sum, &p.spans, 1.0 / UPPER_LAYERS.len() as f32)?;
-        let last = self.span_means(&out.last, &p.spans, 1.0)?;
-        Ok(last.into_iter().zip(upper).zip(stable).map(|((last, upper), stable)| Pooled { last, upper, stable }).collect())
+        self.pool(&p, &out)
+    }
+
+    /// `forward`, and from the same pass each token's value of `probe` over its
+    /// `token_features` row — the span head's probability, so evidence spans cost no second
+    /// pass.
+    pub fn forward_probing_tokens(&self, sequences: &[Vec<u32>], probe: &dyn Fn(&[f32]) -> f32) -> Result<Vec<(Pooled, Vec<f32>)>, EncoderError> {
+        if sequences.is_empty() {
+            return Ok(Vec::new());
+        }
+        let p = self.pack(sequences)?;
+        let out = self.run_packed(&p)?;
+        let probed = self.per_token(&p, &out, |features| probe(&features))?;
+        Ok(self.pool(&p, &out)?.into_iter().zip(probed).collect())
     }
 
     /// Each sequence's per-token outputs: the last layer and the average of the
@@ -279,6 +289,19 @@ impl Encoder {
         }
         let p = self.pack(sequences)?;
         let out = self.run_packed(&p)?;
+        self.per_token(&p, &out, |features| features)
+    }
+
+    /// Each sequence's pooled outputs.
+    fn pool(&self, p: &Packed, out: &LayerOutputs) -> Result<Vec<Pooled>, EncoderError> {
+        let stable = self.span_means(&out.stable, &p.spans, 1.0)?;
+        let upper = self.span_means(&out.upper_sum, &p.spans, 1.0 / UPPER_LAYERS.len() as f32)?;
+        let last = self.span_means(&out.last, &p.spans, 1.0)?;
+        Ok(last.into_iter().zip(upper).zip(stable).map(|((last, upper), stable)| Pooled { last, upper, stable }).collect())
+    }
+
+    /// `each` of every token's features (see `token_features`), per sequence.
+    fn per_token<T>(&self, p: &Packed, out: &LayerOutputs, each: impl Fn(Vec<f32>) -> T) -> Result<Vec<Vec<T>>, EncoderError> {
         let hidden = self.hidden;
         // The mean of the upper layers, not their sum: the scale goes with the normalisation.
         let (last, upper) = (with_values(&out.last, |v| v.to_vec())?, with_values(&out.upper_sum, |v| v.to_vec())?);
@@ -292,14 +315,14 @@ impl Encoder {
                         l2_normalize(&mut a);
                         l2_normalize(&mut b);
                         a.extend_from_slice(&b);
-                        a
+                        each(a)
                     })
                     .collect()
             })
             .collect())
     }
 
-    /// Every layer over the packed rows (`forward` and `token_features` read the same outputs).
+    /// Every layer over the packed rows (pooling and the per-token outputs read the same outputs).
     fn run_packed(&self, p: &Packed) -> Result<LayerOutputs, EncoderError> {
         let mut x = p.x.clone();
         let (mut stable, mut upper_sum): (Option<Tensor>, Option<Tensor>) = (None, None);

@@ -155,15 +155,26 @@ impl FeatureExtractor {
     /// `pooled_windows` within the given limits (the service's `--max-batch-texts` and
     /// `--max-batch-tokens`).
     pub fn pooled_windows_within(&self, windows: &[Vec<u32>], limits: BatchLimits) -> Result<Vec<Pooled>, ModelError> {
+        self.in_batches(windows, limits, |sequences| self.encoder.forward(sequences))
+    }
+
+    /// `pooled_windows_within`, with each token's value of `probe` from the same pass (see
+    /// `Encoder::forward_probing_tokens`).
+    pub fn probed_windows_within(&self, windows: &[Vec<u32>], limits: BatchLimits, probe: &dyn Fn(&[f32]) -> f32) -> Result<Vec<(Pooled, Vec<f32>)>, ModelError> {
+        self.in_batches(windows, limits, |sequences| self.encoder.forward_probing_tokens(sequences, probe))
+    }
+
+    /// `run` over length-sorted batches of `windows` within `limits`; results in input order.
+    fn in_batches<T>(&self, windows: &[Vec<u32>], limits: BatchLimits, run: impl Fn(&[Vec<u32>]) -> Result<Vec<T>, EncoderError>) -> Result<Vec<T>, ModelError> {
         let lengths: Vec<usize> = windows.iter().map(Vec::len).collect();
-        let mut pooled: Vec<Option<Pooled>> = vec![None; windows.len()];
+        let mut out: Vec<Option<T>> = (0..windows.len()).map(|_| None).collect();
         for batch in limits.plan(&lengths) {
             let sequences: Vec<Vec<u32>> = batch.iter().map(|&w| windows[w].clone()).collect();
-            for (&w, p) in batch.iter().zip(self.encoder.forward(&sequences)?) {
-                pooled[w] = Some(p);
+            for (&w, result) in batch.iter().zip(run(&sequences)?) {
+                out[w] = Some(result);
             }
         }
-        Ok(pooled.into_iter().map(|p| p.expect("every window belongs to exactly one batch")).collect())
+        Ok(out.into_iter().map(|r| r.expect("every window belongs to exactly one batch")).collect())
     }
 
     /// Head features of each window of each text (see `FEATURES`).

@@ -113,13 +113,14 @@ impl Classifier {
     pub fn word_scores(&self, text: &str) -> Result<Vec<WordScore>, ModelError> {
         let Some(head) = &self.spans else { return Ok(Vec::new()) };
         let tokens = self.token_features(&[text])?.remove(0);
-        Ok(word_scores(text, &tokens, |f| head.probability(f)))
+        Ok(word_scores(text, tokens.iter().map(|(f, range)| (head.probability(f), *range))))
     }
 }
 
-/// Each word's highest token probability (words without tokens in the windows left out).
-pub fn word_scores(text: &str, tokens: &TokenFeatures, probability: impl Fn(&[f32]) -> f32) -> Vec<WordScore> {
-    let scored: Vec<(f32, (usize, usize))> = tokens.iter().filter_map(|(f, range)| range.map(|r| (probability(f), r))).collect();
+/// Each word's highest token probability, from each token's probability and byte range (words
+/// without tokens in the windows left out).
+pub fn word_scores(text: &str, tokens: impl IntoIterator<Item = (f32, Option<(usize, usize)>)>) -> Vec<WordScore> {
+    let scored: Vec<(f32, (usize, usize))> = tokens.into_iter().filter_map(|(p, range)| range.map(|r| (p, r))).collect();
     words(text)
         .into_iter()
         .filter_map(|(start, end)| {
@@ -150,16 +151,9 @@ mod tests {
     #[test]
     fn a_word_takes_its_most_toxic_token() {
         let text = "you absolute moron";
-        // Tokens: "you", "absol", "ute", "mor", "on"; the feature is the probability itself.
-        let tokens = vec![
-            (vec![0.1], Some((0, 3))),
-            (vec![0.2], Some((4, 9))),
-            (vec![0.4], Some((9, 12))),
-            (vec![0.9], Some((13, 16))),
-            (vec![0.3], Some((16, 18))),
-            (vec![0.99], None),
-        ];
-        let scores = word_scores(text, &tokens, |f| f[0]);
+        // Tokens: "you", "absol", "ute", "mor", "on", and a special token without a range.
+        let tokens = [(0.1, Some((0, 3))), (0.2, Some((4, 9))), (0.4, Some((9, 12))), (0.9, Some((13, 16))), (0.3, Some((16, 18))), (0.99, None)];
+        let scores = word_scores(text, tokens);
         let got: Vec<(&str, f32)> = scores.iter().map(|w| (&text[w.start..w.end], w.probability)).collect();
         assert_eq!(got, [("you", 0.1), ("absolute", 0.4), ("moron", 0.9)]);
     }

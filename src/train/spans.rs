@@ -79,7 +79,7 @@ fn mean_f1(posts: &[Post], head: &SpanHead, threshold: f32, served: bool) -> f64
             let predicted: BTreeSet<usize> = if served && !p.flagged {
                 BTreeSet::new()
             } else {
-                let words = word_scores(&p.text, &p.tokens, |f| head.probability(f));
+                let words = word_scores(&p.text, p.tokens.iter().map(|(f, range)| (head.probability(f), *range)));
                 select(&p.text, &words, threshold, Label::Insult).into_iter().flat_map(|s| s.begin..s.end).collect()
             };
             f1(&predicted, &p.gold)
