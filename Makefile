@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CALMLINE = ./target/release/calmline
 
-.PHONY: setup run console test train finetune eval judgement demo
+.PHONY: setup run console test train finetune eval judgement demo deploy-check
 
 PYTHON ?= python3
 INTEROP_VENV = .venv-interop
@@ -11,7 +11,8 @@ INTEROP_VENV = .venv-interop
 setup:
 	@./models/fetch.sh
 
-## The Python grpcio client used by the interop test (tests/interop/), in its own virtualenv.
+## The Python clients of the interop tests (tests/interop/: grpcio, and Google's API client for
+## the Perspective drop-in), in their own virtualenv.
 $(INTEROP_VENV)/.installed: tests/interop/requirements.txt
 	$(PYTHON) -m venv $(INTEROP_VENV)
 	$(INTEROP_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
@@ -37,6 +38,12 @@ $(CONSOLE_E2E): tests/console/package-lock.json
 	npm ci --prefix tests/console --no-audit --no-fund
 	@touch $@
 
+## Google's Node.js API client, pointed at the Perspective drop-in by tests/perspective.rs.
+PERSPECTIVE_NODE = tests/perspective/node_modules/.installed
+$(PERSPECTIVE_NODE): tests/perspective/package-lock.json
+	npm ci --prefix tests/perspective --no-audit --no-fund
+	@touch $@
+
 ## Build and run the service on the default model: gRPC on 127.0.0.1:50051, metrics on
 ## 127.0.0.1:9464 (override with CALMLINE_LISTEN / CALMLINE_METRICS_LISTEN). Ctrl-C drains and stops.
 run: setup
@@ -59,10 +66,12 @@ demo: setup
 	  '{"id": "de-1", "text": "Ich warte seit zwei Wochen auf eine Antwort, das ist eine Frechheit."}' \
 	  | $(CALMLINE) analyze --jsonl
 
-## Run every test against the real model (and the Python interop client, and the console in Chromium).
-test: setup $(INTEROP_VENV)/.installed $(CHROMIUM) $(CONSOLE_E2E) $(TRAIN_VENV)/.installed
+## Run every test against the real model (and the Python and Node clients, the console in Chromium,
+## the trainer's tests, and the deployment files' checks).
+test: setup $(INTEROP_VENV)/.installed $(CHROMIUM) $(CONSOLE_E2E) $(PERSPECTIVE_NODE) $(TRAIN_VENV)/.installed
 	CALMLINE_CHROMIUM=$(CHROMIUM) $(CARGO) test --locked
 	CALMLINE_BIN=target/debug/calmline $(TRAIN_VENV)/bin/python -m pytest -q trainer
+	./deploy/validate.sh
 
 ## Retrain the frozen-encoder baseline head (models/baseline/) from ../shared/data (features cached in models/cache/).
 train: setup
@@ -89,3 +98,9 @@ eval: setup
 ## The behaviour suite, the gold conversations and the neutral flag rates (models/eval-judgement.json).
 judgement: setup
 	$(CARGO) run --release -- eval-judgement
+
+## Check the deployment files without a cluster or a container engine: deploy/kubernetes/ against
+## the Kubernetes schemas, the manifests against the Dockerfile, and the Dockerfile with hadolint
+## (deploy/validate.sh; its pinned tools go into .venv-deploy on the first run).
+deploy-check:
+	./deploy/validate.sh

@@ -1,7 +1,8 @@
 //! Compiles the gRPC contract with protox (pure Rust, no system `protoc`) into `OUT_DIR`, writes
 //! the file descriptor set that server reflection serves, and generates the agent console's
 //! message schema (`console_schema.js`) from the same descriptors, so the browser's gRPC-web
-//! client is typed from the .proto rather than written by hand.
+//! client is typed from the .proto rather than written by hand, and the proto3 JSON mapping of
+//! every message (pbjson) for the HTTP/JSON API.
 
 use std::path::PathBuf;
 
@@ -13,7 +14,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors = protox::compile(["calmline/v1/triage.proto"], ["proto"])?;
-    std::fs::write(out_dir.join("calmline_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
+    let encoded = prost::Message::encode_to_vec(&descriptors);
+    std::fs::write(out_dir.join("calmline_descriptor.bin"), &encoded)?;
+    // serde for every message, following the proto3 JSON mapping (camelCase names, enums by
+    // name, 64-bit integers as strings): the HTTP/JSON API (`http::json`) speaks it. Fields
+    // at their default value are written too, so a client sees `"flagged": false`.
+    pbjson_build::Builder::new().register_descriptors(&encoded)?.emit_fields().build(&[".calmline.v1"])?;
     std::fs::write(out_dir.join("console_schema.js"), console_schema(&descriptors))?;
     // The service and client decode with calmline's codec: malformed requests are INVALID_ARGUMENT.
     tonic_prost_build::configure().build_client(true).build_server(true).codec_path("crate::grpc::codec::StrictCodec").compile_fds(descriptors)?;

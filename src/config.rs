@@ -118,8 +118,7 @@ pub struct ServeArgs {
     /// already on their way (admitted and being tokenized); a lone text never waits.
     #[arg(long, env = "CALMLINE_MAX_WAIT_MS", default_value_t = 2)]
     pub max_wait_ms: u64,
-    /// Leave out the evidence spans (the words behind each flag of a flagged customer turn),
-    /// which cost one more encoder pass per flagged turn.
+    /// Leave out the evidence spans (the words behind each flag of a flagged customer turn).
     #[arg(long, env = "CALMLINE_NO_SPANS")]
     pub no_spans: bool,
     /// Converse and ScoreTranscripts streams open at once; more are refused.
@@ -218,6 +217,10 @@ pub struct ScoreArgs {
     /// Continue an interrupted run in `--out`: conversations already written are skipped.
     #[arg(long, requires = "out")]
     pub resume: bool,
+    /// Score only part I of N (`--shard 0/4`), split by conversation id: N runs with their own
+    /// `--out` (an Indexed Job's pods) score every conversation exactly once between them.
+    #[arg(long)]
+    pub shard: Option<crate::qa::shard::Shard>,
     /// Conversations scored at once (their turns share the encoder's batches).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
@@ -229,8 +232,7 @@ pub struct ScoreArgs {
     /// Tokens per encoder batch.
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]
     pub max_batch_tokens: u32,
-    /// Leave out the evidence spans (the words behind each flag of a flagged customer turn),
-    /// which cost one more encoder pass per flagged turn.
+    /// Leave out the evidence spans (the words behind each flag of a flagged customer turn).
     #[arg(long)]
     pub no_spans: bool,
     /// Progress on stderr: `auto` shows it on a terminal only.

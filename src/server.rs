@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tower_layer::Layer;
 
@@ -17,6 +18,7 @@ use crate::domain::conduct::ConductModel;
 use crate::grpc::auth::{self, ApiKeys};
 use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
 use crate::http::console::{self, ConsoleAssets};
+use crate::http::json::JsonApi;
 use crate::infer::{Pipeline, PipelineConfig};
 use crate::metrics as m;
 use crate::shutdown::CancellationToken;
@@ -75,7 +77,9 @@ pub async fn run(
         stream_idle_timeout: Duration::from_secs(args.stream_idle_timeout_s),
     };
     let stopping = CancellationToken::new();
-    let triage = TriageServer::new(Triage::new(Arc::clone(&pipeline_slot), Arc::clone(&policy), limits, stopping.clone()))
+    let handlers = Arc::new(Triage::new(Arc::clone(&pipeline_slot), Arc::clone(&policy), limits, stopping.clone()));
+    let json_api = JsonApi { triage: Arc::clone(&handlers), keys: api_keys.clone(), scheme: if args.tls_cert.is_some() { "https" } else { "http" }, max_body: args.max_message_bytes };
+    let triage = TriageServer::from_arc(handlers)
         .max_decoding_message_size(args.max_message_bytes)
         .max_encoding_message_size(args.max_message_bytes.max(16 * 1024 * 1024));
 
@@ -94,8 +98,8 @@ pub async fn run(
         drain_health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
     };
     let drain_timeout = Duration::from_secs(args.drain_timeout_s);
-    // The console's browser speaks gRPC-web over HTTP/1.1; without it the server stays HTTP/2 only.
-    let mut builder = Server::builder().accept_http1(args.console).layer(console::EntryLayer { enabled: args.console });
+    // HTTP/1.1 for the JSON API's clients and the console's gRPC-web; gRPC itself is HTTP/2.
+    let mut builder = Server::builder().accept_http1(true).layer(console::EntryLayer { enabled: args.console });
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).context("configuring TLS")?;
     }
@@ -106,8 +110,11 @@ pub async fn run(
     // the client's delayed ACK, ~40 ms on Linux loopback — more than the whole inference of a turn.
     // (tonic's `Server::tcp_nodelay` applies only when tonic binds the socket itself.)
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // The JSON routes first: tonic adds its services to the same axum router.
+    let json_routes = Routes::from(crate::http::json::router(json_api));
     let mut server = tokio::spawn(
         builder
+            .add_routes(json_routes)
             .add_service(health_service)
             .add_service(reflection)
             .add_optional_service(triage)

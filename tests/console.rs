@@ -33,7 +33,7 @@ async fn the_console_plays_an_english_and_a_hebrew_conversation_in_chromium() {
 }
 
 #[tokio::test]
-async fn without_the_flag_there_is_no_console_and_no_http1() {
+async fn without_the_flag_there_is_no_console() {
     let server = common::start(&[]).await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
@@ -42,6 +42,7 @@ async fn without_the_flag_there_is_no_console_and_no_http1() {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(!answer.contains("<html"), "the page is served without --console: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 404"), "HTTP/1.1 is served (the JSON API), the page is not: {answer}");
     server.stop().await.unwrap();
 }
 

@@ -2,8 +2,9 @@
 //!
 //! API keys are stored hashed (SHA-256, one `name sha256:<hex>` line each) and compared in
 //! constant time; only a key's name ever reaches logs and metrics. A key travels as
-//! `authorization: Bearer <key>` or `x-api-key: <key>`. Health and reflection stay open, so
-//! load balancers can probe without a key.
+//! `authorization: Bearer <key>` or `x-api-key: <key>` (and, on the HTTP/JSON API, as Google's
+//! APIs take it: `?key=<key>`). Health and reflection stay open, so load balancers can probe
+//! without a key.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -135,37 +136,56 @@ impl ApiKeys {
         found
     }
 
-    /// The interceptor in front of the Triage service.
-    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
+    /// Lets a caller in by the key it presented (every caller when no keys are configured),
+    /// counting and rate-limit-logging refusals. Shared by the gRPC interceptor and the
+    /// HTTP/JSON API.
+    pub fn authenticate(&self, presented: Option<&str>) -> Result<(), Refusal> {
         if !self.is_enabled() {
-            return Ok(request);
+            return Ok(());
         }
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer)
-            .or_else(|| request.metadata().get("x-api-key").and_then(|v| v.to_str().ok()))
-            .map(str::to_string);
         let Some(presented) = presented else {
             metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "missing").increment(1);
-            return Err(Status::unauthenticated("an API key is required: send `authorization: Bearer <key>` or `x-api-key: <key>`"));
+            return Err(Refusal::Missing);
         };
-        match self.find(&presented) {
+        match self.find(presented) {
             Some(name) => {
                 metrics::counter!(m::AUTHENTICATED_TOTAL, "client" => name.to_string()).increment(1);
                 tracing::debug!(client = %name, "authenticated");
-                Ok(request)
+                Ok(())
             }
             None => {
                 metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "unknown").increment(1);
                 if let Some(unlogged) = self.refusals.record(Instant::now()) {
                     tracing::info!(unlogged_since_last = unlogged, "refused a request with an unknown API key");
                 }
-                Err(Status::unauthenticated("unknown API key"))
+                Err(Refusal::Unknown)
             }
         }
     }
+
+    /// The interceptor in front of the Triage service.
+    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        let metadata = request.metadata();
+        let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
+        let presented = presented_key(header("authorization"), header("x-api-key"));
+        match self.authenticate(presented) {
+            Ok(()) => Ok(request),
+            Err(Refusal::Missing) => Err(Status::unauthenticated("an API key is required: send `authorization: Bearer <key>` or `x-api-key: <key>`")),
+            Err(Refusal::Unknown) => Err(Status::unauthenticated("unknown API key")),
+        }
+    }
+}
+
+/// Why a caller was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    Unknown,
+}
+
+/// The key a caller presented: `authorization: Bearer <key>`, else `x-api-key: <key>`.
+pub fn presented_key<'a>(authorization: Option<&'a str>, x_api_key: Option<&'a str>) -> Option<&'a str> {
+    authorization.and_then(bearer).or(x_api_key)
 }
 
 /// The TLS configuration from the serve flags, or None for plaintext — which is refused on a

@@ -1,4 +1,8 @@
-//! The HTTP adapter: the Prometheus endpoint and the agent console's static page.
+//! The HTTP adapter: the Prometheus endpoint, the agent console's static page, and the
+//! HTTP/JSON API (calmline's unary RPCs and the Perspective drop-in) on the gRPC listener.
 
 pub mod console;
+pub mod error;
+pub mod json;
 pub mod metrics;
+pub mod perspective;
