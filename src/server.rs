@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tonic::transport::Server;
 use tonic::service::Routes;
+use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tower_layer::Layer;
 
@@ -78,7 +78,12 @@ pub async fn run(
     };
     let stopping = CancellationToken::new();
     let handlers = Arc::new(Triage::new(Arc::clone(&pipeline_slot), Arc::clone(&policy), limits, stopping.clone()));
-    let json_api = JsonApi { triage: Arc::clone(&handlers), keys: api_keys.clone(), scheme: if args.tls_cert.is_some() { "https" } else { "http" }, max_body: args.max_message_bytes };
+    let json_api = JsonApi {
+        triage: Arc::clone(&handlers),
+        keys: api_keys.clone(),
+        scheme: if args.tls_cert.is_some() { "https" } else { "http" },
+        max_body: args.max_message_bytes,
+    };
     let triage = TriageServer::from_arc(handlers)
         .max_decoding_message_size(args.max_message_bytes)
         .max_encoding_message_size(args.max_message_bytes.max(16 * 1024 * 1024));
@@ -111,7 +116,7 @@ pub async fn run(
     // (tonic's `Server::tcp_nodelay` applies only when tonic binds the socket itself.)
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     // The JSON routes first: tonic adds its services to the same axum router.
-    let json_routes = Routes::from(crate::http::json::router(json_api));
+    let json_routes = Routes::from(crate::http::routes::router(json_api));
     let mut server = tokio::spawn(
         builder
             .add_routes(json_routes)

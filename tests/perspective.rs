@@ -31,14 +31,8 @@ async fn run_client(program: &Path, script: &str, addr: SocketAddr) -> Value {
         program.exists() && (!script.ends_with(".mjs") || installed.exists()),
         "the client of {script} is not installed: run `make test` (it installs both clients)"
     );
-    let output = tokio::process::Command::new(program)
-        .arg(script)
-        .arg(addr.to_string())
-        .arg(KEY)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .await
-        .unwrap();
+    let output =
+        tokio::process::Command::new(program).arg(script).arg(addr.to_string()).arg(KEY).current_dir(env!("CARGO_MANIFEST_DIR")).output().await.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{script} failed:\n{stderr}");
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
@@ -76,7 +70,9 @@ async fn googles_python_and_node_clients_get_scores_and_spans() {
     assert_eq!(calm["detectedLanguages"], json!(["hu"]), "{calm}");
     assert!(calm["attributeScores"]["TOXICITY"].get("spanScores").is_none(), "spans only when asked: {calm}");
     assert_eq!(py["threshold"]["attributeScores"], json!({}), "below scoreThreshold nothing is returned");
-    for (case, message) in [("unknown_attribute", "FLIRTATION"), ("empty_text", "Comment must be non-empty."), ("unsupported_language", "tlh"), ("wrong_key", "API key not valid")] {
+    for (case, message) in
+        [("unknown_attribute", "FLIRTATION"), ("empty_text", "Comment must be non-empty."), ("unsupported_language", "tlh"), ("wrong_key", "API key not valid")]
+    {
         let refusal = &py[case];
         assert_eq!(refusal["status"], 400, "{case}: {refusal}");
         assert_eq!(refusal["error"]["status"], "INVALID_ARGUMENT", "{case}: {refusal}");

@@ -107,6 +107,30 @@ fn jsonl_and_csv_give_the_same_scores_and_every_output_is_written() {
     assert_eq!(stdout[2]["summary"], ja[2]["summary"]);
 }
 
+/// `--shard I/N`: N runs score every conversation exactly once between them, split by id (a
+/// repeated id stays in one shard), each into its own folder.
+#[test]
+fn shards_split_the_conversations_by_id_without_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("t.jsonl");
+    write_transcripts(&input, 30);
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for shard in ["0/3", "1/3", "2/3"] {
+        let out = dir.path().join(shard.replace('/', "-of-"));
+        let result = run(&[input.to_str().unwrap(), "--shard", shard, "--no-spans", "--out", out.to_str().unwrap()]);
+        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+        let conversations = lines(&out.join("conversations.jsonl"));
+        assert!(!conversations.is_empty(), "shard {shard} got nothing of 30");
+        seen.extend(conversations.iter().map(|c| (c["id"].as_str().unwrap().to_string(), shard.as_bytes()[0] as usize)));
+    }
+    assert_eq!(seen.len(), 30, "every conversation once: {seen:?}");
+    for (id, shard) in &seen {
+        assert!(seen.iter().filter(|(other, _)| other == id).all(|(_, s)| s == shard), "{id} is in two shards");
+    }
+    let bad = run(&[input.to_str().unwrap(), "--shard", "3/3"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("0 <= I < N"));
+}
+
 #[test]
 fn unreadable_records_go_to_the_errors_file_with_their_lines_and_the_run_goes_on() {
     let dir = tempfile::tempdir().unwrap();

@@ -22,6 +22,8 @@ const PAGE: &str = "/console/index.html";
 const ASSETS: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("../../console/index.html")),
     ("console.css", "text/css; charset=utf-8", include_str!("../../console/console.css")),
+    // Named by the page, so the browser asks for it here and not for a /favicon.ico nobody serves.
+    ("favicon.svg", "image/svg+xml", include_str!("../../console/favicon.svg")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../console/app.js")),
     ("grpc-web.js", "text/javascript; charset=utf-8", include_str!("../../console/grpc-web.js")),
     ("protobuf.js", "text/javascript; charset=utf-8", include_str!("../../console/protobuf.js")),

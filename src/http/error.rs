@@ -75,11 +75,8 @@ impl From<tonic::Status> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.http_status();
-        let details: Vec<serde_json::Value> = self
-            .error_type
-            .map(|t| json!({"@type": "type.googleapis.com/google.commentanalyzer.v1alpha1.Error", "errorType": t}))
-            .into_iter()
-            .collect();
+        let details: Vec<serde_json::Value> =
+            self.error_type.map(|t| json!({"@type": "type.googleapis.com/google.commentanalyzer.v1alpha1.Error", "errorType": t})).into_iter().collect();
         let body = json!({"error": {"code": status.as_u16(), "message": self.message, "status": code_label(self.code), "details": details}});
         (status, Json(body)).into_response()
     }

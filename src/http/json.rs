@@ -7,19 +7,16 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::Code;
 
 use super::error::ApiError;
-use super::perspective;
 use crate::grpc::Triage;
 use crate::grpc::auth::{ApiKeys, Refusal, presented_key};
 use crate::grpc::pb;
@@ -34,17 +31,6 @@ pub struct JsonApi {
     pub scheme: &'static str,
     /// Largest request body, in bytes (the gRPC message limit).
     pub max_body: usize,
-}
-
-/// The routes, ready for tonic to add its services to (`Routes::from`).
-pub fn router(api: JsonApi) -> Router {
-    Router::new()
-        .route("/v1/analyze", post(analyze))
-        .route("/v1/info", get(info).post(info))
-        .route(perspective::ANALYZE_PATH, post(perspective::analyze))
-        .route(perspective::DISCOVERY_PATH, get(perspective::discovery))
-        .fallback(unknown_route)
-        .with_state(api)
 }
 
 /// The query parameters of a call, as name/value pairs.
@@ -85,7 +71,10 @@ pub fn params(params: Params) -> Result<Vec<(String, String)>, ApiError> {
 /// length says so, before a byte is read (a client that sent `Expect: 100-continue` never sends
 /// it) — and 400 when malformed, with serde's message saying where.
 pub async fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body, limit: usize) -> Result<T, ApiError> {
-    let too_large = || ApiError::new(Code::OutOfRange, format!("the request body is over {limit} bytes, the most this server takes (--max-message-bytes)")).with_http(StatusCode::PAYLOAD_TOO_LARGE);
+    let too_large = || {
+        ApiError::new(Code::OutOfRange, format!("the request body is over {limit} bytes, the most this server takes (--max-message-bytes)"))
+            .with_http(StatusCode::PAYLOAD_TOO_LARGE)
+    };
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
@@ -129,7 +118,7 @@ pub fn json_response<T: Serialize>(value: &T) -> Response {
 }
 
 /// `POST /v1/analyze`: an `AnalyzeRequest` in, an `AnalyzeResponse` out (proto3 JSON mapping).
-async fn analyze(State(api): State<JsonApi>, headers: HeaderMap, query: Params, body: Body) -> Response {
+pub async fn analyze(State(api): State<JsonApi>, headers: HeaderMap, query: Params, body: Body) -> Response {
     let result = async {
         api.check_key(&headers, &params(query)?, KeyErrors::Calmline)?;
         let request: pb::AnalyzeRequest = json_body(&headers, body, api.max_body).await?;
@@ -140,7 +129,7 @@ async fn analyze(State(api): State<JsonApi>, headers: HeaderMap, query: Params, 
 }
 
 /// `GET /v1/info`: the `GetInfoResponse` (labels, languages, versions, limits).
-async fn info(State(api): State<JsonApi>, headers: HeaderMap, query: Params) -> Response {
+pub async fn info(State(api): State<JsonApi>, headers: HeaderMap, query: Params) -> Response {
     let result = async {
         api.check_key(&headers, &params(query)?, KeyErrors::Calmline)?;
         let response = TriageRpc::get_info(&*api.triage, tonic::Request::new(pb::GetInfoRequest {})).await?;
@@ -151,7 +140,7 @@ async fn info(State(api): State<JsonApi>, headers: HeaderMap, query: Params) -> 
 
 /// Anything else: a gRPC client gets UNIMPLEMENTED as gRPC (as tonic's own fallback answers),
 /// anyone else a JSON 404.
-async fn unknown_route(request: Request<Body>) -> Response {
+pub async fn unknown_route(request: Request<Body>) -> Response {
     let grpc = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("application/grpc"));
     if grpc {
         return tonic::Status::unimplemented("").into_http::<Body>();

@@ -6,3 +6,4 @@ pub mod error;
 pub mod json;
 pub mod metrics;
 pub mod perspective;
+pub mod routes;

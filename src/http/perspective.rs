@@ -49,8 +49,15 @@ enum Attribute {
 }
 
 impl Attribute {
-    const ALL: [Attribute; 7] =
-        [Attribute::Toxicity, Attribute::SevereToxicity, Attribute::Insult, Attribute::Profanity, Attribute::Threat, Attribute::IdentityAttack, Attribute::SexuallyExplicit];
+    const ALL: [Attribute; 7] = [
+        Attribute::Toxicity,
+        Attribute::SevereToxicity,
+        Attribute::Insult,
+        Attribute::Profanity,
+        Attribute::Threat,
+        Attribute::IdentityAttack,
+        Attribute::SexuallyExplicit,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -87,7 +94,9 @@ impl Attribute {
         let of = |l: Label| scaled[l.index()];
         let highest = |labels: &[Label]| labels.iter().map(|&l| of(l)).fold(0.0, f32::max);
         match self {
-            Attribute::SevereToxicity => highest(&[Label::Threat, Label::IdentityAttack, Label::SexualHarassment]).max(of(Label::Insult).min(of(Label::Profanity))),
+            Attribute::SevereToxicity => {
+                highest(&[Label::Threat, Label::IdentityAttack, Label::SexualHarassment]).max(of(Label::Insult).min(of(Label::Profanity)))
+            }
             other => highest(other.labels()),
         }
     }
@@ -208,7 +217,9 @@ impl Plan {
             return Err(ApiError::invalid("Comment must be non-empty.").typed("COMMENT_EMPTY"));
         }
         if comment.text.len() > MAX_TURN_BYTES {
-            return Err(ApiError::invalid(format!("Comment text too long: {} bytes; the limit is {MAX_TURN_BYTES}.", comment.text.len())).typed("COMMENT_TOO_LONG"));
+            return Err(
+                ApiError::invalid(format!("Comment text too long: {} bytes; the limit is {MAX_TURN_BYTES}.", comment.text.len())).typed("COMMENT_TOO_LONG")
+            );
         }
         if request.requested_attributes.is_empty() {
             return Err(ApiError::invalid("Must request at least one attribute.").typed("NO_REQUESTED_ATTRIBUTES"));
@@ -236,19 +247,13 @@ impl Plan {
                 let base = code.split(['-', '_']).next().unwrap_or_default().to_ascii_lowercase();
                 if !crate::model::ENCODER_LANGUAGES.contains(&base.as_str()) {
                     let names: Vec<&str> = attributes.iter().map(|(a, _)| a.name()).collect();
-                    return Err(ApiError::invalid(format!("Attribute {} does not support request languages: {code}", names.join(", "))).typed("LANGUAGE_NOT_SUPPORTED_BY_ATTRIBUTE"));
+                    return Err(ApiError::invalid(format!("Attribute {} does not support request languages: {code}", names.join(", ")))
+                        .typed("LANGUAGE_NOT_SUPPORTED_BY_ATTRIBUTE"));
                 }
                 Some(base)
             }
         };
-        Ok(Plan {
-            text: comment.text,
-            language,
-            attributes,
-            spans: request.span_annotations,
-            client_token: request.client_token,
-            languages: request.languages,
-        })
+        Ok(Plan { text: comment.text, language, attributes, spans: request.span_annotations, client_token: request.client_token, languages: request.languages })
     }
 
     /// Perspective's answer from calmline's assessment of the comment.
@@ -337,7 +342,11 @@ pub async fn discovery(State(api): State<JsonApi>, headers: HeaderMap, query: Pa
         {
             return Err(ApiError::new(Code::NotFound, format!("no discovery document for version {version}; calmline serves {VERSION}")));
         }
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).filter(|h| is_host(h)).ok_or_else(|| ApiError::invalid("a valid Host header is required"))?;
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .filter(|h| is_host(h))
+            .ok_or_else(|| ApiError::invalid("a valid Host header is required"))?;
         let root = format!("{}://{host}/", api.scheme);
         let mut document = DISCOVERY.clone();
         for field in ["rootUrl", "baseUrl", "mtlsRootUrl"] {
@@ -396,7 +405,10 @@ mod tests {
             (serde_json::json!({"comment": {"text": "  "}, "requestedAttributes": {"TOXICITY": {}}}), "COMMENT_EMPTY"),
             (serde_json::json!({"comment": {"text": "hi"}}), "NO_REQUESTED_ATTRIBUTES"),
             (serde_json::json!({"comment": {"text": "hi"}, "requestedAttributes": {"FLIRTATION": {}}}), "ATTRIBUTE_NOT_SUPPORTED"),
-            (serde_json::json!({"comment": {"text": "hi"}, "requestedAttributes": {"TOXICITY": {}}, "languages": ["tlh"]}), "LANGUAGE_NOT_SUPPORTED_BY_ATTRIBUTE"),
+            (
+                serde_json::json!({"comment": {"text": "hi"}, "requestedAttributes": {"TOXICITY": {}}, "languages": ["tlh"]}),
+                "LANGUAGE_NOT_SUPPORTED_BY_ATTRIBUTE",
+            ),
         ] {
             let e = request(json.clone()).unwrap_err();
             assert_eq!((e.code, e.error_type), (Code::InvalidArgument, Some(expect)), "{json}: {}", e.message);

@@ -217,7 +217,6 @@ impl Pipeline {
         })
         .await
     }
-
 }
 
 fn stopped() -> Error {

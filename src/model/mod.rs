@@ -160,12 +160,22 @@ impl FeatureExtractor {
 
     /// `pooled_windows_within`, with each token's value of `probe` from the same pass (see
     /// `Encoder::forward_probing_tokens`).
-    pub fn probed_windows_within(&self, windows: &[Vec<u32>], limits: BatchLimits, probe: &dyn Fn(&[f32]) -> f32) -> Result<Vec<(Pooled, Vec<f32>)>, ModelError> {
+    pub fn probed_windows_within(
+        &self,
+        windows: &[Vec<u32>],
+        limits: BatchLimits,
+        probe: &dyn Fn(&[f32]) -> f32,
+    ) -> Result<Vec<(Pooled, Vec<f32>)>, ModelError> {
         self.in_batches(windows, limits, |sequences| self.encoder.forward_probing_tokens(sequences, probe))
     }
 
     /// `run` over length-sorted batches of `windows` within `limits`; results in input order.
-    fn in_batches<T>(&self, windows: &[Vec<u32>], limits: BatchLimits, run: impl Fn(&[Vec<u32>]) -> Result<Vec<T>, EncoderError>) -> Result<Vec<T>, ModelError> {
+    fn in_batches<T>(
+        &self,
+        windows: &[Vec<u32>],
+        limits: BatchLimits,
+        run: impl Fn(&[Vec<u32>]) -> Result<Vec<T>, EncoderError>,
+    ) -> Result<Vec<T>, ModelError> {
         let lengths: Vec<usize> = windows.iter().map(Vec::len).collect();
         let mut out: Vec<Option<T>> = (0..windows.len()).map(|_| None).collect();
         for batch in limits.plan(&lengths) {

@@ -31,7 +31,7 @@ seen.insult = (await client.comments.analyze({requestBody: {
   clientToken: 'node-1',
 }})).data;
 seen.calm = (await client.comments.analyze({requestBody: {
-  comment: {text: 'Obrigado, o problema foi resolvido.'},
+  comment: {text: 'Obrigado pela ajuda, o problema com a fatura foi resolvido hoje de manhã.'},
   requestedAttributes: {TOXICITY: {}, PROFANITY: {}},
 }})).data;
 seen.unknown_attribute = await refusal(client, {comment: {text: 'hi'}, requestedAttributes: {ATTACK_ON_AUTHOR: {}}});
