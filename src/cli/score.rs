@@ -345,11 +345,12 @@ async fn score_all(
         };
         let source = |line: usize| Source { file: names[item.input].clone(), line };
         if let Some(shard) = shard {
-            let key = match &item.record {
-                Ok((_, transcript)) if !transcript.id.is_empty() => transcript.id.clone(),
-                Err(e) if e.id.as_deref().is_some_and(|id| !id.is_empty()) => e.id.clone().unwrap_or_default(),
-                Ok((line, _)) | Err(crate::qa::transcripts::RecordError { line, .. }) => format!("{}:{line}", names[item.input]),
+            // The conversation id; its file and line when it has none.
+            let (line, id) = match &item.record {
+                Ok((line, transcript)) => (*line, Some(transcript.id.as_str())),
+                Err(e) => (e.line, e.id.as_deref()),
             };
+            let key = id.filter(|id| !id.is_empty()).map_or_else(|| format!("{}:{line}", names[item.input]), str::to_string);
             if !shard.owns(&key) {
                 continue;
             }

@@ -195,7 +195,6 @@ impl Score {
 /// A request, checked: what to score and how to answer.
 #[derive(Debug)]
 struct Plan {
-    text: String,
     language: Option<String>,
     /// Requested attributes with their score thresholds.
     attributes: Vec<(Attribute, Option<f32>)>,
@@ -205,8 +204,9 @@ struct Plan {
 }
 
 impl Plan {
-    /// Checks a request the way Perspective does, with its messages and error types.
-    fn check(request: AnalyzeCommentRequest) -> Result<Plan, ApiError> {
+    /// Checks a request the way Perspective does, with its messages and error types; returns
+    /// the comment's text and how to answer.
+    fn check(request: AnalyzeCommentRequest) -> Result<(String, Plan), ApiError> {
         let comment = request.comment.ok_or_else(|| ApiError::invalid("Comment must be non-empty.").typed("COMMENT_EMPTY"))?;
         match comment.kind.as_deref() {
             None | Some("PLAIN_TEXT") | Some("TEXT_TYPE_UNSPECIFIED") => {}
@@ -253,7 +253,8 @@ impl Plan {
                 Some(base)
             }
         };
-        Ok(Plan { text: comment.text, language, attributes, spans: request.span_annotations, client_token: request.client_token, languages: request.languages })
+        let plan = Plan { language, attributes, spans: request.span_annotations, client_token: request.client_token, languages: request.languages };
+        Ok((comment.text, plan))
     }
 
     /// Perspective's answer from calmline's assessment of the comment.
@@ -309,9 +310,9 @@ pub async fn analyze(State(api): State<JsonApi>, headers: HeaderMap, query: Para
         let params = params(query)?;
         api.check_key(&headers, &params, KeyErrors::Google)?;
         check_alt(&params)?;
-        let plan = Plan::check(json_body(&headers, body, api.max_body).await?)?;
-        let text_chars = u32::try_from(plan.text.chars().count()).unwrap_or(u32::MAX);
-        let turn = pb::Turn { speaker: pb::Speaker::Customer as i32, text: plan.text.clone(), lang: plan.language.clone() };
+        let (text, plan) = Plan::check(json_body(&headers, body, api.max_body).await?)?;
+        let text_chars = u32::try_from(text.chars().count()).unwrap_or(u32::MAX);
+        let turn = pb::Turn { speaker: pb::Speaker::Customer as i32, text, lang: plan.language.clone() };
         let request = pb::AnalyzeRequest { turn: Some(turn), state: None, locale: String::new() };
         let response = TriageRpc::analyze(&*api.triage, grpc_request(request, &headers)?).await?.into_inner();
         let assessment = response.assessment.ok_or_else(|| ApiError::new(Code::Internal, "no assessment came back"))?;
@@ -368,7 +369,7 @@ mod tests {
     use super::*;
 
     fn request(json: serde_json::Value) -> Result<Plan, ApiError> {
-        Plan::check(serde_json::from_value(json).map_err(|e| ApiError::invalid(e.to_string()))?)
+        Plan::check(serde_json::from_value(json).map_err(|e| ApiError::invalid(e.to_string()))?).map(|(_, plan)| plan)
     }
 
     #[test]
