@@ -24,8 +24,9 @@ use crate::config::{self, InputFormat, ScoreArgs};
 use crate::domain::conduct::ConductModel;
 use crate::domain::policy::Policy;
 use crate::infer::{Pipeline, PipelineConfig};
-use crate::qa::output::{self, Source, Versions};
+use crate::qa::output::{self, Source};
 use crate::qa::report::Report;
+use crate::qa::scoring::{self, Outcome};
 use crate::qa::shard::Shard;
 use crate::qa::transcripts::{CsvReader, JsonlReader, Record};
 
@@ -255,11 +256,6 @@ fn repair_and_read_sources(path: &Path) -> anyhow::Result<Vec<Source>> {
     Ok(sources)
 }
 
-enum Outcome {
-    Scored { line: String, turns: u64 },
-    Failed { line: String },
-}
-
 enum Pending {
     Ready(Option<Outcome>),
     Running(JoinHandle<Outcome>),
@@ -372,24 +368,7 @@ async fn score_all(
                     Pending::Ready(None)
                 } else {
                     let (pipeline, policy) = (pipeline.clone(), Arc::clone(&policy));
-                    Pending::Running(tokio::spawn(async move {
-                        let scored = match pipeline.admit_wait().await {
-                            Ok(admitted) => pipeline.score_transcript(&policy, &admitted, &transcript, None).await,
-                            Err(e) => Err(e),
-                        };
-                        match scored {
-                            Ok(report) => {
-                                let versions =
-                                    Versions { model: pipeline.classifier().model_version(), policy_hash: &policy.hash, conduct: &pipeline.conduct().version };
-                                let texts: Vec<&str> = transcript.turns.iter().map(|t| t.text.as_str()).collect();
-                                Outcome::Scored {
-                                    line: output::conversation_line(&report, &texts, &transcript.locale, &source, &versions),
-                                    turns: report.turns.len() as u64,
-                                }
-                            }
-                            Err(e) => Outcome::Failed { line: output::error_line(&source, Some(&transcript.id), &e.to_string()) },
-                        }
-                    }))
+                    Pending::Running(tokio::spawn(async move { scoring::score(&pipeline, &policy, &transcript, &source).await }))
                 }
             }
         };

@@ -90,6 +90,34 @@ pub struct AgentContext {
     pub repeats_earlier_reply: bool,
 }
 
+/// What a conversation so far tells about its next agent turn (`AgentContext`), kept turn by
+/// turn: a transcript, a live `Converse` stream and the Python package's conversations all judge
+/// agent conduct with the same context. Earlier replies are kept as hashes, not text.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    after_complaint: bool,
+    earlier_replies: std::collections::HashSet<u64>,
+}
+
+impl History {
+    /// The context of `turn`, which comes next; call `record` with its assessment afterwards.
+    pub fn context_of(&mut self, turn: &TurnInput) -> AgentContext {
+        let repeats_earlier_reply = turn.speaker == Speaker::Agent && {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            turn.text.trim().hash(&mut hasher);
+            !self.earlier_replies.insert(hasher.finish())
+        };
+        AgentContext { after_complaint: self.after_complaint, repeats_earlier_reply }
+    }
+
+    pub fn record(&mut self, assessed: &TurnAssessment) {
+        if assessed.speaker == Speaker::Customer {
+            self.after_complaint = !assessed.flags.is_empty();
+        }
+    }
+}
+
 /// The language whose thresholds judge a turn: its own, or the conversation's locale when the
 /// turn was too short to tell ("und").
 pub fn thresholds_language(language: &str, locale: &str) -> String {
@@ -217,14 +245,11 @@ impl TranscriptInput {
 pub fn assess_transcript(judges: Judges, transcript: &TranscriptInput, scored: Vec<Scored>) -> TranscriptReport {
     let mut state = ConversationState::default();
     let mut turns: Vec<TurnAssessment> = Vec::with_capacity(transcript.turns.len());
-    let mut earlier_replies = std::collections::HashSet::new();
-    let mut after_complaint = false;
+    let mut history = History::default();
     for (turn, s) in transcript.turns.iter().zip(scored) {
-        let context = AgentContext { after_complaint, repeats_earlier_reply: turn.speaker == Speaker::Agent && !earlier_replies.insert(turn.text.trim()) };
+        let context = history.context_of(turn);
         let assessed = assess(judges, &mut state, turn, s, &transcript.locale, context);
-        if assessed.speaker == Speaker::Customer {
-            after_complaint = !assessed.flags.is_empty();
-        }
+        history.record(&assessed);
         turns.push(assessed);
     }
     report(transcript, turns, state)

@@ -16,7 +16,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::domain::conversation::{MAX_TURN_BYTES, MAX_TURNS_PER_TRANSCRIPT};
+use crate::domain::conversation::{History, MAX_TURN_BYTES, MAX_TURNS_PER_TRANSCRIPT};
 use crate::domain::labels::Label;
 use crate::domain::policy::{ConversationState, Policy};
 use crate::error::Error;
@@ -141,7 +141,8 @@ impl pb::triage_server::Triage for Triage {
             let mut state = convert::state_from_pb(req.state);
             // Unary calls are refused at once when full: the caller retries, nothing waits unbounded.
             let admitted = pipeline.admit()?;
-            let a = pipeline.analyze_turn(&self.policy, &admitted, &mut state, &turn, &req.locale, deadline).await?;
+            // A unary call carries the ladder's state, not the conversation's history.
+            let a = pipeline.analyze_turn(&self.policy, &admitted, &mut state, None, &turn, &req.locale, deadline).await?;
             let assessment = convert::assessment(&a, &pipeline.classifier().head, &versions(&pipeline, &self.policy), started.elapsed());
             Ok::<_, Status>(pb::AnalyzeResponse { assessment: Some(assessment), state: Some(convert::state_to_pb(&state)) })
         }
@@ -165,6 +166,7 @@ impl pb::triage_server::Triage for Triage {
         let stream = respond_in_stream("Converse", opened, move |tx| async move {
             let _slot = slot;
             let mut state = ConversationState::default();
+            let mut history = History::default();
             let mut locale = String::new();
             while let Some(message) = next_message(&mut inbound, idle, &stopping).await? {
                 let started = Instant::now();
@@ -175,7 +177,7 @@ impl pb::triage_server::Triage for Triage {
                 let turn = convert::turn(message.turn, &format!("turn {turn_index}"))?;
                 // The stream is accepted work: wait for admission rather than refuse.
                 let admitted = pipeline.admit_wait().await?;
-                let a = pipeline.analyze_turn(&policy, &admitted, &mut state, &turn, &locale, deadline).await?;
+                let a = pipeline.analyze_turn(&policy, &admitted, &mut state, Some(&mut history), &turn, &locale, deadline).await?;
                 let assessment = convert::assessment(&a, &pipeline.classifier().head, &versions(&pipeline, &policy), started.elapsed());
                 if tx.send(Ok(assessment)).await.is_err() {
                     break; // the client has gone

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{Admitted, Pipeline};
-use crate::domain::conversation::{AgentContext, Judges, Speaker, TranscriptInput, TranscriptReport, TurnAssessment, TurnInput, assess, assess_transcript};
+use crate::domain::conversation::{History, Judges, Speaker, TranscriptInput, TranscriptReport, TurnAssessment, TurnInput, assess, assess_transcript};
 use crate::domain::policy::{ConversationState, Policy};
 use crate::error::Error;
 use crate::metrics as m;
@@ -16,12 +16,15 @@ impl Pipeline {
         Judges { head: &self.classifier().head, conduct: self.conduct(), policy }
     }
 
-    /// Scores one turn of an admitted request and assesses it (validated first).
+    /// Scores one turn of an admitted request and assesses it (validated first). `history` is
+    /// the conversation's so far, when known (a stream, a live conversation); it moves on.
+    #[allow(clippy::too_many_arguments)]
     pub async fn analyze_turn(
         &self,
         policy: &Policy,
         admitted: &Admitted,
         state: &mut ConversationState,
+        history: Option<&mut History>,
         turn: &TurnInput,
         locale: &str,
         deadline: Option<Instant>,
@@ -29,7 +32,12 @@ impl Pipeline {
         turn.validate()?;
         let mut scored = self.score(admitted, &[turn.text.as_str()], deadline).await?.remove(0);
         let token_scores = std::mem::take(&mut scored.token_scores);
-        let mut assessment = assess(self.judges(policy), state, turn, scored, locale, AgentContext::default());
+        let mut history = history;
+        let context = history.as_deref_mut().map(|h| h.context_of(turn)).unwrap_or_default();
+        let mut assessment = assess(self.judges(policy), state, turn, scored, locale, context);
+        if let Some(h) = history {
+            h.record(&assessment);
+        }
         self.add_spans(&mut assessment, &turn.text, &token_scores)?;
         Ok(assessment)
     }

@@ -5,5 +5,6 @@
 
 pub mod output;
 pub mod report;
+pub mod scoring;
 pub mod shard;
 pub mod transcripts;

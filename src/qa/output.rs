@@ -34,7 +34,9 @@ fn names<T: Copy>(items: &[T], name: impl Fn(T) -> &'static str) -> Value {
     json!(items.iter().map(|&i| name(i)).collect::<Vec<_>>())
 }
 
-fn turn_json(t: &TurnAssessment, text: &str) -> Value {
+/// One turn of a conversation line; also what the Python package's live conversation returns
+/// for each turn.
+pub fn turn_json(t: &TurnAssessment, text: &str) -> Value {
     let mut turn = json!({
         "turn_index": t.turn_index,
         "speaker": t.speaker,

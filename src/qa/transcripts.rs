@@ -47,48 +47,50 @@ impl<R: BufRead> JsonlReader<R> {
     pub fn new(input: R) -> Self {
         JsonlReader { input, line: 0, buf: Vec::new() }
     }
+}
 
-    fn parse(&self, raw: &[u8]) -> Record {
-        let line = self.line;
-        let fail = |id: Option<String>, message: String| Err(RecordError { line, id, message });
-        let Ok(text) = std::str::from_utf8(raw) else { return fail(None, "line is not valid UTF-8".into()) };
-        #[derive(serde::Deserialize)]
-        struct Turn {
-            speaker: String,
-            text: String,
-            #[serde(default)]
-            lang: Option<String>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Conversation {
-            id: serde_json::Value,
-            #[serde(default)]
-            locale: String,
-            #[serde(default)]
-            agent_id: Option<serde_json::Value>,
-            turns: Vec<Turn>,
-        }
-        let c: Conversation = match serde_json::from_str(text.trim_end_matches(['\n', '\r'])) {
-            Ok(c) => c,
-            Err(e) => return fail(None, format!("not a transcript object: {e}")),
-        };
-        let scalar = |v: serde_json::Value| match v {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        };
-        let id = scalar(c.id);
-        if c.turns.len() > MAX_TURNS_PER_TRANSCRIPT {
-            return fail(Some(id), format!("{} turns; the limit is {MAX_TURNS_PER_TRANSCRIPT}", c.turns.len()));
-        }
-        let mut turns = Vec::with_capacity(c.turns.len());
-        for (i, t) in c.turns.into_iter().enumerate() {
-            let Some(speaker) = speaker(&t.speaker) else {
-                return fail(Some(id), format!("turn {i}: speaker must be \"customer\" or \"agent\""));
-            };
-            turns.push(TurnInput { speaker, text: t.text, lang: t.lang });
-        }
-        Ok((line, TranscriptInput { id, locale: c.locale, agent_id: c.agent_id.map(scalar).unwrap_or_default(), turns }))
+/// Reads one transcript record, the JSON object of one line; `line` is where it starts, for
+/// errors. `JsonlReader` and the Python package (which takes one record at a time) share it, so
+/// both accept and refuse the same records.
+pub fn parse_jsonl_record(raw: &[u8], line: usize) -> Record {
+    let fail = |id: Option<String>, message: String| Err(RecordError { line, id, message });
+    let Ok(text) = std::str::from_utf8(raw) else { return fail(None, "line is not valid UTF-8".into()) };
+    #[derive(serde::Deserialize)]
+    struct Turn {
+        speaker: String,
+        text: String,
+        #[serde(default)]
+        lang: Option<String>,
     }
+    #[derive(serde::Deserialize)]
+    struct Conversation {
+        id: serde_json::Value,
+        #[serde(default)]
+        locale: String,
+        #[serde(default)]
+        agent_id: Option<serde_json::Value>,
+        turns: Vec<Turn>,
+    }
+    let c: Conversation = match serde_json::from_str(text.trim_end_matches(['\n', '\r'])) {
+        Ok(c) => c,
+        Err(e) => return fail(None, format!("not a transcript object: {e}")),
+    };
+    let scalar = |v: serde_json::Value| match v {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let id = scalar(c.id);
+    if c.turns.len() > MAX_TURNS_PER_TRANSCRIPT {
+        return fail(Some(id), format!("{} turns; the limit is {MAX_TURNS_PER_TRANSCRIPT}", c.turns.len()));
+    }
+    let mut turns = Vec::with_capacity(c.turns.len());
+    for (i, t) in c.turns.into_iter().enumerate() {
+        let Some(speaker) = speaker(&t.speaker) else {
+            return fail(Some(id), format!("turn {i}: speaker must be \"customer\" or \"agent\""));
+        };
+        turns.push(TurnInput { speaker, text: t.text, lang: t.lang });
+    }
+    Ok((line, TranscriptInput { id, locale: c.locale, agent_id: c.agent_id.map(scalar).unwrap_or_default(), turns }))
 }
 
 impl<R: BufRead> Iterator for JsonlReader<R> {
@@ -112,7 +114,7 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
                 continue; // blank lines between records are allowed
             }
             let raw = std::mem::take(&mut self.buf);
-            let record = self.parse(&raw);
+            let record = parse_jsonl_record(&raw, self.line);
             self.buf = raw;
             return Some(record);
         }

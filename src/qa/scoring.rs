@@ -1,0 +1,32 @@
+//! One transcript through the pipeline into its output line: what `calmline score` does for
+//! each record, and what the Python package's `score_transcripts` does, so both write the same
+//! records.
+
+use crate::domain::conversation::TranscriptInput;
+use crate::domain::policy::Policy;
+use crate::infer::Pipeline;
+use crate::qa::output::{self, Source, Versions};
+
+/// What became of one record.
+pub enum Outcome {
+    /// The conversation line (`output::conversation_line`) and its number of turns.
+    Scored { line: String, turns: u64 },
+    /// The error line (`output::error_line`).
+    Failed { line: String },
+}
+
+/// Scores `transcript`, waiting for admission (accepted work is never refused), and renders it.
+pub async fn score(pipeline: &Pipeline, policy: &Policy, transcript: &TranscriptInput, source: &Source) -> Outcome {
+    let scored = match pipeline.admit_wait().await {
+        Ok(admitted) => pipeline.score_transcript(policy, &admitted, transcript, None).await,
+        Err(e) => Err(e),
+    };
+    match scored {
+        Ok(report) => {
+            let versions = Versions { model: pipeline.classifier().model_version(), policy_hash: &policy.hash, conduct: &pipeline.conduct().version };
+            let texts: Vec<&str> = transcript.turns.iter().map(|t| t.text.as_str()).collect();
+            Outcome::Scored { line: output::conversation_line(&report, &texts, &transcript.locale, source, &versions), turns: report.turns.len() as u64 }
+        }
+        Err(e) => Outcome::Failed { line: output::error_line(source, Some(&transcript.id), &e.to_string()) },
+    }
+}
