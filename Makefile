@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CALMLINE = ./target/release/calmline
 
-.PHONY: setup run console test train finetune eval judgement demo deploy-check
+.PHONY: setup run console test python-test wheel train finetune eval judgement demo deploy-check
 
 PYTHON ?= python3
 INTEROP_VENV = .venv-interop
@@ -24,6 +24,40 @@ $(TRAIN_VENV)/.installed: trainer/requirements.txt
 	$(PYTHON) -m venv $(TRAIN_VENV)
 	$(TRAIN_VENV)/bin/pip install --quiet --disable-pip-version-check -r trainer/requirements.txt
 	@touch $@
+
+## The Python package (python/: PyO3 + maturin), its tests and the Spark job's test, in their own
+## virtualenv; the default model's trained files and fetch.sh are staged into the package.
+PY_VENV = .venv-python
+$(PY_VENV)/.installed: python/requirements-test.txt
+	$(PYTHON) -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check -r python/requirements-test.txt
+	@touch $@
+
+PY_MODEL = python/calmline/model
+$(PY_MODEL)/.staged: models/adapters.json models/adapters.safetensors models/head.json models/head.safetensors models/span-head.json models/fetch.sh
+	mkdir -p $(PY_MODEL)
+	cp $^ $(PY_MODEL)/
+	@touch $@
+
+## Java for the Spark test: Debian's headless JRE (17 on bookworm), when the machine has none.
+JAVA = $(or $(shell command -v java),/usr/bin/java)
+$(JAVA):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends default-jre-headless
+
+## A release wheel for every CPython from 3.9 (abi3), into target/wheels/:
+## pip install target/wheels/calmline-*.whl
+wheel: $(PY_VENV)/.installed $(PY_MODEL)/.staged
+	$(PY_VENV)/bin/maturin build --release --manifest-path python/Cargo.toml --out target/wheels
+
+## The package's tests (against target/debug/calmline, built by cargo test) and the Spark job in
+## local mode. The wheel is built with the dev profile (dependencies and calmline optimised, as
+## for the tests), so it reuses cargo test's build.
+python-test: setup $(PY_VENV)/.installed $(PY_MODEL)/.staged $(JAVA)
+	rm -rf target/wheels-dev
+	$(PY_VENV)/bin/maturin build --quiet --profile dev --manifest-path python/Cargo.toml --out target/wheels-dev
+	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps target/wheels-dev/calmline-*.whl
+	CALMLINE_BIN=target/debug/calmline $(PY_VENV)/bin/python -m pytest -q python/tests
 
 ## Debian's Chromium and the npm lockfile of the console's browser test (tests/console/).
 CHROMIUM ?= /usr/bin/chromium
@@ -67,10 +101,11 @@ demo: setup
 	  | $(CALMLINE) analyze --jsonl
 
 ## Run every test against the real model (and the Python and Node clients, the console in Chromium,
-## the trainer's tests, and the deployment files' checks).
+## the trainer's tests, the Python package and its Spark job, and the deployment files' checks).
 test: setup $(INTEROP_VENV)/.installed $(CHROMIUM) $(CONSOLE_E2E) $(PERSPECTIVE_NODE) $(TRAIN_VENV)/.installed
 	CALMLINE_CHROMIUM=$(CHROMIUM) $(CARGO) test --locked
 	CALMLINE_BIN=target/debug/calmline $(TRAIN_VENV)/bin/python -m pytest -q trainer
+	$(MAKE) python-test
 	./deploy/validate.sh
 
 ## Retrain the frozen-encoder baseline head (models/baseline/) from ../shared/data (features cached in models/cache/).
