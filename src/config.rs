@@ -168,6 +168,11 @@ pub struct EvalConductArgs {
     /// Labelled agent turns (JSON lines: id, lang, split, customer_before, text, labels).
     #[arg(long, default_value = "data/agent-conduct/turns.jsonl")]
     pub data: PathBuf,
+    /// The gold conversations (`calmline score` transcripts): their agents' replies are written
+    /// to be professional, so every conduct flag on one is a false alarm; they join the labelled
+    /// turns as negatives, by the conversation's split.
+    #[arg(long, default_value = "data/conversations")]
+    pub conversations: PathBuf,
     /// Also search min_similarity and margin on the dev split and report the best.
     #[arg(long)]
     pub tune: bool,

@@ -20,6 +20,21 @@ fn conduct_flags_hold_up_on_the_held_out_agent_turns() {
     assert!(evaluation::macro_f1(&counts) >= 0.6, "{}", evaluation::markdown(&counts));
 }
 
+/// The gold conversations' agents are professional: a QA report must not accuse them. Measured
+/// with conduct-2 on `e5-small-q4+lora6-8+judgement-6`: 19 of 495 test replies (3.8%), 12 of them
+/// rude_to_customer (the classifier's rudeness on apologies); conduct-1 flagged twice as many.
+#[test]
+fn professional_replies_are_rarely_flagged() {
+    let classifier = Classifier::load(Path::new("models")).unwrap();
+    let model = ConductModel::embedded(&classifier.extractor).unwrap();
+    let rows = calmline::train::judgement::professional_replies(Path::new("data/conversations")).unwrap();
+    let examples = evaluation::score(rows, &classifier).unwrap();
+    let alarms = evaluation::false_alarms(&examples, &model, "test", model.thresholds());
+    let all = &alarms["all"];
+    assert!(all.replies >= 400, "{} replies", all.replies);
+    assert!(all.rate() <= 0.05, "{:.3} of professional replies flagged: {:?}", all.rate(), all.by_kind);
+}
+
 #[test]
 fn a_stock_phrase_is_canned_only_after_a_complaint() {
     let classifier = Classifier::load(Path::new("models")).unwrap();

@@ -128,17 +128,30 @@ pub fn eval_conduct(args: &EvalConductArgs) -> anyhow::Result<ExitCode> {
     use crate::domain::conduct::{ConductModel, evaluation};
     let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
     let model = ConductModel::embedded(&classifier.extractor)?;
-    let examples = evaluation::load(&args.data, &classifier)?;
+    let labelled = evaluation::load(&args.data, &classifier)?;
+    let professional = evaluation::score(train::judgement::professional_replies(&args.conversations)?, &classifier)?;
     let mut thresholds = model.thresholds();
     if args.tune {
-        let (best, f1) = evaluation::tune(&examples, &model);
+        // Chosen with the professional replies as negatives: a flag on a good agent costs.
+        let both: Vec<_> = labelled.iter().chain(&professional).cloned().collect();
+        let (best, f1) = evaluation::tune(&both, &model);
         println!("best on dev (macro F1 {f1:.3}): {best:?}; committed: {thresholds:?}\n");
         thresholds = best;
     }
     println!("model {}, conduct {}, {thresholds:?}\n", classifier.model_version(), model.version);
     for split in ["dev", "test"] {
-        let counts = evaluation::count(&examples, &model, split, thresholds);
+        let counts = evaluation::count(&labelled, &model, split, thresholds);
         println!("### {split} split (macro F1 {:.3})\n\n{}", evaluation::macro_f1(&counts), evaluation::markdown(&counts));
+        // What a QA team would see on good agents: how many professional replies get any flag.
+        let alarms = evaluation::false_alarms(&professional, &model, split, thresholds);
+        println!(
+            "Professional replies of the gold conversations ({split}) with a conduct flag:\n\n| language | replies | flagged | rate | by kind |\n|---|---:|---:|---:|---|"
+        );
+        for (lang, a) in &alarms {
+            let kinds: Vec<String> = a.by_kind.iter().map(|(k, n)| format!("{} {n}", k.name())).collect();
+            println!("| {lang} | {} | {} | {:.1}% | {} |", a.replies, a.flagged, 100.0 * a.rate(), kinds.join(", "));
+        }
+        println!();
     }
     Ok(ExitCode::SUCCESS)
 }

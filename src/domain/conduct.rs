@@ -171,9 +171,10 @@ impl ConductModel {
     pub fn judge_with(&self, turn: &AgentTurn, t: Thresholds) -> Vec<ConductKind> {
         let Thresholds { min_similarity, margin, rude_at } = t;
         let mut kinds = Vec::new();
-        // Agents' replies are polite in form, so rudeness needs a higher score than on
-        // customer turns (chosen on dev, see docs/AGENT-CONDUCT.md).
-        if turn.flags.contains(&Label::Insult) || turn.scores.get(Label::Rudeness) >= rude_at {
+        // Agents' replies are polite in form, so rudeness needs the customer's flag and, on top,
+        // a score of `rude_at` (chosen on dev, see docs/AGENT-CONDUCT.md): never less than
+        // what flags a customer.
+        if turn.flags.contains(&Label::Insult) || (turn.flags.contains(&Label::Rudeness) && turn.scores.get(Label::Rudeness) >= rude_at) {
             kinds.push(ConductKind::RudeToCustomer);
         }
         // Nearest example wins: the kinds are alternatives (a reply that blames the courier is
@@ -215,17 +216,20 @@ pub mod evaluation {
     use crate::domain::labels::LabelScores;
     use crate::model::Classifier;
 
+    /// One labelled agent turn, as read.
     #[derive(Deserialize)]
-    struct Row {
-        id: String,
-        lang: String,
-        split: String,
-        customer_before: String,
-        text: String,
-        labels: Vec<String>,
+    pub struct Row {
+        pub id: String,
+        pub lang: String,
+        pub split: String,
+        /// The customer's turn the reply answers.
+        pub customer_before: String,
+        pub text: String,
+        pub labels: Vec<String>,
     }
 
     /// One labelled agent turn, scored once; judged for any thresholds.
+    #[derive(Clone)]
     pub struct Example {
         pub id: String,
         pub lang: String,
@@ -258,6 +262,11 @@ pub mod evaluation {
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(n, l)| serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), n + 1)))
             .collect::<anyhow::Result<_>>()?;
+        score(rows, classifier)
+    }
+
+    /// Scores labelled agent turns once (the reply, and the customer's turn before it).
+    pub fn score(rows: Vec<Row>, classifier: &Classifier) -> anyhow::Result<Vec<Example>> {
         let customers: Vec<&str> = rows.iter().map(|r| r.customer_before.as_str()).collect();
         let agents: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
         let customer_scores = classifier.scores(&customers)?;
@@ -320,6 +329,37 @@ pub mod evaluation {
         counts
     }
 
+    /// Replies that should get no flag, and how many did, by kind.
+    #[derive(Debug, Default, Clone)]
+    pub struct FalseAlarms {
+        pub replies: u32,
+        pub flagged: u32,
+        pub by_kind: BTreeMap<ConductKind, u32>,
+    }
+
+    impl FalseAlarms {
+        pub fn rate(&self) -> f64 {
+            f64::from(self.flagged) / f64::from(self.replies.max(1))
+        }
+    }
+
+    /// Flags on `split`'s unlabelled replies (all of them false alarms), by language and "all".
+    pub fn false_alarms(examples: &[Example], model: &ConductModel, split: &str, t: Thresholds) -> BTreeMap<String, FalseAlarms> {
+        let mut alarms: BTreeMap<String, FalseAlarms> = BTreeMap::new();
+        for e in examples.iter().filter(|e| e.split == split && e.labels.is_empty()) {
+            let got = e.judge(model, t);
+            for lang in [e.lang.clone(), "all".to_string()] {
+                let a = alarms.entry(lang).or_default();
+                a.replies += 1;
+                a.flagged += u32::from(!got.is_empty());
+                for kind in &got {
+                    *a.by_kind.entry(*kind).or_default() += 1;
+                }
+            }
+        }
+        alarms
+    }
+
     /// Mean F1 over the kinds, all languages.
     pub fn macro_f1(counts: &BTreeMap<(String, ConductKind), Counts>) -> f64 {
         let f1s: Vec<f64> = ConductKind::ALL.iter().filter_map(|k| counts.get(&("all".to_string(), *k))).map(Counts::f1).collect();
@@ -327,22 +367,35 @@ pub mod evaluation {
     }
 
     /// The thresholds with the best macro F1 on the dev split (ties: the first, most lenient).
+    /// `rude_at` decides only rudeness and the similarity thresholds only the other kinds, so
+    /// each is chosen on its own kinds' F1: the same optimum as the joint grid, at a tenth of it.
     pub fn tune(examples: &[Example], model: &ConductModel) -> (Thresholds, f64) {
-        let mut best = (model.thresholds(), -1.0);
+        let f1_of = |t: Thresholds, kinds: &[ConductKind]| {
+            let counts = count(examples, model, "dev", t);
+            kinds.iter().map(|k| counts.get(&("all".to_string(), *k)).map_or(0.0, Counts::f1)).sum::<f64>()
+        };
+        let committed = model.thresholds();
+        let mut best_rude = (committed.rude_at, -1.0);
         for r in 0..=9 {
             let rude_at = 0.5 + 0.05 * r as f32;
-            for s in 0..=30 {
-                let min_similarity = 0.75 + 0.01 * s as f32;
-                for m in 0..=12 {
-                    let t = Thresholds { min_similarity, margin: 0.005 * m as f32, rude_at };
-                    let f1 = macro_f1(&count(examples, model, "dev", t));
-                    if f1 > best.1 + 1e-9 {
-                        best = (t, f1);
-                    }
+            let f1 = f1_of(Thresholds { rude_at, ..committed }, &[ConductKind::RudeToCustomer]);
+            if f1 > best_rude.1 + 1e-9 {
+                best_rude = (rude_at, f1);
+            }
+        }
+        let similar = [ConductKind::BlamesOthers, ConductKind::QuestionsCustomer, ConductKind::CannedReply];
+        let mut best_similar = (committed, -1.0);
+        for s in 0..=30 {
+            for m in 0..=12 {
+                let t = Thresholds { min_similarity: 0.75 + 0.01 * s as f32, margin: 0.005 * m as f32, ..committed };
+                let f1 = f1_of(t, &similar);
+                if f1 > best_similar.1 + 1e-9 {
+                    best_similar = (t, f1);
                 }
             }
         }
-        best
+        let best = Thresholds { rude_at: best_rude.0, ..best_similar.0 };
+        (best, macro_f1(&count(examples, model, "dev", best)))
     }
 
     pub fn markdown(counts: &BTreeMap<(String, ConductKind), Counts>) -> String {

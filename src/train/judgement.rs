@@ -216,6 +216,29 @@ pub fn load_conversations(dir: &Path) -> Result<Vec<GoldConversation>> {
     read_jsonl_folder(dir)
 }
 
+/// The agent replies of the gold conversations that answer a customer turn, unlabelled: the
+/// conversations' agents are written to be professional, so every conduct flag on one is a
+/// false alarm (`calmline eval-conduct`). With the conversation's split.
+pub fn professional_replies(dir: &Path) -> Result<Vec<crate::domain::conduct::evaluation::Row>> {
+    let mut rows = Vec::new();
+    for c in load_conversations(dir)? {
+        let split = if c.split == Split::Test { "test" } else { "dev" };
+        for (i, pair) in c.turns.windows(2).enumerate() {
+            if pair[0].speaker == "customer" && pair[1].speaker == "agent" {
+                rows.push(crate::domain::conduct::evaluation::Row {
+                    id: format!("{}#{}", c.id, i + 1),
+                    lang: c.locale.clone(),
+                    split: split.to_string(),
+                    customer_before: pair[0].text.clone(),
+                    text: pair[1].text.clone(),
+                    labels: Vec::new(),
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
 /// The source name of the conversations' customer turns.
 pub const CONVERSATIONS_SOURCE: &str = "calmline_conversations";
 
