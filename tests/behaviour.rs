@@ -114,16 +114,16 @@ use calmline::domain::policy::Policy;
 use calmline::train::datasets::Split;
 use calmline::train::judgement;
 
-// What the default (`e5-small-q4+lora6-7+judgement-5`, 2026-12-03) measured on the test splits,
-// less a small margin (models/eval-judgement.md): labels 75.5%, actions 79.2% on the suite's
-// 1,830 test cases, neutral turns 80% or more in every language, conversation accuracy 78.1%,
-// false alarms 3.9% (19 of 491; the previous default had 3.5%, 17). Judgement-4 measured 72.2% /
-// 75.6% on the same cases, judgement-2 57.4% / 63.1%.
-const SUITE_LABEL_FLOOR: f64 = 0.735;
-const SUITE_ACTION_FLOOR: f64 = 0.77;
+// What the default (`e5-small-q4+lora6-8+judgement-6`, 2026-12-03) measured on the test splits,
+// less a small margin (models/eval-judgement.md): labels 76.7%, actions 79.9% on the suite's
+// 1,830 test cases, neutral turns 80% or more in every language, conversation accuracy 82.1%,
+// false alarms 2.2% (11 of 491). Judgement-5 measured 75.5% / 79.2%, 78.1% and 3.9%;
+// judgement-4 72.2% / 75.6% on the same cases, judgement-2 57.4% / 63.1%.
+const SUITE_LABEL_FLOOR: f64 = 0.745;
+const SUITE_ACTION_FLOOR: f64 = 0.78;
 const NEUTRAL_FLOOR: f64 = 0.75;
-const CONVERSATION_ACCURACY_FLOOR: f64 = 0.765;
-const CONVERSATION_FALSE_ALARM_CEILING: f64 = 0.045;
+const CONVERSATION_ACCURACY_FLOOR: f64 = 0.80;
+const CONVERSATION_FALSE_ALARM_CEILING: f64 = 0.035;
 
 fn suite() -> judgement::SuiteReport {
     let cases = judgement::load_cases(Path::new("data/behaviour")).expect("data/behaviour");
