@@ -46,9 +46,14 @@ $(JAVA):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends default-jre-headless
 
 ## A release wheel for every CPython from 3.9 (abi3), into target/wheels/:
-## pip install target/wheels/calmline-*.whl
-wheel: $(PY_VENV)/.installed $(PY_MODEL)/.staged
+## pip install target/wheels/calmline-*.whl. The encoder files (fetched by `setup`) are copied to
+## where the installed package looks for them: $CALMLINE_BASE, else ~/.cache/calmline/base.
+PY_BASE = $(or $(CALMLINE_BASE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/calmline/base)
+wheel: setup $(PY_VENV)/.installed $(PY_MODEL)/.staged
+	rm -rf target/wheels
 	$(PY_VENV)/bin/maturin build --release --manifest-path python/Cargo.toml --out target/wheels
+	mkdir -p $(PY_BASE)
+	cp -u models/base/e5-small-q4.bin models/base/tokenizer.json $(PY_BASE)/
 
 ## The package's tests (against target/debug/calmline, built by cargo test) and the Spark job in
 ## local mode. The wheel is built with the dev profile (dependencies and calmline optimised, as

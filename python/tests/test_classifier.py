@@ -109,3 +109,22 @@ def test_calls_from_threads_are_batched_and_leave_the_interpreter(classifier):
         time.sleep(0.001)
     assert all(r == alone for r in results)
     assert ticks > 50, f"the main thread ran {ticks} times in {time.monotonic() - started:.1f} s"
+
+
+def test_the_readme_line_works_with_the_packaged_model(tmp_path):
+    """README's "Python" lines: the installed package, its own model files and the encoder files
+    in the user cache (where `make wheel` copies them), nothing else configured."""
+    import os
+    import subprocess
+    import sys
+
+    base = tmp_path / "cache" / "calmline" / "base"
+    base.mkdir(parents=True)
+    for name in calmline.BASE_FILES:
+        os.symlink(MODELS / "base" / name, base / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("CALMLINE_MODELS", "CALMLINE_BASE")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    line = "import calmline; print(calmline.Classifier().analyze(['You idiot'])[0]['flags'])"
+    done = subprocess.run([sys.executable, "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "insult" in done.stdout
