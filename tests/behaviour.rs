@@ -118,9 +118,9 @@ use calmline::train::datasets::Split;
 use calmline::train::judgement;
 
 // What the default (`e5-small-q4+lora6-8+judgement-6`, 2026-12-03) measured on the test splits,
-// less a small margin (models/eval-judgement.md): labels 76.7%, actions 79.9% on the suite's
-// 1,830 test cases, neutral turns 80% or more in every language, conversation accuracy 82.1%,
-// false alarms 2.2% (11 of 491). Judgement-5 measured 75.5% / 79.2%, 78.1% and 3.9%;
+// less a small margin (models/eval-judgement.md): labels 76.6%, actions 79.7% on the suite's
+// 1,830 test cases, neutral turns 80% or more in every language, conversation accuracy 82.5%,
+// false alarms 2.0% (10 of 491). Judgement-5 measured 75.5% / 79.2%, 78.1% and 3.9%;
 // judgement-4 72.2% / 75.6% on the same cases, judgement-2 57.4% / 63.1%.
 const SUITE_LABEL_FLOOR: f64 = 0.745;
 const SUITE_ACTION_FLOOR: f64 = 0.78;

@@ -21,6 +21,13 @@ impl Label {
     pub const ALL: [Label; LABEL_COUNT] =
         [Label::Frustration, Label::Rudeness, Label::Insult, Label::Profanity, Label::Threat, Label::IdentityAttack, Label::SexualHarassment];
 
+    /// Labels that call a manager at once, whatever the conversation so far (the policy's
+    /// ladder): a false one sends a calm customer to a supervisor. Where a language has no
+    /// threshold of its own for one of them, the strictest calibrated one applies (`Head`).
+    pub fn is_severe(self) -> bool {
+        matches!(self, Label::Threat | Label::IdentityAttack | Label::SexualHarassment)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Label::Frustration => "frustration",
