@@ -10,8 +10,9 @@ should do next, in ~100 languages, on the CPU, in-process.
         ...
 
 The model runs in Rust (the same code as the `calmline` service and CLI, so results are the same
-as theirs); calls release the GIL, may come from many threads at once (they are batched together)
-and the model is loaded once per `Classifier`. Field meanings: DESIGN.md and the README of the
+as theirs); calls release the GIL and may come from many threads at once (conversation turns and
+transcripts of concurrent calls share the encoder's batches); the model is loaded once per
+`Classifier`. Field meanings: DESIGN.md and the README of the
 calmline repository.
 """
 

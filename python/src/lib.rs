@@ -3,9 +3,10 @@
 //! dicts.
 //!
 //! One `Engine` per model folder holds the service's own pipeline (tokenizer workers, the
-//! inference thread, cross-caller batching) and a small tokio runtime to drive it. Every call
-//! leaves the interpreter (`Python::detach`) while the model runs, so other Python threads go on,
-//! and calls from several threads at once are batched together by the pipeline.
+//! inference thread, cross-caller batching) and a small tokio runtime to drive it: conversation
+//! turns and transcripts of concurrent calls share its batches. `analyze` scores one call's texts
+//! as `calmline analyze` does (same function, same results). Every call leaves the interpreter
+//! (`Python::detach`) while the model runs, so other Python threads go on.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -90,7 +90,7 @@ def test_score_transcripts_gives_the_records_of_calmline_score(classifier, tmp_p
     assert {r["model_version"] for r in scored} == {classifier.model_version}
 
 
-def test_calls_from_threads_are_batched_and_leave_the_interpreter(classifier):
+def test_calls_from_threads_agree_and_leave_the_interpreter(classifier):
     texts = [t for t, _ in TEXTS] * 8
     alone = classifier.analyze(texts)
     results = [None] * 4
