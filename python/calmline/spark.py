@@ -35,7 +35,7 @@ TURN_SCHEMA = (
     "conduct ARRAY<STRING>"
 )
 
-#: A scored conversation: `calmline score`'s record (its `source` is the input file's name here).
+#: A scored conversation: `calmline score`'s record (its `source` is the input file, with no line).
 RECORD_SCHEMA = (
     "id STRING, agent_id STRING, locale STRING, source STRUCT<file: STRING, line: BIGINT>, "
     "model_version STRING, policy_hash STRING, conduct_version STRING, "
@@ -130,10 +130,11 @@ def _score_partition(models: Optional[str], base: Optional[str], policy: Optiona
             files = batch[_INPUT_FILE].tolist() if _INPUT_FILE in batch else [""] * len(batch)
             rows = []
             for file, record in zip(files, classifier.score_transcripts(transcripts, source="spark")):
-                record.setdefault("source", {})["file"] = file
                 if "error" in record:
                     rows.append({"id": record.get("id"), "record": None, "error": record["error"], "input_file": file})
                 else:
+                    # The input file, as `calmline score` gives it; a Spark row has no line number.
+                    record["source"] = {"file": file, "line": None}
                     rows.append({"id": record["id"], "record": json.dumps(record, ensure_ascii=False), "error": None, "input_file": file})
             yield pd.DataFrame(rows, columns=["id", "record", "error", "input_file"])
 

@@ -24,10 +24,6 @@ use calmline::qa::transcripts::parse_jsonl_record;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
-/// Conversations scored at once by one `score_transcripts` call: enough to fill the encoder's
-/// batches with turns of several conversations, as `calmline score --concurrency` does.
-const TRANSCRIPTS_AT_ONCE: usize = 16;
-
 struct Shared {
     pipeline: Pipeline,
     policy: Policy,
@@ -89,34 +85,33 @@ impl Engine {
     /// Scores transcript records (each the JSON object of one `calmline score` input line) and
     /// returns one JSON line each, in order: the conversation line of `calmline score`, or its
     /// error line (`{"file", "line", "id", "error"}`) for a record that could not be read or
-    /// scored. `file` and `first_line` name where the records came from.
+    /// scored. `file` and `first_line` name where the records came from. All records of a call
+    /// are scored at once, so their turns share the encoder's batches (the caller bounds how
+    /// many: 64 from the Python package).
     fn score_transcripts(&self, py: Python<'_>, records: Vec<String>, file: String, first_line: usize) -> PyResult<Vec<String>> {
         let shared = Arc::clone(&self.shared);
         py.detach(move || {
             shared.runtime.block_on(async {
-                let mut lines = Vec::with_capacity(records.len());
-                for (c, chunk) in records.chunks(TRANSCRIPTS_AT_ONCE).enumerate() {
-                    let offset = c * TRANSCRIPTS_AT_ONCE;
-                    let tasks: Vec<_> = chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(i, raw)| {
-                            let shared = Arc::clone(&shared);
-                            let source = Source { file: file.clone(), line: first_line + offset + i };
-                            let record = parse_jsonl_record(raw.as_bytes(), source.line);
-                            tokio::spawn(async move {
-                                match record {
-                                    Err(e) => calmline::qa::output::error_line(&source, e.id.as_deref(), &e.message),
-                                    Ok((_, transcript)) => match scoring::score(&shared.pipeline, &shared.policy, &transcript, &source).await {
-                                        Outcome::Scored { line, .. } | Outcome::Failed { line } => line,
-                                    },
-                                }
-                            })
+                let tasks: Vec<_> = records
+                    .iter()
+                    .enumerate()
+                    .map(|(i, raw)| {
+                        let shared = Arc::clone(&shared);
+                        let source = Source { file: file.clone(), line: first_line + i };
+                        let record = parse_jsonl_record(raw.as_bytes(), source.line);
+                        tokio::spawn(async move {
+                            match record {
+                                Err(e) => calmline::qa::output::error_line(&source, e.id.as_deref(), &e.message),
+                                Ok((_, transcript)) => match scoring::score(&shared.pipeline, &shared.policy, &transcript, &source).await {
+                                    Outcome::Scored { line, .. } | Outcome::Failed { line } => line,
+                                },
+                            }
                         })
-                        .collect();
-                    for task in tasks {
-                        lines.push(task.await.map_err(runtime_error)?);
-                    }
+                    })
+                    .collect();
+                let mut lines = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    lines.push(task.await.map_err(runtime_error)?);
                 }
                 Ok(lines)
             })

@@ -33,7 +33,8 @@ def gold_conversations(per_language: int):
         with open(path, encoding="utf-8") as f:
             for line in f.readlines()[:per_language]:
                 c = json.loads(line)
-                c.pop("split", None), c.pop("kind", None)
+                for key in ("split", "kind"):
+                    c.pop(key, None)
                 for t in c["turns"]:
                     t.pop("gold", None)
                 lines.append(json.dumps(c, ensure_ascii=False))

@@ -67,6 +67,7 @@ def test_the_spark_job_writes_what_calmline_score_writes(spark, tmp_path):
     for cid, expected in cli["records"].items():
         got = conversations[cid]
         got["turns"] = sorted(turns[cid], key=lambda t: t["turn_index"])
+        assert "transcripts.parquet" in got["source"]["file"] and got["source"]["line"] is None
         for record in (got, expected):
             record.pop("source")
             for t in record["turns"]:

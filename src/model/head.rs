@@ -53,8 +53,8 @@ pub struct Head {
     thresholds: [f32; LABEL_COUNT],
     /// What a language without a threshold of its own for a label uses: the pooled one, but
     /// for a severe label the strictest of the pooled and every calibrated language's. A
-    /// Hungarian turn got INVOLVE_MANAGER for identity_attack 0.41 against the pooled 0.36,
-    /// which mostly English data set; no Hungarian data calibrates that label.
+    /// Hungarian turn got INVOLVE_MANAGER for identity_attack 0.41 against the pooled 0.36, set
+    /// mostly on English data; no Hungarian data calibrates that label.
     uncalibrated: [f32; LABEL_COUNT],
     by_language: BTreeMap<String, [f32; LABEL_COUNT]>,
 }
