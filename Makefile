@@ -5,6 +5,8 @@ CALMLINE = ./target/release/calmline
 .PHONY: setup run console test python-test wheel train finetune eval judgement demo deploy-check
 
 PYTHON ?= python3
+# Debian's Chromium, for the console's browser test (tests/console/).
+CHROMIUM ?= /usr/bin/chromium
 INTEROP_VENV = .venv-interop
 
 ## Fetch and verify the encoder blob and tokenizer into models/base/ (skipped when present).
@@ -41,7 +43,8 @@ $(PY_MODEL)/.staged: models/adapters.json models/adapters.safetensors models/hea
 
 ## Java for the Spark test: Debian's headless JRE (17 on bookworm), when the machine has none.
 JAVA = $(or $(shell command -v java),/usr/bin/java)
-$(JAVA):
+# After Chromium's install when both are needed: apt takes one install at a time.
+$(JAVA): | $(CHROMIUM)
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends default-jre-headless
 
@@ -65,7 +68,6 @@ python-test: setup $(PY_VENV)/.installed $(PY_MODEL)/.staged $(JAVA)
 	CALMLINE_BIN=target/debug/calmline $(PY_VENV)/bin/python -m pytest -q python/tests
 
 ## Debian's Chromium and the npm lockfile of the console's browser test (tests/console/).
-CHROMIUM ?= /usr/bin/chromium
 CONSOLE_E2E = tests/console/node_modules/.installed
 SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -107,11 +109,27 @@ demo: setup
 
 ## Run every test against the real model (and the Python and Node clients, the console in Chromium,
 ## the trainer's tests, the Python package and its Spark job, and the deployment files' checks).
-test: setup $(INTEROP_VENV)/.installed $(CHROMIUM) $(CONSOLE_E2E) $(PERSPECTIVE_NODE) $(TRAIN_VENV)/.installed
+## What the tests need is made first, all at once: on a fresh machine the installs wait on the
+## network while cargo compiles the test binaries, instead of one after the other.
+test:
+	$(MAKE) --jobs=12 --output-sync=target test-needs
 	CALMLINE_CHROMIUM=$(CHROMIUM) $(CARGO) test --locked
 	CALMLINE_BIN=target/debug/calmline $(TRAIN_VENV)/bin/python -m pytest -q trainer
 	$(MAKE) python-test
 	./deploy/validate.sh
+
+TEST_NEEDS = setup test-build $(INTEROP_VENV)/.installed $(CHROMIUM) $(CONSOLE_E2E) $(PERSPECTIVE_NODE) $(TRAIN_VENV)/.installed \
+  $(PY_VENV)/.installed $(PY_MODEL)/.staged $(JAVA) deploy-tools
+.PHONY: test-needs test-build deploy-tools
+test-needs: $(TEST_NEEDS)
+
+## The test binaries. Cargo is kept off make's jobserver: it would otherwise compile on the one
+## job slot left over by the installs running beside it.
+test-build:
+	env -u MAKEFLAGS -u MFLAGS $(CARGO) test --locked --no-run
+
+deploy-tools:
+	./deploy/validate.sh --install-only
 
 ## Retrain the frozen-encoder baseline head (models/baseline/) from ../shared/data (features cached in models/cache/).
 train: setup

@@ -6,7 +6,8 @@
 #   2. the rules between the manifests and the Dockerfile (deploy/check_manifests.py);
 #   3. the Dockerfile with hadolint.
 # The tools are pinned in deploy/requirements.txt and installed into .venv-deploy/ (git-ignored)
-# on the first run, or when the pins change. Exits non-zero on any error or warning.
+# on the first run, or when the pins change (`--install-only` stops there). Exits non-zero on any
+# error or warning.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +25,9 @@ if [ ! -f "$stamp" ]; then
   "$python" -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r deploy/requirements.txt
   touch "$stamp"
+fi
+if [ "${1:-}" = "--install-only" ]; then
+  exit 0
 fi
 
 mapfile -t manifests < <(find deploy/kubernetes -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
