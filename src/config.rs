@@ -293,6 +293,10 @@ pub struct DataArgs {
     /// Leave the conversations' dev turns out of the calibration.
     #[arg(long)]
     pub no_conversations: bool,
+    /// Leave the dev conversations' agent replies out of the head's training (where they are
+    /// negatives for every label).
+    #[arg(long)]
+    pub no_agent_replies: bool,
 }
 
 #[derive(Debug, Clone, Args)]

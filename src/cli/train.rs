@@ -180,6 +180,7 @@ fn train_options(data: &DataArgs, steps: usize, learning_rate: f64, l2: f64) -> 
         training: (!data.no_training).then(|| data.training.clone()),
         neutral: !data.no_neutral,
         conversations: (!data.no_conversations).then(|| data.conversations.clone()),
+        agent_replies: (!data.no_agent_replies).then(|| data.conversations.clone()),
         project_weight: 1.0,
     }
 }

@@ -27,6 +27,23 @@ pub fn detect(text: &str) -> &'static str {
     }
 }
 
+/// Below this confidence a guess restricted to the calibrated languages is little better than
+/// the pooled thresholds. On the short turns of the behaviour suite and the conversations that
+/// `detect` leaves "und" (1,135 of 4,999 in Latin script), 97% of the guesses at or above it were
+/// right (377 of 387), 62% of those below.
+const MIN_CONFIDENCE_AMONG: f64 = 0.3;
+
+/// The likeliest of `candidates` (language codes) for a text that `detect` leaves "und", when
+/// the detector, told to choose among them alone, is confident enough; else `None`.
+pub fn guess_among(text: &str, candidates: &[String]) -> Option<&'static str> {
+    let allowed: Vec<whatlang::Lang> = whatlang::Lang::all().iter().copied().filter(|&l| candidates.iter().any(|c| c == iso_639_1(l))).collect();
+    if allowed.is_empty() {
+        return None;
+    }
+    let info = whatlang::Detector::with_allowlist(allowed).detect(text)?;
+    (info.confidence() >= MIN_CONFIDENCE_AMONG).then(|| iso_639_1(info.lang()))
+}
+
 /// Every code `detect` can return: a closed set, safe as a metric label.
 pub static KNOWN_CODES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
     let mut codes: Vec<&'static str> = whatlang::Lang::all().iter().map(|&l| iso_639_1(l)).collect();
@@ -122,5 +139,15 @@ mod tests {
         // Too short to tell Latin-script languages apart: unknown, not a wrong guess.
         assert_eq!(super::detect("You are an idiot."), "und");
         assert_eq!(super::detect("אתה אידיוט"), "he");
+    }
+
+    #[test]
+    fn a_short_turn_is_placed_among_the_calibrated_languages_only_when_the_detector_is_fairly_sure() {
+        let measured: Vec<String> = ["ar", "de", "en", "es", "fr", "he", "hu", "it", "pl", "pt", "ru", "tr"].map(String::from).to_vec();
+        let turn = "Third time I'm calling and the router still doesn't work!";
+        assert_eq!(super::detect(turn), "und");
+        assert_eq!(super::guess_among(turn, &measured), Some("en"));
+        assert_eq!(super::guess_among("1234 !!!", &measured), None);
+        assert_eq!(super::guess_among(turn, &[]), None);
     }
 }

@@ -140,6 +140,9 @@ pub struct SuiteReport {
     pub actions: BTreeMap<String, BTreeMap<String, Tally>>,
     /// Frustration precision and recall per language over the cases that annotate it.
     pub frustration: BTreeMap<String, (f64, f64)>,
+    /// Label and action pass counts, all languages, with no language hint: each text judged by
+    /// the thresholds of its detected language, as `analyze` without `lang` does.
+    pub without_hint: (Tally, Tally),
     pub failures: Vec<Failure>,
 }
 
@@ -166,6 +169,11 @@ pub fn run_suite(classifier: &Classifier, policy: &Policy, cases: &[Case], split
         let (flags, action) = first_turn_action(classifier, policy, s, &case.lang);
         let label_pass = case.must.iter().all(|l| flags.contains(l)) && !case.must_not.iter().any(|l| flags.contains(l));
         let action_pass = case.actions.contains(&action);
+        let detected = crate::domain::lang::detect(&case.text);
+        let unhinted = crate::domain::conversation::thresholds_language(detected, "", &case.text, &classifier.head);
+        let (unhinted_flags, unhinted_action) = first_turn_action(classifier, policy, s, &unhinted);
+        report.without_hint.0.add(case.must.iter().all(|l| unhinted_flags.contains(l)) && !case.must_not.iter().any(|l| unhinted_flags.contains(l)));
+        report.without_hint.1.add(case.actions.contains(&unhinted_action));
         for lang in [case.lang.as_str(), "all"] {
             for func in [case.functionality.as_str(), "all"] {
                 report.labels.entry(lang.into()).or_default().entry(func.into()).or_default().add(label_pass);
@@ -260,6 +268,26 @@ pub fn conversation_dev_examples(dir: &Path) -> Result<Vec<Example>> {
     Ok(examples)
 }
 
+/// The source name of the conversations' agent replies.
+pub const AGENT_REPLIES_SOURCE: &str = "calmline_agent_replies";
+
+/// The agent replies of the dev conversations as training negatives: the conversations' agents
+/// are written to be professional, so no label applies to any of them. Without them an apology
+/// ("I'm so sorry, that shouldn't have happened") scored 0.8–0.9 rudeness, and agents got
+/// frustration on about half of their replies. The test conversations stay for `eval-judgement`
+/// and `eval-conduct`.
+pub fn agent_reply_examples(dir: &Path) -> Result<Vec<Example>> {
+    let mut examples = Vec::new();
+    for c in load_conversations(dir)?.into_iter().filter(|c| c.split == Split::Dev) {
+        let base = crate::model::head::base_language(&c.locale);
+        let lang = static_lang(&base).with_context(|| format!("{}: unexpected locale {}", c.id, c.locale))?;
+        for turn in c.turns.into_iter().filter(|t| t.speaker == "agent") {
+            examples.push(Example { source: AGENT_REPLIES_SOURCE, lang, split: Split::Train, text: turn.text, targets: [Some(false); LABEL_COUNT] });
+        }
+    }
+    Ok(examples)
+}
+
 /// Per-turn results over customer turns.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct TurnTally {
@@ -314,7 +342,9 @@ pub fn run_conversations(classifier: &Classifier, policy: &Policy, conversations
         let mut state = ConversationState::default();
         let lang = crate::model::head::base_language(&c.locale);
         for (i, (turn, s)) in customer.iter().zip(&scores).enumerate() {
-            let flags = classifier.head.flags(s, &crate::domain::conversation::thresholds_language(crate::domain::lang::detect(&turn.text), &c.locale));
+            let flags = classifier
+                .head
+                .flags(s, &crate::domain::conversation::thresholds_language(crate::domain::lang::detect(&turn.text), &c.locale, &turn.text, &classifier.head));
             let severity = policy.severity_of(&flags, s);
             let action = policy.customer_turn(&mut state, &flags, severity, &c.locale).action;
             let Some(gold) = &turn.gold else { continue };
@@ -384,6 +414,13 @@ pub fn markdown(suite: &SuiteReport, conversations: &ConversationReport, neutral
             .collect();
         s += &format!("| {func} | {} |\n", cells.join(" | "));
     }
+    let (labels, actions) = &suite.without_hint;
+    s += &format!(
+        "\nWithout a language hint (each case judged by the thresholds of its detected language, as `analyze` without `lang`): labels {:.0}%, actions {:.0}% ({}).\n",
+        100.0 * labels.rate(),
+        100.0 * actions.rate(),
+        labels.total
+    );
     s += "\nFrustration on the suite's test cases that annotate it (precision / recall):\n\n| lang | precision | recall |\n|---|---:|---:|\n";
     for (l, (p, r)) in &suite.frustration {
         s += &format!("| {l} | {p:.2} | {r:.2} |\n");

@@ -45,13 +45,17 @@ pub struct TrainOptions {
     pub neutral: bool,
     /// The gold conversations (`data/conversations/`), when their dev turns are to calibrate.
     pub conversations: Option<PathBuf>,
+    /// The gold conversations whose dev agent replies train the head as negatives, when they are
+    /// to be used.
+    pub agent_replies: Option<PathBuf>,
     /// Weight of each of the project's own turns (in-domain, behaviour suite, training turns) in the head's
     /// loss, against 1 for a public text.
     pub project_weight: f32,
 }
 
 /// Every example the options ask for: the public sets, capped, the neutral sets, the
-/// in-domain turns, the behaviour suite, the training turns and the gold conversations' dev turns.
+/// in-domain turns, the behaviour suite, the training turns, and the gold conversations' dev
+/// turns (customer turns calibrate, agent replies train).
 pub fn load_examples(opts: &TrainOptions) -> Result<Vec<Example>> {
     let mut examples = datasets::load_all(&opts.data_dir, opts.caps)?;
     if opts.neutral {
@@ -68,6 +72,9 @@ pub fn load_examples(opts: &TrainOptions) -> Result<Vec<Example>> {
     }
     if let Some(dir) = &opts.conversations {
         examples.extend(judgement::conversation_dev_examples(dir)?);
+    }
+    if let Some(dir) = &opts.agent_replies {
+        examples.extend(judgement::agent_reply_examples(dir)?);
     }
     Ok(examples)
 }
@@ -166,7 +173,11 @@ pub fn fit_head(data: &Featurised, opts: &TrainOptions) -> Result<(Vec<f32>, [f3
         // `project_weight` times.
         let e = &data.examples[i];
         let weight =
-            if [datasets::INDOMAIN_SOURCE, judgement::BEHAVIOUR_SOURCE, judgement::TRAINING_SOURCE].contains(&e.source) { opts.project_weight } else { 1.0 };
+            if [datasets::INDOMAIN_SOURCE, judgement::BEHAVIOUR_SOURCE, judgement::TRAINING_SOURCE, judgement::AGENT_REPLIES_SOURCE].contains(&e.source) {
+                opts.project_weight
+            } else {
+                1.0
+            };
         for (l, target) in e.targets.iter().enumerate() {
             if let Some(t) = target {
                 y[row * LABEL_COUNT + l] = *t as u8 as f32;
@@ -334,7 +345,72 @@ pub fn calibrate(head: &Head, data: &Featurised) -> (BTreeMap<Label, f32>, BTree
             }
         }
     }
+    hold_neutral_union(head, data, &pooled, &mut by_language);
     (pooled, by_language)
+}
+
+/// The share of a language's neutral dev text that may carry any wrong flag (the judgement
+/// issue's bar is 3% on the test splits; this leaves a margin for the difference).
+pub const NEUTRAL_UNION_BUDGET: f64 = 0.02;
+
+/// Holds each language's neutral dev text to `NEUTRAL_UNION_BUDGET` for all labels together.
+/// Each label's threshold keeps its own budget, but those add up: French neutral text carried a
+/// wrong flag 8% of the time with every label within budget. While a language is over, the
+/// label with the most wrong flags there gets a stricter threshold of that language's own, just
+/// above its lowest-scoring wrong flag. Severe labels are left as calibrated: the strictest of
+/// their thresholds is every uncalibrated language's fallback (`Head`).
+fn hold_neutral_union(head: &Head, data: &Featurised, pooled: &BTreeMap<Label, f32>, by_language: &mut BTreeMap<String, BTreeMap<Label, f32>>) {
+    let neutral_sources: Vec<&str> = neutral::NEUTRAL_SOURCES.iter().map(|(n, _)| *n).collect();
+    let mut texts_by_language: BTreeMap<&str, Vec<(crate::domain::labels::LabelScores, datasets::Targets)>> = BTreeMap::new();
+    for (e, f) in data.examples.iter().zip(&data.features) {
+        if e.split == Split::Dev && neutral_sources.contains(&e.source) {
+            texts_by_language.entry(e.lang).or_default().push((head.scores(f), e.targets));
+        }
+    }
+    for (lang, texts) in texts_by_language {
+        let before = by_language.get(lang).cloned().unwrap_or_default();
+        let mut flagged_share = Vec::new();
+        loop {
+            let own = by_language.get(lang);
+            let threshold = |label: Label| own.and_then(|m| m.get(&label)).or_else(|| pooled.get(&label)).copied().unwrap_or(0.5);
+            let wrong = |(scores, targets): &(crate::domain::labels::LabelScores, datasets::Targets), label: Label| {
+                targets[label.index()] == Some(false) && scores.get(label) >= threshold(label)
+            };
+            let flagged = texts.iter().filter(|t| Label::ALL.into_iter().any(|l| wrong(t, l))).count();
+            flagged_share.push(flagged as f64 / texts.len() as f64);
+            if flagged as f64 <= NEUTRAL_UNION_BUDGET * texts.len() as f64 {
+                break;
+            }
+            let worst = Label::ALL
+                .into_iter()
+                .filter(|l| !l.is_severe())
+                .map(|l| {
+                    let scores: Vec<f32> = texts.iter().filter(|t| wrong(t, l)).map(|t| t.0.get(l)).collect();
+                    (l, scores.len(), scores.into_iter().fold(f32::INFINITY, f32::min))
+                })
+                .filter(|&(_, n, _)| n > 0)
+                .max_by_key(|&(_, n, _)| n);
+            let Some((label, _, lowest)) = worst else { break };
+            // The grid of `best_threshold`, one step above the lowest wrong flag.
+            let raised = (((lowest * 50.0).floor() + 1.0) / 50.0).min(1.0);
+            by_language.entry(lang.to_string()).or_default().insert(label, raised);
+        }
+        if flagged_share.len() > 1 {
+            let after = &by_language[lang];
+            let raised: Vec<String> = after
+                .iter()
+                .filter(|(l, t)| before.get(l) != Some(t))
+                .map(|(l, t)| format!("{l} {:.2} → {t:.2}", before.get(l).or_else(|| pooled.get(l)).copied().unwrap_or(0.5)))
+                .collect();
+            eprintln!(
+                "{lang}: neutral dev text ({} texts) flagged {:.1}% → {:.1}%: {}",
+                texts.len(),
+                100.0 * flagged_share[0],
+                100.0 * flagged_share[flagged_share.len() - 1],
+                raised.join(", ")
+            );
+        }
+    }
 }
 
 /// Languages the model card measures: at least 100 test examples, and test positives of at
@@ -354,7 +430,7 @@ impl ThresholdRule {
     pub fn describe(self) -> String {
         match self {
             ThresholdRule::PerLanguage => format!(
-                "per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): max of the mean F-beta over the dev groups (a data set's or the gold conversations' dev turns, in that language) with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less 4x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}"
+                "per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): max of the mean F-beta over the dev groups (a data set's or the gold conversations' dev turns, in that language) with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less 4x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}; then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, the non-severe label with the most is raised just above its lowest one"
             ),
             other => format!("per label on the dev splits, rule {other:?}"),
         }
@@ -474,6 +550,7 @@ pub fn train_head(extractor: &FeatureExtractor, opts: &TrainOptions, model_versi
             "behaviour_suite": opts.behaviour.is_some(),
             "training_turns": opts.training.is_some(),
             "calibration_conversations": opts.conversations.is_some(),
+            "agent_replies_as_negatives": opts.agent_replies.is_some(),
             "data": datasets::SOURCES.iter().map(|(s, _)| s).collect::<Vec<_>>(),
             "caps_per_source_language": {"train": opts.caps.train, "dev": opts.caps.dev, "test": opts.caps.test},
             "examples": {"train": count(Split::Train), "dev": count(Split::Dev), "test": count(Split::Test)},
@@ -488,4 +565,50 @@ pub fn train_head(extractor: &FeatureExtractor, opts: &TrainOptions, model_versi
     let head = head.with_calibration(pooled, by_language)?;
     let report = evaluate(&head, &data, Split::Test);
     Ok((head, report, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_language_whose_neutral_text_is_flagged_too_often_gets_stricter_thresholds_of_its_own() {
+        // One feature; every label scores sigmoid(x). Neutral text annotates frustration and
+        // rudeness as absent and leaves the rest open.
+        let meta = HeadMeta {
+            model_version: "test".into(),
+            features: "test".into(),
+            feature_dim: 1,
+            labels: Label::ALL.to_vec(),
+            thresholds: Label::ALL.into_iter().map(|l| (l, 0.5)).collect(),
+            thresholds_by_language: BTreeMap::new(),
+            measured_languages: Vec::new(),
+            trained: serde_json::Value::Null,
+        };
+        let head = Head::new(meta, vec![1.0; LABEL_COUNT], [0.0; LABEL_COUNT]).unwrap();
+        let mut targets = [None; LABEL_COUNT];
+        targets[Label::Frustration.index()] = Some(false);
+        targets[Label::Rudeness.index()] = Some(false);
+        let logit = |p: f32| (p / (1.0 - p)).ln();
+        let mut examples = Vec::new();
+        let mut features = Vec::new();
+        // French: 10 of 100 texts over 0.5 (at 0.60 to 0.69); Danish: 1 of 100, within budget.
+        for i in 0..100 {
+            for (lang, score) in [("fr", if i < 10 { 0.6 + i as f32 * 0.01 } else { 0.1 }), ("da", if i < 1 { 0.7 } else { 0.1 })] {
+                examples.push(Example { source: "ud_sentences_multi", lang, split: Split::Dev, text: String::new(), targets });
+                features.push(vec![logit(score)]);
+            }
+        }
+        let data = Featurised { examples, features };
+        let pooled: BTreeMap<Label, f32> = Label::ALL.into_iter().map(|l| (l, 0.5)).collect();
+        let mut by_language = BTreeMap::new();
+        hold_neutral_union(&head, &data, &pooled, &mut by_language);
+
+        assert!(!by_language.contains_key("da"), "{by_language:?}");
+        let fr = &by_language["fr"];
+        assert!(fr.keys().all(|l| matches!(l, Label::Frustration | Label::Rudeness)), "{fr:?}");
+        let flagged = (0..10).filter(|i| fr.values().any(|&t| 0.6 + *i as f32 * 0.01 >= t)).count();
+        assert!(flagged <= 2, "{flagged} of 100 French neutral texts still flagged: {fr:?}");
+        assert!(flagged >= 1, "raised no further than the budget asks: {fr:?}");
+    }
 }
