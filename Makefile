@@ -79,7 +79,7 @@ $(CONSOLE_E2E): tests/console/package-lock.json
 	npm ci --prefix tests/console --no-audit --no-fund
 	@touch $@
 
-## Google's Node.js API client, pointed at the Perspective drop-in by tests/perspective.rs.
+## Google's Node.js API client, pointed at the Perspective drop-in by tests/it/perspective.rs.
 PERSPECTIVE_NODE = tests/perspective/node_modules/.installed
 $(PERSPECTIVE_NODE): tests/perspective/package-lock.json
 	npm ci --prefix tests/perspective --no-audit --no-fund

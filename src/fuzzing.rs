@@ -1,5 +1,5 @@
 //! The parsers that read untrusted bytes, as the fuzz targets (`fuzz/`) and their regression
-//! test (`tests/fuzz_regressions.rs`) drive them: each must return errors, never panic, hang or
+//! test (`tests/it/fuzz_regressions.rs`) drive them: each must return errors, never panic, hang or
 //! read out of bounds, whatever the input.
 
 use crate::domain::policy::Policy;

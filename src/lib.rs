@@ -5,7 +5,7 @@
 //! `model` (encoder, tokenizer, head) know nothing of transports or the command line; `infer`
 //! runs the model for many callers at once; `qa` reads and reports transcripts; `train` makes
 //! the model's files. `grpc`, `http` and `cli` are the only adapters; `server` puts the service
-//! together. `config` is the command line as data. Tests check these rules (`tests/layering.rs`).
+//! together. `config` is the command line as data. Tests check these rules (`tests/it/layering.rs`).
 
 pub mod cli;
 pub mod config;

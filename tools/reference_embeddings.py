@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent reference for the golden embedding test (tests/golden.rs).
+"""Independent reference for the golden embedding test (tests/it/golden.rs).
 
 Reads the E5S1 blob with its own parser, dequantises every tensor to float64 with numpy, runs
 BERT (post-LN, exact-erf GELU) in float64, tokenises with the Python `tokenizers` package from

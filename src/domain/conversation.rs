@@ -118,21 +118,6 @@ impl History {
     }
 }
 
-/// The language whose thresholds judge a text: its own; when it was too short to tell ("und"),
-/// the conversation's locale, else the likeliest of the languages the model card measures
-/// (`lang::guess_among`: "Third time I'm calling and the router still doesn't work!" is English
-/// there), else "und" (the pooled thresholds).
-pub fn thresholds_language(language: &str, locale: &str, text: &str, head: &Head) -> String {
-    if language != "und" {
-        return language.to_string();
-    }
-    let locale = crate::model::head::base_language(locale);
-    if !locale.is_empty() {
-        return locale;
-    }
-    crate::domain::lang::guess_among(text, &head.meta.measured_languages).unwrap_or("und").to_string()
-}
-
 /// What judges a scored turn: the head's thresholds (flags), the agent-conduct judge and the
 /// guidance policy.
 #[derive(Clone, Copy)]
@@ -148,7 +133,7 @@ pub fn assess(judges: Judges, state: &mut ConversationState, turn: &TurnInput, s
     let Judges { head, conduct, policy } = judges;
     let language = turn.lang.clone().unwrap_or_else(|| crate::domain::lang::detect(&turn.text).to_string());
     // Thresholds are per language; a turn too short to tell goes by the conversation's locale.
-    let thresholds_language = thresholds_language(&language, locale, &turn.text, head);
+    let thresholds_language = crate::domain::lang::thresholds_language(&language, locale, &turn.text, &head.meta.measured_languages);
     let flags = head.flags(&scored.scores, &thresholds_language);
     let language_measured = head.is_measured(&language);
     let severity = policy.severity_of(&flags, &scored.scores);

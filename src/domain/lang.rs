@@ -44,6 +44,21 @@ pub fn guess_among(text: &str, candidates: &[String]) -> Option<&'static str> {
     (info.confidence() >= MIN_CONFIDENCE_AMONG).then(|| iso_639_1(info.lang()))
 }
 
+/// The language whose thresholds judge a text: its own; when it was too short to tell ("und"),
+/// the conversation's locale, else the likeliest of the languages the model card measures
+/// (`guess_among`: "Third time I'm calling and the router still doesn't work!" is English
+/// there), else "und" (the pooled thresholds).
+pub fn thresholds_language(language: &str, locale: &str, text: &str, measured: &[String]) -> String {
+    if language != "und" {
+        return language.to_string();
+    }
+    let locale = crate::model::head::base_language(locale);
+    if !locale.is_empty() {
+        return locale;
+    }
+    guess_among(text, measured).unwrap_or("und").to_string()
+}
+
 /// Every code `detect` can return: a closed set, safe as a metric label.
 pub static KNOWN_CODES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
     let mut codes: Vec<&'static str> = whatlang::Lang::all().iter().map(|&l| iso_639_1(l)).collect();

@@ -72,7 +72,7 @@ pub fn analyze(classifier: &Classifier, policy: &Policy, inputs: &[TextInput]) -
         .zip(scores)
         .map(|(input, scores)| {
             let language = input.lang.map(str::to_string).unwrap_or_else(|| crate::domain::lang::detect(input.text).to_string());
-            let thresholds_language = crate::domain::conversation::thresholds_language(&language, "", input.text, &classifier.head);
+            let thresholds_language = crate::domain::lang::thresholds_language(&language, "", input.text, &classifier.head.meta.measured_languages);
             let flags = classifier.head.flags(&scores, &thresholds_language);
             let spans = match (&classifier.spans, crate::domain::spans::span_label(&flags, &scores)) {
                 (Some(head), Some(label)) => crate::domain::spans::select(input.text, &classifier.word_scores(input.text)?, head.threshold, label),

@@ -7,7 +7,7 @@
 //! memory — two thirds of the server's — where a hash of the pieces costs about 20 MB. The
 //! search is the same Viterbi as the crate's (`encode_optimized`: pieces tried shortest first,
 //! strictly better scores win, an unknown character scores the lowest piece minus 10, unknown
-//! runs fused into one `<unk>`), and `tests/tokenizer.rs` checks the ids against the crate's on
+//! runs fused into one `<unk>`), and `tests/it/tokenizer.rs` checks the ids against the crate's on
 //! thousands of texts in many scripts. One deliberate difference: special-token strings typed
 //! in a customer's text ("<s>", "<mask>") are read as text, never as control tokens (the crate
 //! turns them into the control tokens themselves).

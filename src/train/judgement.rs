@@ -170,7 +170,7 @@ pub fn run_suite(classifier: &Classifier, policy: &Policy, cases: &[Case], split
         let label_pass = case.must.iter().all(|l| flags.contains(l)) && !case.must_not.iter().any(|l| flags.contains(l));
         let action_pass = case.actions.contains(&action);
         let detected = crate::domain::lang::detect(&case.text);
-        let unhinted = crate::domain::conversation::thresholds_language(detected, "", &case.text, &classifier.head);
+        let unhinted = crate::domain::lang::thresholds_language(detected, "", &case.text, &classifier.head.meta.measured_languages);
         let (unhinted_flags, unhinted_action) = first_turn_action(classifier, policy, s, &unhinted);
         report.without_hint.0.add(case.must.iter().all(|l| unhinted_flags.contains(l)) && !case.must_not.iter().any(|l| unhinted_flags.contains(l)));
         report.without_hint.1.add(case.actions.contains(&unhinted_action));
@@ -342,9 +342,15 @@ pub fn run_conversations(classifier: &Classifier, policy: &Policy, conversations
         let mut state = ConversationState::default();
         let lang = crate::model::head::base_language(&c.locale);
         for (i, (turn, s)) in customer.iter().zip(&scores).enumerate() {
-            let flags = classifier
-                .head
-                .flags(s, &crate::domain::conversation::thresholds_language(crate::domain::lang::detect(&turn.text), &c.locale, &turn.text, &classifier.head));
+            let flags = classifier.head.flags(
+                s,
+                &crate::domain::lang::thresholds_language(
+                    crate::domain::lang::detect(&turn.text),
+                    &c.locale,
+                    &turn.text,
+                    &classifier.head.meta.measured_languages,
+                ),
+            );
             let severity = policy.severity_of(&flags, s);
             let action = policy.customer_turn(&mut state, &flags, severity, &c.locale).action;
             let Some(gold) = &turn.gold else { continue };

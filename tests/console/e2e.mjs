@@ -4,7 +4,7 @@
 //
 //   node tests/console/e2e.mjs http://127.0.0.1:50051 target/console-e2e
 //
-// Run by tests/console.rs, which starts the server; exits non-zero with the failed check.
+// Run by tests/it/console.rs, which starts the server; exits non-zero with the failed check.
 
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Interop check: a Python grpcio client, generated from proto/calmline/v1/triage.proto at run
-time with grpc_tools, calls a running calmline server. Used by tests/interop.rs.
+time with grpc_tools, calls a running calmline server. Used by tests/it/interop.rs.
 
     python tests/interop/client.py 127.0.0.1:50051
 Prints one JSON line with what it saw; exits non-zero on any failure.

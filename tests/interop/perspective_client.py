@@ -2,7 +2,7 @@
 """Perspective drop-in check: Google's own Python client (google-api-python-client), built from
 the discovery document exactly as Perspective's Python sample builds it — only the discovery URL
 (the base URL) and the API key differ — calls calmline's `comments:analyze`. Used by
-tests/perspective.rs.
+tests/it/perspective.rs.
 
     python tests/interop/perspective_client.py 127.0.0.1:50051 <api key>
 Prints one JSON object with what it saw; exits non-zero on any unexpected failure.

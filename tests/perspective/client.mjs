@@ -2,7 +2,7 @@
 // googleapis' `google.discoverAPI` is built on, as the npm perspective-api-client 2.x used it)
 // builds itself from calmline's discovery document and calls `comments:analyze`. Only the
 // discovery URL (the base URL) and the API key differ from a call to Google's Perspective.
-// Used by tests/perspective.rs:
+// Used by tests/it/perspective.rs:
 //
 //     node tests/perspective/client.mjs 127.0.0.1:50051 <api key>
 //

@@ -3,7 +3,7 @@
 //! (an English conversation typed, a Hebrew one replayed from a file; screenshots in
 //! `target/console-e2e/`). `make test` installs Chromium and the npm lockfile first.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -12,7 +12,7 @@ use calmline::model::FeatureExtractor;
 
 #[test]
 fn embeddings_match_the_float64_reference_in_en_hu_he_de() {
-    let golden: serde_json::Value = serde_json::from_str(include_str!("golden/embeddings.json")).expect("golden file parses");
+    let golden: serde_json::Value = serde_json::from_str(include_str!("../golden/embeddings.json")).expect("golden file parses");
     let extractor = FeatureExtractor::load(Path::new("models/base")).expect("run `make setup` first");
     let sentences = golden["sentences"].as_array().unwrap();
     let texts: Vec<&str> = sentences.iter().map(|s| s["text"].as_str().unwrap()).collect();

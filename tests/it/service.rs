@@ -2,10 +2,10 @@
 //! guidance ladder in en, hu and he, state round trips, bad input, overload, deadlines, health
 //! and metrics.
 
-mod common;
+use crate::common;
 
+use crate::common::{action_of, agent, customer};
 use calmline::grpc::pb;
-use common::{action_of, agent, customer};
 use pb::Action;
 use tonic::Code;
 
@@ -395,7 +395,7 @@ async fn get_info_and_metrics_describe_the_server() {
     let _ = client.analyze(pb::AnalyzeRequest { turn: None, ..Default::default() }).await;
     let scrape = server.scrape().await;
     assert!(scrape.starts_with("HTTP/1.1 200"));
-    // This server has no --api-keys; tests/access.rs scrapes the key metrics.
+    // This server has no --api-keys; tests/it/access.rs scrapes the key metrics.
     for name in calmline::metrics::ALL.into_iter().filter(|n| !calmline::metrics::WITH_API_KEYS.contains(n)) {
         assert!(scrape.contains(name), "{name} missing from the scrape");
     }

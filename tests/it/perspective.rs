@@ -3,7 +3,7 @@
 //! discovery document, changed in nothing but base URL and key), its refusals in Google's
 //! error shape, calmline's own RPCs as JSON, and the README's `curl` examples run as written.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Interop: a Python grpcio client generated from the .proto (installed by `make setup` into
 //! `.venv-interop/`) calls `Analyze` and `Converse` on the real server.
 
-mod common;
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_grpcio_client_calls_analyze_and_converse() {

@@ -1,13 +1,13 @@
 //! Access control on the real server: API keys (hashed, by name in metrics, never the key), TLS
 //! and mutual TLS with certificates made here, and plaintext refused off loopback.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
+use crate::common::TriageClient;
 use calmline::grpc::auth::hash_key;
 use calmline::grpc::pb;
-use common::TriageClient;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 

@@ -2,14 +2,14 @@
 //! metrics — through every RPC (good and bad requests) and through the batch scorer. The texts
 //! carry a canary word that must not appear anywhere but in the answers themselves.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::TriageClient;
 use calmline::grpc::pb;
-use common::TriageClient;
 use tokio_stream::wrappers::ReceiverStream;
 
 const CANARY: &str = "Zorblaxian";

@@ -13,7 +13,7 @@ use calmline::model::Classifier;
 
 /// The default model, or the candidate in `CALMLINE_BEHAVIOUR_MODELS` (a folder with a head and
 /// adapters, e.g. `models/experiments/lora6-3`), so a new model faces the same bar before it is
-/// promoted: `CALMLINE_BEHAVIOUR_MODELS=DIR cargo test --release --test behaviour`.
+/// promoted: `CALMLINE_BEHAVIOUR_MODELS=DIR cargo test --release --test it behaviour::`.
 fn classifier() -> &'static Classifier {
     static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
     CLASSIFIER.get_or_init(|| match std::env::var_os("CALMLINE_BEHAVIOUR_MODELS") {

@@ -1,13 +1,13 @@
 //! SIGTERM on the real binary: open streams end with UNAVAILABLE, silent connections do not hold
 //! the process past `--drain-timeout-s`, and a second signal exits at once.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::TriageClient;
 use calmline::grpc::pb;
-use common::TriageClient;
 use tokio::io::AsyncWriteExt;
 use tokio_stream::wrappers::ReceiverStream;
 

@@ -1,6 +1,6 @@
 //! `calmline bench` drives a real server and reports what it measured.
 
-mod common;
+use crate::common;
 
 #[tokio::test]
 async fn the_load_generator_reports_throughput_and_percentiles() {

@@ -1,7 +1,7 @@
 //! Stream limits on the real server: concurrent streams are capped (RESOURCE_EXHAUSTED at once,
 //! a slot frees when a stream ends), silent streams are closed, and GetInfo reports both.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
