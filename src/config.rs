@@ -293,10 +293,11 @@ pub struct DataArgs {
     /// Leave the conversations' dev turns out of the calibration.
     #[arg(long)]
     pub no_conversations: bool,
-    /// Leave the dev conversations' agent replies out of the head's training (where they are
-    /// negatives for every label).
+    /// Train the head with the dev conversations' agent replies as negatives for the labels
+    /// aimed at people and profanity (experiment 11 in the model card: fewer conduct false
+    /// alarms, more on customers' turns; not in the default recipe).
     #[arg(long)]
-    pub no_agent_replies: bool,
+    pub agent_replies: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -328,6 +329,9 @@ pub struct TrainArgs {
     /// `models`) on the same test data: `eval-test-previous.json` beside the new head.
     #[arg(long)]
     pub compare: Option<PathBuf>,
+    /// How the thresholds are chosen on the dev splits.
+    #[arg(long, value_enum, default_value_t = crate::train::ThresholdRule::PerLanguage)]
+    pub threshold_rule: crate::train::ThresholdRule,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -26,7 +26,11 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let opts = TrainOptions { project_weight: args.project_weight, ..train_options(&args.data, args.steps, args.learning_rate, args.l2) };
+    let opts = TrainOptions {
+        project_weight: args.project_weight,
+        threshold_rule: args.threshold_rule,
+        ..train_options(&args.data, args.steps, args.learning_rate, args.l2)
+    };
     let (head, report, data) = train::train_head(&extractor, &opts, &args.version)?;
     head.save(&args.model.models).context("saving the head")?;
     let json = serde_json::to_string_pretty(&report)?;
@@ -180,7 +184,8 @@ fn train_options(data: &DataArgs, steps: usize, learning_rate: f64, l2: f64) -> 
         training: (!data.no_training).then(|| data.training.clone()),
         neutral: !data.no_neutral,
         conversations: (!data.no_conversations).then(|| data.conversations.clone()),
-        agent_replies: (!data.no_agent_replies).then(|| data.conversations.clone()),
+        agent_replies: data.agent_replies.then(|| data.conversations.clone()),
         project_weight: 1.0,
+        threshold_rule: train::ThresholdRule::PerLanguage,
     }
 }

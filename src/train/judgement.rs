@@ -271,18 +271,21 @@ pub fn conversation_dev_examples(dir: &Path) -> Result<Vec<Example>> {
 /// The source name of the conversations' agent replies.
 pub const AGENT_REPLIES_SOURCE: &str = "calmline_agent_replies";
 
-/// The agent replies of the dev conversations as training negatives: the conversations' agents
-/// are written to be professional, so no label applies to any of them. Without them an apology
-/// ("I'm so sorry, that shouldn't have happened") scored 0.8–0.9 rudeness, and agents got
-/// frustration on about half of their replies. The test conversations stay for `eval-judgement`
-/// and `eval-conduct`.
+/// The agent replies of the dev conversations as training negatives for the labels aimed at
+/// people and profanity: the conversations' agents are written to be professional. Without them
+/// an apology ("I'm so sorry, that shouldn't have happened") scored 0.8–0.9 rudeness.
+/// Frustration is left open: a reply restates the customer's problem, and as a frustration
+/// negative it cost customers' polite but firm complaints 15 points of the suite (judgement-8 in
+/// the model card). The test conversations stay for `eval-judgement` and `eval-conduct`.
 pub fn agent_reply_examples(dir: &Path) -> Result<Vec<Example>> {
     let mut examples = Vec::new();
     for c in load_conversations(dir)?.into_iter().filter(|c| c.split == Split::Dev) {
         let base = crate::model::head::base_language(&c.locale);
         let lang = static_lang(&base).with_context(|| format!("{}: unexpected locale {}", c.id, c.locale))?;
         for turn in c.turns.into_iter().filter(|t| t.speaker == "agent") {
-            examples.push(Example { source: AGENT_REPLIES_SOURCE, lang, split: Split::Train, text: turn.text, targets: [Some(false); LABEL_COUNT] });
+            let mut targets = [Some(false); LABEL_COUNT];
+            targets[Label::Frustration.index()] = None;
+            examples.push(Example { source: AGENT_REPLIES_SOURCE, lang, split: Split::Train, text: turn.text, targets });
         }
     }
     Ok(examples)

@@ -126,9 +126,6 @@ pub fn best_mean_f1_threshold(groups: &[Scored]) -> Option<f32> {
     Some(best_threshold(|t| with_positives.iter().map(|(s, truth)| binary_metrics(s, truth, t).f1).sum::<f64>() / with_positives.len() as f64))
 }
 
-/// The threshold with the highest mean F-beta over the groups with positives, less 4 × the excess
-/// of the groups without positives' mean false-positive rate over `budget` (a false alarm on
-/// neutral text costs more than a missed borderline case). `None` without positives.
 /// F-beta: beta < 1 weighs precision more (a false alarm costs more than a miss).
 pub fn f_beta(m: &BinaryMetrics, beta: f64) -> f64 {
     let b2 = beta * beta;
@@ -136,6 +133,14 @@ pub fn f_beta(m: &BinaryMetrics, beta: f64) -> f64 {
     if denom == 0.0 { 0.0 } else { (1.0 + b2) * m.precision * m.recall / denom }
 }
 
+/// What one point of neutral text flagged over budget costs in F-beta points, when a threshold
+/// is chosen: false alarms on everyday text cost the agent's trust more than a missed borderline
+/// case.
+pub const NEUTRAL_PENALTY: f64 = 4.0;
+
+/// The threshold with the highest mean F-beta over the groups with positives, less
+/// `NEUTRAL_PENALTY` × the excess of the groups without positives' mean false-positive rate over
+/// `budget`. `None` without positives.
 pub fn best_budgeted_threshold(groups: &[&Scored], budget: f64, beta: f64) -> Option<f32> {
     let (with, without): (Vec<&Scored>, Vec<&Scored>) = groups.iter().copied().partition(|(_, truth)| truth.iter().any(|&t| t));
     if with.is_empty() {
@@ -148,7 +153,7 @@ pub fn best_budgeted_threshold(groups: &[&Scored], budget: f64, beta: f64) -> Op
         } else {
             without.iter().map(|(s, _)| s.iter().filter(|&&x| x >= t).count() as f64 / s.len().max(1) as f64).sum::<f64>() / without.len() as f64
         };
-        f1 - 4.0 * (fpr - budget).max(0.0)
+        f1 - NEUTRAL_PENALTY * (fpr - budget).max(0.0)
     }))
 }
 

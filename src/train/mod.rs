@@ -48,6 +48,8 @@ pub struct TrainOptions {
     /// The gold conversations whose dev agent replies train the head as negatives, when they are
     /// to be used.
     pub agent_replies: Option<PathBuf>,
+    /// How the thresholds are chosen on the dev splits.
+    pub threshold_rule: ThresholdRule,
     /// Weight of each of the project's own turns (in-domain, behaviour suite, training turns) in the head's
     /// loss, against 1 for a public text.
     pub project_weight: f32,
@@ -254,13 +256,17 @@ pub enum ThresholdRule {
     /// `calibrate`: per label and per language where its dev data allows, held to the
     /// false-alarm budget on neutral text.
     PerLanguage,
+    /// `PerLanguage`, then each language's neutral dev text held to `NEUTRAL_UNION_BUDGET` for
+    /// all labels together where the dev F-beta it costs is worth it (`hold_neutral_union`;
+    /// experiment 9 in the model card).
+    PerLanguageNeutralUnion,
 }
 
 /// The head with thresholds chosen on the dev splits by `rule`.
 pub fn apply_threshold_rule(head: Head, data: &Featurised, rule: ThresholdRule) -> Result<Head> {
     Ok(match rule {
-        ThresholdRule::PerLanguage => {
-            let (pooled, by_language) = calibrate(&head, data);
+        ThresholdRule::PerLanguage | ThresholdRule::PerLanguageNeutralUnion => {
+            let (pooled, by_language) = calibrate(&head, data, rule == ThresholdRule::PerLanguageNeutralUnion);
             head.with_calibration(pooled, by_language)?
         }
         other => {
@@ -293,7 +299,7 @@ pub fn tune_thresholds(head: &Head, data: &Featurised, rule: ThresholdRule) -> B
     for (label, groups) in Label::ALL.into_iter().zip(dev_groups(head, data)) {
         let best = match rule {
             ThresholdRule::MeanOverSources => metrics::best_mean_f1_threshold(&groups.into_values().collect::<Vec<_>>()),
-            ThresholdRule::Pooled | ThresholdRule::PerLanguage => {
+            ThresholdRule::Pooled | ThresholdRule::PerLanguage | ThresholdRule::PerLanguageNeutralUnion => {
                 let (scores, truth): (Vec<f32>, Vec<bool>) = groups.into_values().flat_map(|(s, t)| s.into_iter().zip(t)).unzip();
                 best_f1_threshold(&scores, &truth)
             }
@@ -322,10 +328,11 @@ pub const MIN_CLASS: usize = 15;
 /// `NEUTRAL_BUDGET`. A language gets its own threshold where its dev data has
 /// `MIN_LANGUAGE_DEV` annotated examples with `MIN_CLASS` of each class; elsewhere the pooled one
 /// holds.
-pub fn calibrate(head: &Head, data: &Featurised) -> (BTreeMap<Label, f32>, BTreeMap<String, BTreeMap<Label, f32>>) {
+pub fn calibrate(head: &Head, data: &Featurised, hold_union: bool) -> (BTreeMap<Label, f32>, BTreeMap<String, BTreeMap<Label, f32>>) {
     let mut pooled = BTreeMap::new();
     let mut by_language: BTreeMap<String, BTreeMap<Label, f32>> = BTreeMap::new();
-    for (label, groups) in Label::ALL.into_iter().zip(dev_groups(head, data)) {
+    let groups_by_label = dev_groups(head, data);
+    for (label, groups) in Label::ALL.into_iter().zip(&groups_by_label) {
         let beta = if judgement::ABUSE.contains(&label) { ABUSE_BETA } else { 1.0 };
         let all: Vec<&metrics::Scored> = groups.values().collect();
         pooled.insert(label, metrics::best_budgeted_threshold(&all, NEUTRAL_BUDGET, beta).unwrap_or(0.5));
@@ -345,7 +352,9 @@ pub fn calibrate(head: &Head, data: &Featurised) -> (BTreeMap<Label, f32>, BTree
             }
         }
     }
-    hold_neutral_union(head, data, &pooled, &mut by_language);
+    if hold_union {
+        hold_neutral_union(head, data, &groups_by_label, &pooled, &mut by_language);
+    }
     (pooled, by_language)
 }
 
@@ -355,61 +364,89 @@ pub const NEUTRAL_UNION_BUDGET: f64 = 0.02;
 
 /// Holds each language's neutral dev text to `NEUTRAL_UNION_BUDGET` for all labels together.
 /// Each label's threshold keeps its own budget, but those add up: French neutral text carried a
-/// wrong flag 8% of the time with every label within budget. While a language is over, the
-/// label with the most wrong flags there gets a stricter threshold of that language's own, just
-/// above its lowest-scoring wrong flag. Severe labels are left as calibrated: the strictest of
-/// their thresholds is every uncalibrated language's fallback (`Head`).
-fn hold_neutral_union(head: &Head, data: &Featurised, pooled: &BTreeMap<Label, f32>, by_language: &mut BTreeMap<String, BTreeMap<Label, f32>>) {
+/// wrong flag 8% of the time with every label within budget. While a language is over, one
+/// label's threshold of that language's own is raised just above its lowest-scoring wrong flag:
+/// the label whose step costs least of that language's dev F-beta per neutral text it clears (a
+/// label the language has no labelled dev data for costs nothing to measure, and is taken
+/// first), as long as it costs no more than calibration's exchange rate (`NEUTRAL_PENALTY`)
+/// allows; where no single step clears a text (several labels flag it), a free step of the label
+/// with the most wrong flags. Hungarian "neutral" sentences such as "Olyan éjfél óta várok" (I've
+/// been waiting since midnight) read as complaints: bought at any price, the budget cost
+/// Hungarian frustration a quarter of its recall on the suite. Severe labels are left as calibrated: the strictest of their thresholds is every
+/// uncalibrated language's fallback (`Head`).
+fn hold_neutral_union(
+    head: &Head,
+    data: &Featurised,
+    groups_by_label: &[BTreeMap<(&str, &str), metrics::Scored>],
+    pooled: &BTreeMap<Label, f32>,
+    by_language: &mut BTreeMap<String, BTreeMap<Label, f32>>,
+) {
+    type Text = (crate::domain::labels::LabelScores, datasets::Targets);
     let neutral_sources: Vec<&str> = neutral::NEUTRAL_SOURCES.iter().map(|(n, _)| *n).collect();
-    let mut texts_by_language: BTreeMap<&str, Vec<(crate::domain::labels::LabelScores, datasets::Targets)>> = BTreeMap::new();
+    let mut texts_by_language: BTreeMap<&str, Vec<Text>> = BTreeMap::new();
     for (e, f) in data.examples.iter().zip(&data.features) {
         if e.split == Split::Dev && neutral_sources.contains(&e.source) {
             texts_by_language.entry(e.lang).or_default().push((head.scores(f), e.targets));
         }
     }
     for (lang, texts) in texts_by_language {
+        // The language's own dev F-beta of a label at a threshold (mean over its groups with positives).
+        let quality = |label: Label, t: f32| -> f64 {
+            let beta = if judgement::ABUSE.contains(&label) { ABUSE_BETA } else { 1.0 };
+            let own: Vec<&metrics::Scored> =
+                groups_by_label[label.index()].iter().filter(|((_, l), g)| *l == lang && g.1.contains(&true)).map(|(_, g)| g).collect();
+            own.iter().map(|(s, truth)| metrics::f_beta(&binary_metrics(s, truth, t), beta)).sum::<f64>() / own.len().max(1) as f64
+        };
         let before = by_language.get(lang).cloned().unwrap_or_default();
-        let mut flagged_share = Vec::new();
-        loop {
-            let own = by_language.get(lang);
-            let threshold = |label: Label| own.and_then(|m| m.get(&label)).or_else(|| pooled.get(&label)).copied().unwrap_or(0.5);
-            let wrong = |(scores, targets): &(crate::domain::labels::LabelScores, datasets::Targets), label: Label| {
-                targets[label.index()] == Some(false) && scores.get(label) >= threshold(label)
-            };
-            let flagged = texts.iter().filter(|t| Label::ALL.into_iter().any(|l| wrong(t, l))).count();
-            flagged_share.push(flagged as f64 / texts.len() as f64);
-            if flagged as f64 <= NEUTRAL_UNION_BUDGET * texts.len() as f64 {
-                break;
-            }
-            let worst = Label::ALL
+        let mut thresholds: [f32; LABEL_COUNT] =
+            std::array::from_fn(|i| before.get(&Label::ALL[i]).or_else(|| pooled.get(&Label::ALL[i])).copied().unwrap_or(0.5));
+        let wrong =
+            |t: &[f32; LABEL_COUNT], (scores, targets): &Text, label: Label| targets[label.index()] == Some(false) && scores.get(label) >= t[label.index()];
+        let flagged = |t: &[f32; LABEL_COUNT]| texts.iter().filter(|text| Label::ALL.into_iter().any(|l| wrong(t, text, l))).count();
+        let first = flagged(&thresholds);
+        let mut now = first;
+        let mut raised = Vec::new();
+        while now as f64 > NEUTRAL_UNION_BUDGET * texts.len() as f64 {
+            // Each non-severe label's next step: (label, new threshold, wrong flags, texts cleared, cost).
+            let steps: Vec<(Label, f32, usize, usize, f64)> = Label::ALL
                 .into_iter()
                 .filter(|l| !l.is_severe())
-                .map(|l| {
-                    let scores: Vec<f32> = texts.iter().filter(|t| wrong(t, l)).map(|t| t.0.get(l)).collect();
-                    (l, scores.len(), scores.into_iter().fold(f32::INFINITY, f32::min))
+                .filter_map(|l| {
+                    let scores: Vec<f32> = texts.iter().filter(|text| wrong(&thresholds, text, l)).map(|text| text.0.get(l)).collect();
+                    let lowest = scores.iter().copied().reduce(f32::min)?;
+                    // The grid of `best_threshold`, one step above the lowest wrong flag.
+                    let t = (((lowest * 50.0).floor() + 1.0) / 50.0).min(1.0);
+                    let mut next = thresholds;
+                    next[l.index()] = t;
+                    let cleared = now - flagged(&next);
+                    Some((l, t, scores.len(), cleared, quality(l, thresholds[l.index()]) - quality(l, t)))
                 })
-                .filter(|&(_, n, _)| n > 0)
-                .max_by_key(|&(_, n, _)| n);
-            let Some((label, _, lowest)) = worst else { break };
-            // The grid of `best_threshold`, one step above the lowest wrong flag.
-            let raised = (((lowest * 50.0).floor() + 1.0) / 50.0).min(1.0);
-            by_language.entry(lang.to_string()).or_default().insert(label, raised);
-        }
-        if flagged_share.len() > 1 {
-            let after = &by_language[lang];
-            let raised: Vec<String> = after
-                .iter()
-                .filter(|(l, t)| before.get(l) != Some(t))
-                .map(|(l, t)| format!("{l} {:.2} → {t:.2}", before.get(l).or_else(|| pooled.get(l)).copied().unwrap_or(0.5)))
                 .collect();
-            eprintln!(
-                "{lang}: neutral dev text ({} texts) flagged {:.1}% → {:.1}%: {}",
-                texts.len(),
-                100.0 * flagged_share[0],
-                100.0 * flagged_share[flagged_share.len() - 1],
-                raised.join(", ")
-            );
+            // A step is worth taking at the exchange rate calibration uses: a text cleared is
+            // worth NEUTRAL_PENALTY / n F-beta points. One that clears no text on its own (another
+            // label flags it too) is taken only when it costs nothing.
+            let worth = metrics::NEUTRAL_PENALTY / texts.len() as f64;
+            let cheapest = steps.iter().filter(|s| s.3 > 0 && s.4 <= worth * s.3 as f64).min_by(|a, b| (a.4 / a.3 as f64).total_cmp(&(b.4 / b.3 as f64)));
+            let free = || steps.iter().filter(|s| s.4 <= 0.0).max_by_key(|s| s.2);
+            let Some(&(label, t, ..)) = cheapest.or_else(free) else { break };
+            thresholds[label.index()] = t;
+            raised.push(label);
+            now = flagged(&thresholds);
         }
+        if raised.is_empty() {
+            continue;
+        }
+        raised.sort();
+        raised.dedup();
+        let own = by_language.entry(lang.to_string()).or_default();
+        let mut changes = Vec::new();
+        for label in raised {
+            let was = before.get(&label).or_else(|| pooled.get(&label)).copied().unwrap_or(0.5);
+            own.insert(label, thresholds[label.index()]);
+            changes.push(format!("{label} {was:.2} → {:.2}", thresholds[label.index()]));
+        }
+        let share = |n: usize| 100.0 * n as f64 / texts.len() as f64;
+        eprintln!("{lang}: neutral dev text ({} texts) flagged {:.1}% → {:.1}%: {}", texts.len(), share(first), share(now), changes.join(", "));
     }
 }
 
@@ -428,9 +465,14 @@ pub fn measured_languages(data: &Featurised) -> Vec<String> {
 impl ThresholdRule {
     /// How head.json describes thresholds chosen by this rule.
     pub fn describe(self) -> String {
+        let per_language = format!(
+            "per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): max of the mean F-beta over the dev groups (a data set's or the gold conversations' dev turns, in that language) with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less {} x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}",
+            metrics::NEUTRAL_PENALTY
+        );
         match self {
-            ThresholdRule::PerLanguage => format!(
-                "per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): max of the mean F-beta over the dev groups (a data set's or the gold conversations' dev turns, in that language) with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less 4x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}; then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, the non-severe label with the most is raised just above its lowest one"
+            ThresholdRule::PerLanguage => per_language,
+            ThresholdRule::PerLanguageNeutralUnion => format!(
+                "{per_language}; then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, a non-severe label's threshold is raised just above its lowest wrong flag: the one costing least of the language's dev F-beta per neutral text cleared, while that is within the same exchange rate"
             ),
             other => format!("per label on the dev splits, rule {other:?}"),
         }
@@ -556,13 +598,12 @@ pub fn train_head(extractor: &FeatureExtractor, opts: &TrainOptions, model_versi
             "examples": {"train": count(Split::Train), "dev": count(Split::Dev), "test": count(Split::Test)},
             "optimiser": format!("full-batch Adam, {} steps, lr {}, L2 {}", opts.steps, opts.learning_rate, opts.l2),
             "project_weight": opts.project_weight,
-            "thresholds": ThresholdRule::PerLanguage.describe(),
+            "thresholds": opts.threshold_rule.describe(),
         }),
     };
     let mut head = Head::new(meta, weight, bias)?;
     head.meta.measured_languages = measured_languages(&data);
-    let (pooled, by_language) = calibrate(&head, &data);
-    let head = head.with_calibration(pooled, by_language)?;
+    let head = apply_threshold_rule(head, &data, opts.threshold_rule)?;
     let report = evaluate(&head, &data, Split::Test);
     Ok((head, report, data))
 }
@@ -602,7 +643,8 @@ mod tests {
         let data = Featurised { examples, features };
         let pooled: BTreeMap<Label, f32> = Label::ALL.into_iter().map(|l| (l, 0.5)).collect();
         let mut by_language = BTreeMap::new();
-        hold_neutral_union(&head, &data, &pooled, &mut by_language);
+        let groups = dev_groups(&head, &data);
+        hold_neutral_union(&head, &data, &groups, &pooled, &mut by_language);
 
         assert!(!by_language.contains_key("da"), "{by_language:?}");
         let fr = &by_language["fr"];
