@@ -275,7 +275,7 @@ pub const AGENT_REPLIES_SOURCE: &str = "calmline_agent_replies";
 /// people and profanity: the conversations' agents are written to be professional. Without them
 /// an apology ("I'm so sorry, that shouldn't have happened") scored 0.8–0.9 rudeness.
 /// Frustration is left open: a reply restates the customer's problem, and as a frustration
-/// negative it cost customers' polite but firm complaints 15 points of the suite (judgement-8 in
+/// negative it cost customers' polite but firm complaints 15 points of the suite (experiment 10 in
 /// the model card). The test conversations stay for `eval-judgement` and `eval-conduct`.
 pub fn agent_reply_examples(dir: &Path) -> Result<Vec<Example>> {
     let mut examples = Vec::new();

@@ -372,8 +372,9 @@ pub const NEUTRAL_UNION_BUDGET: f64 = 0.02;
 /// allows; where no single step clears a text (several labels flag it), a free step of the label
 /// with the most wrong flags. Hungarian "neutral" sentences such as "Olyan éjfél óta várok" (I've
 /// been waiting since midnight) read as complaints: bought at any price, the budget cost
-/// Hungarian frustration a quarter of its recall on the suite. Severe labels are left as calibrated: the strictest of their thresholds is every
-/// uncalibrated language's fallback (`Head`).
+/// Hungarian frustration a quarter of its recall on the suite. Severe labels are left as
+/// calibrated: the strictest of their thresholds is every uncalibrated language's fallback
+/// (`Head`).
 fn hold_neutral_union(
     head: &Head,
     data: &Featurised,
