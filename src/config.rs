@@ -96,6 +96,11 @@ pub struct ServeArgs {
     /// gRPC address. Loopback by default: exposing it is a deliberate choice.
     #[arg(long, env = "CALMLINE_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: std::net::SocketAddr,
+    /// Host names (with the port, as a browser sends them) the console, gRPC-web and the JSON API
+    /// answer for besides the listen address's own: on loopback, requests naming any other host
+    /// are refused (DNS rebinding); elsewhere, any host is answered unless names are given.
+    #[arg(long = "allowed-host", env = "CALMLINE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// Prometheus metrics address (`GET /metrics`), on its own port so it can stay internal.
     #[arg(long, env = "CALMLINE_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
     pub metrics_listen: Option<std::net::SocketAddr>,

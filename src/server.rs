@@ -104,7 +104,9 @@ pub async fn run(
     };
     let drain_timeout = Duration::from_secs(args.drain_timeout_s);
     // HTTP/1.1 for the JSON API's clients and the console's gRPC-web; gRPC itself is HTTP/2.
-    let mut builder = Server::builder().accept_http1(true).layer(console::EntryLayer { enabled: args.console });
+    let mut builder = Server::builder()
+        .accept_http1(true)
+        .layer(console::EntryLayer { enabled: args.console, hosts: crate::http::hosts::AllowedHosts::for_listener(address, &args.allowed_hosts) });
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).context("configuring TLS")?;
     }

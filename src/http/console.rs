@@ -85,18 +85,22 @@ fn to_the_page() -> Response<Body> {
     response
 }
 
-/// Sends `/`, `/console` and `/console/` to the page: tonic's router only matches
-/// `/console/<file>`. A layer in front of the router; with `enabled` false it passes all through.
-#[derive(Debug, Clone, Copy)]
+/// A layer in front of the router: refuses a request naming a host the service does not answer
+/// for (`http::hosts`, against DNS rebinding), and sends `/`, `/console` and `/console/` to the
+/// page (tonic's router only matches `/console/<file>`); with `enabled` false the rest passes
+/// through.
+#[derive(Debug, Clone)]
 pub struct EntryLayer {
     pub enabled: bool,
+    /// The hosts the HTTP side answers for (`http::hosts`).
+    pub hosts: crate::http::hosts::AllowedHosts,
 }
 
 impl<S> tower_layer::Layer<S> for EntryLayer {
     type Service = Entry<S>;
 
     fn layer(&self, inner: S) -> Entry<S> {
-        Entry { inner, enabled: self.enabled }
+        Entry { inner, enabled: self.enabled, hosts: self.hosts.clone() }
     }
 }
 
@@ -104,6 +108,7 @@ impl<S> tower_layer::Layer<S> for EntryLayer {
 pub struct Entry<S> {
     inner: S,
     enabled: bool,
+    hosts: crate::http::hosts::AllowedHosts,
 }
 
 impl<S, ResBody> tower_service::Service<Request<Body>> for Entry<S>
@@ -123,6 +128,9 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if !self.hosts.admits(&request) {
+            return Box::pin(ready(Ok(plain(StatusCode::FORBIDDEN, "calmline does not answer for this Host; name it with --allowed-host\n"))));
+        }
         if self.enabled && request.method() == Method::GET && matches!(request.uri().path(), "/" | "/console" | "/console/") {
             return Box::pin(ready(Ok(to_the_page())));
         }

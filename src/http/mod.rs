@@ -3,6 +3,7 @@
 
 pub mod console;
 pub mod error;
+pub mod hosts;
 pub mod json;
 pub mod metrics;
 pub mod perspective;

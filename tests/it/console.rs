@@ -35,27 +35,52 @@ async fn the_console_plays_an_english_and_a_hebrew_conversation_in_chromium() {
 #[tokio::test]
 async fn without_the_flag_there_is_no_console() {
     let server = common::start(&[]).await;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    stream.write_all(b"GET /console/index.html HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = get_page(server.addr, &server.addr.to_string()).await;
     assert!(!answer.contains("<html"), "the page is served without --console: {answer}");
     assert!(answer.starts_with("HTTP/1.1 404"), "HTTP/1.1 is served (the JSON API), the page is not: {answer}");
     server.stop().await.unwrap();
 }
 
+/// `GET /console/index.html` naming `host`; the whole answer.
+async fn get_page(addr: std::net::SocketAddr, host: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("GET /console/index.html HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn the_console_answers_only_for_its_own_host() {
+    // DNS rebinding: a page on attacker.example re-points its name at 127.0.0.1; the browser
+    // still names attacker.example in Host.
+    let server = common::start(&["--console", "--allowed-host", "console.example:8443"]).await;
+    let port = server.addr.port();
+    for host in [server.addr.to_string(), format!("localhost:{port}"), "console.example:8443".to_string()] {
+        let answer = get_page(server.addr, &host).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("<html"), "{host}: {answer}");
+    }
+    let answer = get_page(server.addr, &format!("attacker.example:{port}")).await;
+    assert!(answer.starts_with("HTTP/1.1 403") && !answer.contains("<html"), "{answer}");
+    let request = prost::Message::encode_to_vec(&calmline::grpc::pb::GetInfoRequest {});
+    let (head, _) = grpc_web_call(server.addr, &format!("attacker.example:{port}"), "GetInfo", &request, None).await;
+    assert!(head.starts_with("http/1.1 403"), "gRPC-web for another host: {head}");
+    let (head, _) = grpc_web_call(server.addr, &server.addr.to_string(), "GetInfo", &request, None).await;
+    assert!(head.starts_with("http/1.1 200") && head.contains("application/grpc-web"), "{head}");
+    server.stop().await.unwrap();
+}
+
 /// One gRPC-web call as the browser makes it (HTTP/1.1 POST, 5-byte framing); returns the
 /// response head and body.
-async fn grpc_web_call(addr: std::net::SocketAddr, method: &str, message: &[u8], api_key: Option<&str>) -> (String, Vec<u8>) {
+async fn grpc_web_call(addr: std::net::SocketAddr, host: &str, method: &str, message: &[u8], api_key: Option<&str>) -> (String, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut body = vec![0u8];
     body.extend_from_slice(&(message.len() as u32).to_be_bytes());
     body.extend_from_slice(message);
     let key = api_key.map(|k| format!("x-api-key: {k}\r\n")).unwrap_or_default();
     let head = format!(
-        "POST /calmline.v1.Triage/{method} HTTP/1.1\r\nHost: test\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n{key}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /calmline.v1.Triage/{method} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n{key}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -92,12 +117,12 @@ async fn grpc_web_calls_need_the_api_key_like_any_other() {
     let server = common::start(&["--console", "--api-keys", keys.to_str().unwrap()]).await;
     let request = calmline::grpc::pb::GetInfoRequest {}.encode_to_vec();
 
-    let (head, _) = grpc_web_call(server.addr, "GetInfo", &request, None).await;
+    let (head, _) = grpc_web_call(server.addr, &server.addr.to_string(), "GetInfo", &request, None).await;
     assert!(head.contains("grpc-status: 16"), "no key must be UNAUTHENTICATED: {head}");
-    let (head, _) = grpc_web_call(server.addr, "GetInfo", &request, Some("wrong")).await;
+    let (head, _) = grpc_web_call(server.addr, &server.addr.to_string(), "GetInfo", &request, Some("wrong")).await;
     assert!(head.contains("grpc-status: 16"), "a wrong key must be UNAUTHENTICATED: {head}");
 
-    let (head, body) = grpc_web_call(server.addr, "GetInfo", &request, Some("console-secret")).await;
+    let (head, body) = grpc_web_call(server.addr, &server.addr.to_string(), "GetInfo", &request, Some("console-secret")).await;
     assert!(head.starts_with("http/1.1 200") && head.contains("application/grpc-web"), "{head}");
     let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
     assert_eq!(body[0], 0, "the first frame is the message");
