@@ -132,6 +132,14 @@ pub struct ServeArgs {
     /// Seconds a stream may stay silent before it is closed.
     #[arg(long, env = "CALMLINE_STREAM_IDLE_TIMEOUT_S", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub stream_idle_timeout_s: u64,
+    /// Connections the gRPC port keeps open at once; past it a new one is closed at once.
+    #[arg(long, env = "CALMLINE_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Seconds a gRPC-port connection may go without a byte from its peer once it has spoken
+    /// (HTTP/2 keepalive pings, every 30 s, keep a live client's connection reading); before its
+    /// first bytes (HTTP/2 preface, TLS hello) it has 10 s.
+    #[arg(long, env = "CALMLINE_CONNECTION_IDLE_TIMEOUT_S", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub connection_idle_timeout_s: u64,
     /// Seconds the drain may take after SIGTERM: health turns NOT_SERVING at once, unary calls
     /// finish, every stream finishes its current turn and ends with UNAVAILABLE; connections
     /// still open at the deadline are closed. Keep it under the orchestrator's grace period

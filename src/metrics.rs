@@ -34,8 +34,13 @@ pub const AUTHENTICATED_TOTAL: &str = "calmline_authenticated_requests_total";
 /// Requests refused for a missing or unknown API key, by reason.
 pub const AUTH_FAILURES_TOTAL: &str = "calmline_auth_failures_total";
 
+/// Connections open, by `listener` (grpc, metrics).
+pub const OPEN_CONNECTIONS: &str = "calmline_open_connections";
+/// Connections closed at once because the listener had its most, by `listener`.
+pub const REFUSED_CONNECTIONS_TOTAL: &str = "calmline_refused_connections_total";
+
 /// Every metric name, for documentation and tests.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 14] = [
     REQUESTS_TOTAL,
     REQUEST_SECONDS,
     STAGE_SECONDS,
@@ -48,6 +53,8 @@ pub const ALL: [&str; 12] = [
     READY,
     AUTHENTICATED_TOTAL,
     AUTH_FAILURES_TOTAL,
+    OPEN_CONNECTIONS,
+    REFUSED_CONNECTIONS_TOTAL,
 ];
 
 /// The metrics only a service started with `--api-keys` records.
@@ -89,6 +96,8 @@ fn describe() {
     describe_counter!(AUTHENTICATED_TOTAL, Unit::Count, "requests let in by an API key, by the key's name");
     describe_counter!(AUTH_FAILURES_TOTAL, Unit::Count, "requests refused for a missing or unknown API key, by reason");
     describe_gauge!(READY, Unit::Count, "1 once the model is loaded and warm");
+    describe_gauge!(OPEN_CONNECTIONS, Unit::Count, "connections open, by listener");
+    describe_counter!(REFUSED_CONNECTIONS_TOTAL, Unit::Count, "connections closed at once because the listener had its most, by listener");
 }
 
 /// A language code safe as a metric label: the detector's own codes pass, anything a client

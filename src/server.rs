@@ -10,10 +10,10 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tower_layer::Layer;
 
 use crate::config::ServeArgs;
+use crate::connections::{ConnectionLimits, Guarded};
 use crate::domain::conduct::ConductModel;
 use crate::grpc::auth::{self, ApiKeys};
 use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
@@ -30,6 +30,18 @@ const WARM_UP: &[&str] = &[
     "אני מחכה כבר שעה על הקו",
     "Ich warte seit zwei Wochen auf eine Antwort und niemand ruft zurück, obwohl mir das mehrfach versprochen wurde.",
 ];
+
+/// How long a new connection has for its first bytes (HTTP/2 preface, TLS hello, request line)
+/// and for the TLS handshake.
+pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 keepalive: a ping after this long without a frame from the peer (at most a third of
+/// the idle timeout, so a live client's answers keep its connection reading) …
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
+/// … and the connection closed if the answer takes longer than this.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The metrics port: a few scrapers, each request done in milliseconds.
+const METRICS_CONNECTIONS: ConnectionLimits = ConnectionLimits { listener: "metrics", max_connections: 32, first: Duration::from_secs(30), idle: None };
 
 pub fn pipeline_config(args: &ServeArgs) -> PipelineConfig {
     PipelineConfig {
@@ -53,7 +65,7 @@ pub async fn run(
     let policy = Arc::new(crate::domain::policy::Policy::load_or_embedded(args.policy.policy.as_deref())?);
     let handle = m::install();
     metrics::gauge!(m::READY).set(0.0);
-    let metrics_task = metrics_listener.map(|l| tokio::spawn(crate::http::metrics::serve(l, handle)));
+    let metrics_task = metrics_listener.map(|l| tokio::spawn(crate::http::metrics::serve(Guarded::new(l, METRICS_CONNECTIONS), handle)));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_not_serving::<TriageServer<Triage>>().await;
@@ -104,8 +116,11 @@ pub async fn run(
     };
     let drain_timeout = Duration::from_secs(args.drain_timeout_s);
     // HTTP/1.1 for the JSON API's clients and the console's gRPC-web; gRPC itself is HTTP/2.
+    let idle = Duration::from_secs(args.connection_idle_timeout_s);
     let mut builder = Server::builder()
         .accept_http1(true)
+        .http2_keepalive_interval(Some(KEEPALIVE_EVERY.min(idle / 3)))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .layer(console::EntryLayer { enabled: args.console, hosts: crate::http::hosts::AllowedHosts::for_listener(address, &args.allowed_hosts) });
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).context("configuring TLS")?;
@@ -113,10 +128,8 @@ pub async fn run(
     let (secure, keyed) = (args.tls_cert.is_some(), api_keys.is_enabled());
     let triage = tonic::service::interceptor::InterceptedService::new(triage, move |request| api_keys.check(request));
     let (triage, triage_web) = if args.console { (None, Some(tonic_web::GrpcWebLayer::new().layer(triage))) } else { (Some(triage), None) };
-    // TCP_NODELAY on every accepted connection: with Nagle's algorithm a small reply waits for
-    // the client's delayed ACK, ~40 ms on Linux loopback — more than the whole inference of a turn.
-    // (tonic's `Server::tcp_nodelay` applies only when tonic binds the socket itself.)
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let connections = ConnectionLimits { listener: "grpc", max_connections: args.max_connections as usize, first: FIRST_BYTES_TIMEOUT, idle: Some(idle) };
+    let incoming = Guarded::new(listener, connections).into_stream();
     // The JSON routes first: tonic adds its services to the same axum router.
     let json_routes = Routes::from(crate::http::routes::router(json_api));
     let mut server = tokio::spawn(

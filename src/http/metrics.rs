@@ -8,14 +8,15 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
+
+use crate::connections::Guarded;
 
 /// How often the recorder's histograms are compacted.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Serves the metrics until this future is dropped (the server aborts its task on shutdown);
 /// the recorder's upkeep stops with it.
-pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
+pub async fn serve(listener: Guarded, handle: PrometheusHandle) {
     let upkeep = handle.clone();
     let _upkeep = AbortOnDrop(tokio::spawn(async move {
         loop {

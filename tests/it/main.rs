@@ -4,6 +4,7 @@
 
 mod common;
 
+mod accept;
 mod access;
 mod analyze;
 mod behaviour;

@@ -1,0 +1,82 @@
+//! Out of file descriptors: with the open-file limit reached, the server pauses its accept loop
+//! instead of spinning on a core, says so in its log, keeps serving the connections it has, and
+//! accepts again once descriptors free up (issue 17, item 4).
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use calmline::grpc::pb;
+
+use crate::common::TriageClient;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// User plus system CPU time of a process so far (`/proc/<pid>/stat`, in clock ticks of 10 ms).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+async fn answers(port: u16) -> bool {
+    let endpoint = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
+    let Ok(Ok(channel)) = tokio::time::timeout(Duration::from_secs(2), endpoint.connect()).await else {
+        return false;
+    };
+    let mut client = TriageClient::new(channel);
+    match tokio::time::timeout(Duration::from_secs(5), client.get_info(pb::GetInfoRequest {})).await {
+        Ok(Ok(response)) => !response.into_inner().model_version.is_empty(),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_the_accept_loop_pauses_and_recovers() {
+    let port = free_port();
+    // The limit leaves room for the model's files and the runtime, not for 200 connections.
+    let mut server = Command::new("bash")
+        .args(["-c", "ulimit -n 128 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_calmline"), "serve"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+        .env("CALMLINE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = server.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let started = Instant::now();
+    while !answers(port).await {
+        assert!(started.elapsed() < Duration::from_secs(120), "the server never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // 200 connections that never speak: the server runs out of descriptors accepting them.
+    let silent: Vec<std::net::TcpStream> = (0..200).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (cpu_before, wall) = (cpu_time(server.id()), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cores = (cpu_time(server.id()) - cpu_before).as_secs_f64() / wall.elapsed().as_secs_f64();
+    assert!(cores < 0.3, "the accept loop spins: {cores:.2} cores while out of descriptors");
+
+    // Descriptors free up: new connections are accepted and answered again.
+    drop(silent);
+    let freed = Instant::now();
+    while !answers(port).await {
+        assert!(freed.elapsed() < Duration::from_secs(20), "no answer 20 s after the descriptors were freed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let log = log.join().unwrap();
+    assert!(log.contains("accepting a connection failed"), "nothing was logged: {}", &log[log.len().saturating_sub(2000)..]);
+}
