@@ -119,6 +119,11 @@ pub struct ServeArgs {
     /// batch's latency and memory.
     #[arg(long, env = "CALMLINE_MAX_BATCH_TOKENS", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]
     pub max_batch_tokens: u32,
+    /// Encoder windows one turn may take (512 tokens each, a quarter overlapping): a longer turn
+    /// is refused (INVALID_ARGUMENT). A long turn is scored two windows per batch, between other
+    /// callers' texts.
+    #[arg(long, env = "CALMLINE_MAX_TURN_WINDOWS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_turn_windows: u32,
     /// How long the first text of a batch waits for others, in milliseconds, when others are
     /// already on their way (admitted and being tokenized); a lone text never waits.
     #[arg(long, env = "CALMLINE_MAX_WAIT_MS", default_value_t = 2)]
@@ -250,6 +255,10 @@ pub struct ScoreArgs {
     /// Tokens per encoder batch.
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]
     pub max_batch_tokens: u32,
+    /// Encoder windows one turn may take; a transcript with a longer turn is reported as an
+    /// error.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_turn_windows: u32,
     /// Leave out the evidence spans (the words behind each flag of a flagged customer turn).
     #[arg(long)]
     pub no_spans: bool,

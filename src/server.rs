@@ -51,6 +51,7 @@ pub fn pipeline_config(args: &ServeArgs) -> PipelineConfig {
         max_batch_tokens: args.max_batch_tokens as usize,
         max_wait: Duration::from_millis(args.max_wait_ms),
         evidence_spans: !args.no_spans,
+        max_turn_windows: args.max_turn_windows as usize,
     }
 }
 

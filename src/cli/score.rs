@@ -78,6 +78,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         max_batch_tokens: args.max_batch_tokens as usize,
         max_wait: Duration::from_millis(2),
         evidence_spans: !args.no_spans,
+        max_turn_windows: args.max_turn_windows as usize,
     };
     let pipeline = Pipeline::start(Arc::new(classifier), Arc::new(conduct), config);
     let show_progress = match args.progress {

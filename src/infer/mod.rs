@@ -9,12 +9,16 @@
 //!   waits only while other texts are on their way (admitted, still being tokenized): a lone
 //!   text at low load runs at once. Texts whose caller has gone (cancelled, deadline passed) are
 //!   dropped from the batch.
+//! - A text longer than one encoder window is scored a window per batch, taking turns with the
+//!   other callers' texts (`WINDOWS_PER_PIECE`), and dropped at its next piece when its caller
+//!   goes; a text of more than `max_turn_windows` windows is refused after tokenizing.
 //! - Evidence spans (which words drove a flag) come from the same pass: with a span head, the
 //!   inference thread also scores each token of a text's first `SPAN_WINDOWS` windows, and a
 //!   flagged turn's words are read off those scores (`turns::add_spans`).
 
 mod turns;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -44,6 +48,9 @@ pub struct PipelineConfig {
     pub max_wait: Duration,
     /// Whether flagged customer turns get evidence spans (token scores from the scoring pass).
     pub evidence_spans: bool,
+    /// Encoder windows one text may take (each up to 512 tokens, a quarter overlapping the
+    /// previous one); a longer text is refused as invalid input.
+    pub max_turn_windows: usize,
 }
 
 impl Default for PipelineConfig {
@@ -55,6 +62,7 @@ impl Default for PipelineConfig {
             max_batch_tokens: 8192,
             max_wait: Duration::from_millis(2),
             evidence_spans: true,
+            max_turn_windows: 32,
         }
     }
 }
@@ -77,7 +85,6 @@ struct Tokenized {
     enqueued: Instant,
     deadline: Option<Instant>,
     tokenize: Duration,
-    tokenized_at: Instant,
 }
 
 impl Tokenized {
@@ -129,12 +136,13 @@ impl Pipeline {
         let tokenizing = Arc::new(AtomicUsize::new(0));
         for i in 0..config.tokenizer_workers.max(1) {
             let (rx, tx, count) = (tokenizer_rx.clone(), to_batcher.clone(), Arc::clone(&tokenizing));
+            let max_windows = config.max_turn_windows;
             // Workers share the one tokenizer (encoding takes &self): a copy of this 250k-piece
             // vocabulary costs about 240 MB of resident memory.
             let shared = Arc::clone(&classifier);
             std::thread::Builder::new()
                 .name(format!("calmline-tokenize-{i}"))
-                .spawn(move || tokenize_loop(&shared.extractor.tokenizer, rx, tx, &count))
+                .spawn(move || tokenize_loop(&shared.extractor.tokenizer, max_windows, rx, tx, &count))
                 .expect("spawning a tokenizer thread");
         }
         let worker_classifier = Arc::clone(&classifier);
@@ -184,12 +192,18 @@ impl Pipeline {
     pub async fn score(&self, admitted: &Admitted, texts: &[&str], deadline: Option<Instant>) -> Result<Vec<Scored>, Error> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(TEXTS_PER_REQUEST_IN_QUEUE) {
-            out.extend(self.score_chunk(admitted, chunk, deadline).await?);
+            let first = out.len();
+            let scored = self.score_chunk(admitted, chunk, deadline).await.map_err(|(i, e)| match texts.len() {
+                1 => e,
+                _ => e.at(&format!("turn {}", first + i + 1)),
+            })?;
+            out.extend(scored);
         }
         Ok(out)
     }
 
-    async fn score_chunk(&self, _admitted: &Admitted, texts: &[&str], deadline: Option<Instant>) -> Result<Vec<Scored>, Error> {
+    /// Scores one chunk; an error comes with the index of the text it is about.
+    async fn score_chunk(&self, _admitted: &Admitted, texts: &[&str], deadline: Option<Instant>) -> Result<Vec<Scored>, (usize, Error)> {
         let mut receivers = Vec::with_capacity(texts.len());
         for text in texts {
             let (reply, rx) = oneshot::channel();
@@ -200,22 +214,28 @@ impl Pipeline {
                 Ok(()) => receivers.push(rx),
                 Err(e) => {
                     self.tokenizing.fetch_sub(1, Ordering::SeqCst);
-                    return Err(match e {
-                        TrySendError::Full(_) => Error::Overloaded(self.config.max_in_flight),
-                        TrySendError::Disconnected(_) => stopped(),
-                    });
+                    return Err((
+                        0,
+                        match e {
+                            TrySendError::Full(_) => Error::Overloaded(self.config.max_in_flight),
+                            TrySendError::Disconnected(_) => stopped(),
+                        },
+                    ));
                 }
             }
         }
         metrics::gauge!(m::QUEUE_DEPTH).set(self.to_tokenizers.len() as f64);
-        within(deadline, async {
+        let answers = async {
             let mut out = Vec::with_capacity(receivers.len());
-            for rx in receivers {
-                out.push(rx.await.map_err(|_| stopped())??);
+            for (i, rx) in receivers.into_iter().enumerate() {
+                out.push(rx.await.map_err(|_| (i, stopped()))?.map_err(|e| (i, e))?);
             }
             Ok(out)
-        })
-        .await
+        };
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), answers).await.map_err(|_| (0, Error::DeadlineExceeded))?,
+            None => answers.await,
+        }
     }
 }
 
@@ -223,15 +243,13 @@ fn stopped() -> Error {
     Error::Unavailable("the inference pipeline has stopped".into())
 }
 
-/// `answer`, or DEADLINE_EXCEEDED when the deadline passes first.
-async fn within<T>(deadline: Option<Instant>, answer: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
-    match deadline {
-        Some(d) => tokio::time::timeout_at(d.into(), answer).await.map_err(|_| Error::DeadlineExceeded)?,
-        None => answer.await,
-    }
-}
-
-fn tokenize_loop(tokenizer: &crate::model::tokenizer::TextTokenizer, jobs: Receiver<Job>, to_batcher: Sender<Tokenized>, tokenizing: &AtomicUsize) {
+fn tokenize_loop(
+    tokenizer: &crate::model::tokenizer::TextTokenizer,
+    max_windows: usize,
+    jobs: Receiver<Job>,
+    to_batcher: Sender<Tokenized>,
+    tokenizing: &AtomicUsize,
+) {
     for job in jobs {
         // Uncounted just before it reaches the batcher's queue (or is answered here). Not after:
         // the batcher may already hold it and would wait for itself. A text the batcher misses
@@ -246,10 +264,18 @@ fn tokenize_loop(tokenizer: &crate::model::tokenizer::TextTokenizer, jobs: Recei
         }
         let started = Instant::now();
         match tokenizer.windows(&job.text) {
+            Ok(windows) if windows.len() > max_windows => {
+                let message = format!(
+                    "text is {} encoder windows long (about {} tokens); the limit is {max_windows} windows per turn",
+                    windows.len(),
+                    windows.iter().map(Vec::len).sum::<usize>() * 3 / 4
+                );
+                let _ = job.reply.send(Err(Error::Validation(message)));
+            }
             Ok(windows) => {
                 let tokenize = started.elapsed();
                 metrics::histogram!(m::STAGE_SECONDS, "stage" => "tokenize").record(tokenize.as_secs_f64());
-                let t = Tokenized { windows, reply: job.reply, enqueued: job.enqueued, deadline: job.deadline, tokenize, tokenized_at: Instant::now() };
+                let t = Tokenized { windows, reply: job.reply, enqueued: job.enqueued, deadline: job.deadline, tokenize };
                 drop(counted);
                 if to_batcher.send(t).is_err() {
                     return;
@@ -271,43 +297,126 @@ impl Drop for Uncount<'_> {
     }
 }
 
+/// Windows of a long text scored per batch. A text of more windows is scored a piece at a time,
+/// the pieces taking turns with the other callers' texts: while new texts arrive, every other
+/// batch holds a piece, so a short turn waits for at most one window (~0.1-0.6 s of both cores
+/// here), not for the whole text, and a long text stops at its next piece when its caller goes.
+const WINDOWS_PER_PIECE: usize = 1;
+
+/// One window's result: label scores, the stable embedding, the span head's token scores.
+type WindowResult = (LabelScores, Vec<f32>, Vec<f32>);
+
+/// A text on the inference thread, with its windows scored so far.
+struct InProgress {
+    text: Tokenized,
+    scored: Vec<WindowResult>,
+    inference: Duration,
+}
+
+impl InProgress {
+    fn remaining(&self) -> usize {
+        self.text.windows.len() - self.scored.len()
+    }
+
+    /// Combines its windows (labels: the most of each; embedding: the first window's; token
+    /// scores: the first `SPAN_WINDOWS` windows') and answers the caller.
+    fn finish(self) {
+        let InProgress { text, scored, inference } = self;
+        let mut combined: Option<LabelScores> = None;
+        let mut embedding = Vec::new();
+        let mut token_scores = Vec::new();
+        for (w, (scores, stable, window_tokens)) in scored.into_iter().enumerate() {
+            if w == 0 {
+                embedding = stable;
+                l2_normalize(&mut embedding);
+            }
+            if w < SPAN_WINDOWS {
+                token_scores.extend(window_tokens);
+            }
+            combined = Some(match combined {
+                Some(c) => c.max(&scores),
+                None => scores,
+            });
+        }
+        let queue = text.enqueued.elapsed().saturating_sub(text.tokenize + inference);
+        metrics::histogram!(m::STAGE_SECONDS, "stage" => "queue").record(queue.as_secs_f64());
+        let timings = StageTimings { queue, tokenize: text.tokenize, inference };
+        let _ = text.reply.send(Ok(Scored { scores: combined.unwrap_or_default(), embedding, token_scores, timings }));
+    }
+}
+
 fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Receiver<Tokenized>, tokenizing: &AtomicUsize) {
-    let tokens = |t: &Tokenized| t.windows.iter().map(Vec::len).sum::<usize>();
+    let piece_tokens = |t: &Tokenized| t.windows.iter().take(WINDOWS_PER_PIECE).map(Vec::len).sum::<usize>();
     let span_head = classifier.spans.as_ref().filter(|_| config.evidence_spans);
     let probe = span_head.map(|head| move |features: &[f32]| head.probability(features));
+    // Long texts with windows left, the longest-waiting first.
+    let mut continuing: VecDeque<InProgress> = VecDeque::new();
+    let mut last_had_piece = false;
     loop {
-        let first = match queue.recv() {
-            Ok(t) => t,
-            Err(_) => return,
-        };
+        // New texts: wait for one only when no long text is in progress, then gather company
+        // while more are on their way.
+        let mut fresh = Vec::new();
+        if continuing.is_empty() {
+            match queue.recv() {
+                Ok(t) => fresh.push(t),
+                Err(_) => return,
+            }
+        }
         let gather_until = Instant::now() + config.max_wait;
-        let mut batch_tokens = tokens(&first);
-        let mut batch = vec![first];
-        while batch.len() < config.max_batch_texts && batch_tokens < config.max_batch_tokens {
+        let mut batch_tokens: usize = fresh.iter().map(piece_tokens).sum();
+        while fresh.len() < config.max_batch_texts && batch_tokens < config.max_batch_tokens {
             let next = match queue.try_recv() {
                 Ok(t) => t,
+                Err(TryRecvError::Disconnected) if continuing.is_empty() => return,
                 Err(TryRecvError::Disconnected) => break,
-                // Nothing waiting and nothing being tokenized: no company is coming, run now.
-                Err(TryRecvError::Empty) if tokenizing.load(Ordering::SeqCst) == 0 => break,
+                // Nothing waiting and nothing being tokenized (or a piece is due): run now.
+                Err(TryRecvError::Empty) if tokenizing.load(Ordering::SeqCst) == 0 || !continuing.is_empty() => break,
                 Err(TryRecvError::Empty) => match queue.recv_deadline(gather_until) {
                     Ok(t) => t,
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                 },
             };
-            batch_tokens += tokens(&next);
-            batch.push(next);
+            batch_tokens += piece_tokens(&next);
+            fresh.push(next);
         }
+
+        // Callers that have gone (cancelled, deadline passed) are dropped, long texts included.
         let now = Instant::now();
-        let (live, gone): (Vec<Tokenized>, Vec<Tokenized>) = batch.into_iter().partition(|t| !t.abandoned(now));
-        for t in gone {
-            metrics::counter!(m::DROPPED_TOTAL).increment(1);
+        let mut drop_gone = |t: &Tokenized| {
+            let gone = t.abandoned(now);
+            if gone {
+                metrics::counter!(m::DROPPED_TOTAL).increment(1);
+            }
+            gone
+        };
+        let (gone, fresh): (Vec<Tokenized>, Vec<Tokenized>) = fresh.into_iter().partition(&mut drop_gone);
+        let (gone_long, kept): (Vec<InProgress>, Vec<InProgress>) = continuing.drain(..).partition(|p| drop_gone(&p.text));
+        continuing.extend(kept);
+        for t in gone.into_iter().chain(gone_long.into_iter().map(|p| p.text)) {
             let _ = t.reply.send(Err(Error::DeadlineExceeded));
         }
-        if live.is_empty() {
+
+        // The batch: the new texts that fit in one piece, whole, and — when no new text came or
+        // the last batch had none — one piece of the longest-waiting long text (a new long
+        // text's first, if none is in progress). Long texts wait their turn in `continuing`.
+        let piece_due = fresh.is_empty() || !last_had_piece;
+        let mut work: Vec<(InProgress, usize)> = Vec::new();
+        let mut piece = piece_due.then(|| continuing.pop_front()).flatten();
+        for t in fresh {
+            let item = InProgress { text: t, scored: Vec::new(), inference: Duration::ZERO };
+            match item.remaining() {
+                n if n <= WINDOWS_PER_PIECE => work.push((item, n)),
+                _ if piece_due && piece.is_none() => piece = Some(item),
+                _ => continuing.push_back(item),
+            }
+        }
+        last_had_piece = piece.is_some();
+        work.extend(piece.map(|item| (item, WINDOWS_PER_PIECE)));
+        if work.is_empty() {
             continue;
         }
-        metrics::histogram!(m::BATCH_SIZE).record(live.len() as f64);
-        let windows: Vec<Vec<u32>> = live.iter().flat_map(|t| t.windows.iter().cloned()).collect();
+        metrics::histogram!(m::BATCH_SIZE).record(work.len() as f64);
+        let windows: Vec<Vec<u32>> = work.iter().flat_map(|(item, n)| item.text.windows[item.scored.len()..item.scored.len() + n].iter().cloned()).collect();
         let started = Instant::now();
         let limits = crate::model::BatchLimits { max_sequences: config.max_batch_texts, max_tokens: config.max_batch_tokens };
         let result = match &probe {
@@ -318,39 +427,24 @@ fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Recei
         metrics::histogram!(m::STAGE_SECONDS, "stage" => "inference").record(inference.as_secs_f64());
         match result {
             Ok(pooled) => {
-                let mut windows = pooled.into_iter().map(|(p, token_scores)| {
+                let mut results = pooled.into_iter().map(|(p, token_scores)| {
                     let stable = p.stable.clone();
                     (classifier.head.scores(&features_of(p)), stable, token_scores)
                 });
-                for t in live {
-                    let mut embedding = Vec::new();
-                    let mut combined: Option<LabelScores> = None;
-                    let mut token_scores = Vec::new();
-                    for (w, (scores, stable, window_tokens)) in (0..t.windows.len()).filter_map(|_| windows.next()).enumerate() {
-                        if embedding.is_empty() {
-                            embedding = stable;
-                            l2_normalize(&mut embedding);
-                        }
-                        if w < SPAN_WINDOWS {
-                            token_scores.extend(window_tokens);
-                        }
-                        combined = Some(match combined {
-                            Some(c) => c.max(&scores),
-                            None => scores,
-                        });
+                for (mut item, n) in work {
+                    item.scored.extend(results.by_ref().take(n));
+                    item.inference += inference;
+                    if item.remaining() == 0 {
+                        item.finish();
+                    } else {
+                        continuing.push_back(item);
                     }
-                    let combined = combined.unwrap_or_default();
-                    let queue =
-                        started.saturating_duration_since(t.tokenized_at) + t.tokenized_at.saturating_duration_since(t.enqueued).saturating_sub(t.tokenize);
-                    metrics::histogram!(m::STAGE_SECONDS, "stage" => "queue").record(queue.as_secs_f64());
-                    let timings = StageTimings { queue, tokenize: t.tokenize, inference };
-                    let _ = t.reply.send(Ok(Scored { scores: combined, embedding, token_scores, timings }));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "inference failed for a batch");
-                for t in live {
-                    let _ = t.reply.send(Err(Error::BatchFailed));
+                for (item, _) in work {
+                    let _ = item.text.reply.send(Err(Error::BatchFailed));
                 }
             }
         }

@@ -12,6 +12,7 @@ mod blob;
 mod conduct;
 mod console;
 mod drain;
+mod fairness;
 mod faults;
 mod fuzz_regressions;
 mod golden;
