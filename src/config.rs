@@ -145,6 +145,14 @@ pub struct ServeArgs {
     /// first bytes (HTTP/2 preface, TLS hello) it has 10 s.
     #[arg(long, env = "CALMLINE_CONNECTION_IDLE_TIMEOUT_S", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub connection_idle_timeout_s: u64,
+    /// Bytes all requests together may hold in messages not yet whole (a stream's message
+    /// being received, a unary call's body); a message that would go over is refused
+    /// (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "CALMLINE_MAX_RECEIVING_BYTES", default_value_t = 32 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(65_536..=1 << 40))]
+    pub max_receiving_bytes: u64,
+    /// Seconds a unary call's request may take to arrive whole (DEADLINE_EXCEEDED after).
+    #[arg(long, env = "CALMLINE_REQUEST_READ_TIMEOUT_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_read_timeout_s: u64,
     /// Seconds the drain may take after SIGTERM: health turns NOT_SERVING at once, unary calls
     /// finish, every stream finishes its current turn and ends with UNAVAILABLE; connections
     /// still open at the deadline are closed. Keep it under the orchestrator's grace period

@@ -17,6 +17,7 @@ use crate::connections::{ConnectionLimits, Guarded};
 use crate::domain::conduct::ConductModel;
 use crate::grpc::auth::{self, ApiKeys};
 use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
+use crate::http::bodies::BodyLimits;
 use crate::http::console::{self, ConsoleAssets};
 use crate::http::json::JsonApi;
 use crate::infer::{Pipeline, PipelineConfig};
@@ -39,6 +40,12 @@ pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
 /// … and the connection closed if the answer takes longer than this.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 streams one connection may have open at once (h2's default is 200; each may hold
+/// a message being received).
+const MAX_STREAMS_PER_CONNECTION: u32 = 32;
+/// Health and reflection requests are a service name or a file name: a few bytes.
+const SMALL_MESSAGE_BYTES: usize = 16 * 1024;
 
 /// The metrics port: a few scrapers, each request done in milliseconds.
 const METRICS_CONNECTIONS: ConnectionLimits = ConnectionLimits { listener: "metrics", max_connections: 32, first: Duration::from_secs(30), idle: None };
@@ -69,13 +76,15 @@ pub async fn run(
     let metrics_task = metrics_listener.map(|l| tokio::spawn(crate::http::metrics::serve(Guarded::new(l, METRICS_CONNECTIONS), handle)));
 
     let (health, health_service) = tonic_health::server::health_reporter();
+    let health_service = health_service.max_decoding_message_size(SMALL_MESSAGE_BYTES);
     health.set_not_serving::<TriageServer<Triage>>().await;
     health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(grpc::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .context("building the reflection service")?;
+        .context("building the reflection service")?
+        .max_decoding_message_size(SMALL_MESSAGE_BYTES);
 
     let address = listener.local_addr()?;
     let tls = auth::tls_config(args, address)?;
@@ -122,7 +131,9 @@ pub async fn run(
         .accept_http1(true)
         .http2_keepalive_interval(Some(KEEPALIVE_EVERY.min(idle / 3)))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .layer(console::EntryLayer { enabled: args.console, hosts: crate::http::hosts::AllowedHosts::for_listener(address, &args.allowed_hosts) });
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .layer(console::EntryLayer { enabled: args.console, hosts: crate::http::hosts::AllowedHosts::for_listener(address, &args.allowed_hosts) })
+        .layer(BodyLimits::new(args.max_receiving_bytes as usize, Duration::from_secs(args.request_read_timeout_s)));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).context("configuring TLS")?;
     }
@@ -181,7 +192,7 @@ pub async fn run(
         return Err(anyhow::Error::new(e).context("warming up the model"));
     }
     tracing::info!(elapsed_ms = warm_started.elapsed().as_millis() as u64, "warm-up done");
-    release_load_garbage();
+    release_free_heap();
     let _ = pipeline_slot.set(pipeline);
     metrics::gauge!(m::READY).set(1.0);
     health.set_serving::<TriageServer<Triage>>().await;
@@ -209,9 +220,10 @@ pub async fn run(
     result.context("serving gRPC")
 }
 
-/// Returns to the system the heap that loading left free (parsing the 17 MB tokenizer.json and
-/// dequantising the blob free far more than they keep; glibc holds on to it otherwise).
-fn release_load_garbage() {
+/// Returns free heap to the system: after loading (parsing the 17 MB tokenizer.json and
+/// dequantising the blob free far more than they keep) and after a burst of large request
+/// bodies (`http::bodies`); glibc holds on to it otherwise.
+pub fn release_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free heap pages; it touches no live allocation.
     unsafe {

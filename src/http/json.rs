@@ -82,11 +82,26 @@ pub async fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body, lim
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
             too_large()
+        } else if let Some(status) = status_in(&e) {
+            // The server's own limits on bodies (`http::bodies`): the budget, the read deadline.
+            ApiError::new(status.code(), status.message())
         } else {
             ApiError::invalid("the request body could not be read")
         }
     })?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("Invalid JSON payload received. {e}")))
+}
+
+/// The gRPC status somewhere in an error's chain of sources.
+fn status_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a tonic::Status> {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(status) = e.downcast_ref::<tonic::Status>() {
+            return Some(status);
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// A gRPC request carrying the caller's deadline: Google's `X-Server-Timeout` header (seconds)

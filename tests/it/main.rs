@@ -20,6 +20,7 @@ mod interop;
 mod layering;
 mod limits;
 mod loadgen;
+mod memory;
 mod perspective;
 mod privacy;
 mod score;
