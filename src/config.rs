@@ -134,6 +134,11 @@ pub struct ServeArgs {
     /// Converse and ScoreTranscripts streams open at once; more are refused.
     #[arg(long, env = "CALMLINE_MAX_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams: u32,
+    /// Of those streams, how many one API key may hold. Default: with two or more clients in
+    /// --api-keys, three quarters of --max-streams (one client cannot lock the others out);
+    /// with one or none, no share.
+    #[arg(long, env = "CALMLINE_MAX_STREAMS_PER_KEY", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_streams_per_key: Option<u32>,
     /// Seconds a stream may stay silent before it is closed.
     #[arg(long, env = "CALMLINE_STREAM_IDLE_TIMEOUT_S", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub stream_idle_timeout_s: u64,

@@ -97,6 +97,11 @@ pub async fn run(
         max_message_bytes: args.max_message_bytes,
         max_streams: args.max_streams as usize,
         stream_idle_timeout: Duration::from_secs(args.stream_idle_timeout_s),
+        max_streams_per_client: match args.max_streams_per_key {
+            Some(most) => Some(most as usize),
+            None if api_keys.clients() > 1 => Some((args.max_streams as usize * 3 / 4).max(1)),
+            None => None,
+        },
     };
     let stopping = CancellationToken::new();
     let handlers = Arc::new(Triage::new(Arc::clone(&pipeline_slot), Arc::clone(&policy), limits, stopping.clone()));

@@ -123,6 +123,11 @@ impl ApiKeys {
         !self.keys.is_empty()
     }
 
+    /// How many clients (distinct key names) there are.
+    pub fn clients(&self) -> usize {
+        self.keys.iter().map(|k| k.name.as_str()).collect::<std::collections::HashSet<_>>().len()
+    }
+
     /// The name of the stored key equal to `key`. Every stored key is compared, in constant
     /// time, so timing tells nothing about which or how much matched.
     fn find(&self, key: &str) -> Option<&str> {
@@ -139,9 +144,9 @@ impl ApiKeys {
     /// Lets a caller in by the key it presented (every caller when no keys are configured),
     /// counting and rate-limit-logging refusals. Shared by the gRPC interceptor and the
     /// HTTP/JSON API.
-    pub fn authenticate(&self, presented: Option<&str>) -> Result<(), Refusal> {
+    pub fn authenticate(&self, presented: Option<&str>) -> Result<Option<&str>, Refusal> {
         if !self.is_enabled() {
-            return Ok(());
+            return Ok(None);
         }
         let Some(presented) = presented else {
             metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "missing").increment(1);
@@ -151,7 +156,7 @@ impl ApiKeys {
             Some(name) => {
                 metrics::counter!(m::AUTHENTICATED_TOTAL, "client" => name.to_string()).increment(1);
                 tracing::debug!(client = %name, "authenticated");
-                Ok(())
+                Ok(Some(name))
             }
             None => {
                 metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "unknown").increment(1);
@@ -163,18 +168,29 @@ impl ApiKeys {
         }
     }
 
-    /// The interceptor in front of the Triage service.
-    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
+    /// The interceptor in front of the Triage service; the handlers find the key's name in
+    /// the request's extensions ([`Client`]).
+    pub fn check(&self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let metadata = request.metadata();
         let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
         let presented = presented_key(header("authorization"), header("x-api-key"));
         match self.authenticate(presented) {
-            Ok(()) => Ok(request),
+            Ok(name) => {
+                let client = name.map(|n| Client(n.to_string()));
+                if let Some(client) = client {
+                    request.extensions_mut().insert(client);
+                }
+                Ok(request)
+            }
             Err(Refusal::Missing) => Err(Status::unauthenticated("an API key is required: send `authorization: Bearer <key>` or `x-api-key: <key>`")),
             Err(Refusal::Unknown) => Err(Status::unauthenticated("unknown API key")),
         }
     }
 }
+
+/// The name of the API key a request came with (not the key).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Client(pub String);
 
 /// Why a caller was not let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

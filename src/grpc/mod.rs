@@ -6,9 +6,10 @@ pub mod codec;
 pub mod convert;
 pub mod status;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -20,6 +21,7 @@ use crate::domain::conversation::{History, MAX_TURN_BYTES, MAX_TURNS_PER_TRANSCR
 use crate::domain::labels::Label;
 use crate::domain::policy::{ConversationState, Policy};
 use crate::error::Error;
+use crate::grpc::auth::Client;
 use crate::infer::Pipeline;
 use crate::metrics as m;
 use crate::shutdown::CancellationToken;
@@ -45,6 +47,8 @@ pub struct Limits {
     pub max_streams: usize,
     /// How long a stream may send nothing.
     pub stream_idle_timeout: Duration,
+    /// Of those, how many one API key may hold (`None`: no share).
+    pub max_streams_per_client: Option<usize>,
 }
 
 /// What the handlers share. The pipeline is set once the model is loaded and warm; until
@@ -54,25 +58,69 @@ pub struct Triage {
     policy: Arc<Policy>,
     limits: Limits,
     streams: Arc<Semaphore>,
+    /// Streams open per API key, for the per-client share.
+    streams_by_client: Arc<Mutex<HashMap<Client, usize>>>,
     /// Cancelled when the drain begins.
     stopping: CancellationToken,
 }
 
 impl Triage {
     pub fn new(pipeline: Arc<OnceLock<Pipeline>>, policy: Arc<Policy>, limits: Limits, stopping: CancellationToken) -> Self {
-        Triage { pipeline, policy, limits, streams: Arc::new(Semaphore::new(limits.max_streams)), stopping }
+        let streams = Arc::new(Semaphore::new(limits.max_streams));
+        Triage { pipeline, policy, limits, streams, streams_by_client: Arc::default(), stopping }
     }
 
-    /// A slot for one more open stream, or RESOURCE_EXHAUSTED at once.
-    fn open_stream(&self, rpc: &'static str, opened: Instant) -> Result<OwnedSemaphorePermit, Status> {
-        Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
+    /// A slot for one more open stream, or RESOURCE_EXHAUSTED at once: when the server has its
+    /// most, or when the caller's API key holds its share.
+    fn open_stream(&self, rpc: &'static str, opened: Instant, client: Option<&Client>) -> Result<StreamSlot, Status> {
+        let refuse = |message: String| {
             record(rpc, opened, tonic::Code::ResourceExhausted);
-            Status::resource_exhausted(format!("{} streams are open, the most this server takes; retry later", self.limits.max_streams))
-        })
+            Status::resource_exhausted(message)
+        };
+        let share = match (client, self.limits.max_streams_per_client) {
+            (Some(client), Some(most)) => {
+                let mut held = self.streams_by_client.lock().unwrap_or_else(|e| e.into_inner());
+                let count = held.entry(client.clone()).or_default();
+                if *count >= most {
+                    return Err(refuse(format!("the key {:?} has {most} streams open, the most one client may hold; retry later", client.0)));
+                }
+                *count += 1;
+                Some(ClientShare { client: client.clone(), held: Arc::clone(&self.streams_by_client) })
+            }
+            _ => None,
+        };
+        let permit = Arc::clone(&self.streams)
+            .try_acquire_owned()
+            .map_err(|_| refuse(format!("{} streams are open, the most this server takes; retry later", self.limits.max_streams)))?;
+        Ok(StreamSlot { _permit: permit, _share: share })
     }
 
     fn pipeline(&self) -> Result<Pipeline, Status> {
         self.pipeline.get().cloned().ok_or_else(|| Status::unavailable("the model is still loading; retry shortly"))
+    }
+}
+
+/// An open stream's place: in the server's limit and in its client's share.
+struct StreamSlot {
+    _permit: OwnedSemaphorePermit,
+    _share: Option<ClientShare>,
+}
+
+/// One stream counted against a client's share until dropped.
+struct ClientShare {
+    client: Client,
+    held: Arc<Mutex<HashMap<Client, usize>>>,
+}
+
+impl Drop for ClientShare {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.client);
+            }
+        }
     }
 }
 
@@ -157,7 +205,7 @@ impl pb::triage_server::Triage for Triage {
     async fn converse(&self, request: Request<Streaming<pb::ConverseRequest>>) -> Result<Response<Self::ConverseStream>, Status> {
         let opened = Instant::now();
         let pipeline = self.pipeline()?;
-        let slot = self.open_stream("Converse", opened)?;
+        let slot = self.open_stream("Converse", opened, request.extensions().get::<Client>())?;
         let policy = Arc::clone(&self.policy);
         let deadline = status::deadline(request.metadata(), opened);
         let idle = self.limits.stream_idle_timeout;
@@ -194,7 +242,7 @@ impl pb::triage_server::Triage for Triage {
     async fn score_transcripts(&self, request: Request<Streaming<pb::Transcript>>) -> Result<Response<Self::ScoreTranscriptsStream>, Status> {
         let opened = Instant::now();
         let pipeline = self.pipeline()?;
-        let slot = self.open_stream("ScoreTranscripts", opened)?;
+        let slot = self.open_stream("ScoreTranscripts", opened, request.extensions().get::<Client>())?;
         let policy = Arc::clone(&self.policy);
         let deadline = status::deadline(request.metadata(), opened);
         let idle = self.limits.stream_idle_timeout;

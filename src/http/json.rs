@@ -51,7 +51,7 @@ impl JsonApi {
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let query_key = params.iter().find(|(name, _)| name == "key").map(|(_, value)| value.as_str());
         let presented = query_key.or_else(|| presented_key(get("authorization"), get("x-api-key")));
-        self.keys.authenticate(presented).map_err(|refusal| match (errors, refusal) {
+        self.keys.authenticate(presented).map(drop).map_err(|refusal| match (errors, refusal) {
             (KeyErrors::Calmline, Refusal::Missing) => {
                 ApiError::new(Code::Unauthenticated, "an API key is required: send `?key=<key>`, `authorization: Bearer <key>` or `x-api-key: <key>`")
             }

@@ -47,6 +47,50 @@ async fn api_keys_let_in_only_known_keys_and_metrics_show_only_their_names() {
     server.stop().await.unwrap();
 }
 
+/// A Converse stream opened with a key; the sender keeps it open.
+async fn open_stream(
+    client: &mut TriageClient<Channel>,
+    key: &str,
+) -> Result<(tokio::sync::mpsc::Sender<pb::ConverseRequest>, tonic::Streaming<pb::Assessment>), tonic::Status> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    request.metadata_mut().insert("x-api-key", key.parse().unwrap());
+    let mut stream = client.converse(request).await?.into_inner();
+    tx.send(pb::ConverseRequest { turn: Some(common::customer("Where is my parcel?")), locale: "en".into() }).await.unwrap();
+    stream.message().await?;
+    Ok((tx, stream))
+}
+
+#[tokio::test]
+async fn one_key_cannot_hold_every_stream_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("acme {}\nqa {}\n", hash_key("acme-secret"), hash_key("qa-secret"))).unwrap();
+    // Two clients: by default a key may hold three quarters of the streams, 3 of 4.
+    let server = common::start(&["--api-keys", keys.to_str().unwrap(), "--max-streams", "4"]).await;
+    let mut client = server.client().await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(open_stream(&mut client, "acme-secret").await.unwrap());
+    }
+    let refused = open_stream(&mut client, "acme-secret").await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(refused.message().contains("the most one client may hold"), "{}", refused.message());
+    // The other client still gets the slot left; then the server is full for everyone.
+    let other = open_stream(&mut client, "qa-secret").await.unwrap();
+    let full = open_stream(&mut client, "qa-secret").await.unwrap_err();
+    assert!(full.message().contains("the most this server takes"), "{}", full.message());
+    // A stream that ends gives its key's place back.
+    drop(held.pop());
+    let started = std::time::Instant::now();
+    while open_stream(&mut client, "acme-secret").await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the closed stream's place never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(other);
+    server.stop().await.unwrap();
+}
+
 struct Pki {
     ca: String,
     server_cert: String,
