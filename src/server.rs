@@ -44,6 +44,14 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 streams one connection may have open at once (h2's default is 200; each may hold
 /// a message being received).
 const MAX_STREAMS_PER_CONNECTION: u32 = 32;
+/// HTTP/2 flow control: what a client may send on a stream ahead of what the handler has read.
+/// h2 closes a connection whose buffered small DATA frames exceed a budget of half the
+/// connection window; with hyper's 1 MiB stream window, one `Converse` stream of short turns
+/// far ahead of inference exhausted it at ~3,200 turns and took every call on the connection
+/// down. With 64 KiB a stream waits alone after ~600 such turns; the connection's budget holds
+/// about ten of them.
+const STREAM_WINDOW: u32 = 64 * 1024;
+const CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
 /// Health and reflection requests are a service name or a file name: a few bytes.
 const SMALL_MESSAGE_BYTES: usize = 16 * 1024;
 
@@ -137,6 +145,8 @@ pub async fn run(
         .http2_keepalive_interval(Some(KEEPALIVE_EVERY.min(idle / 3)))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .layer(console::EntryLayer { enabled: args.console, hosts: crate::http::hosts::AllowedHosts::for_listener(address, &args.allowed_hosts) })
         .layer(BodyLimits::new(args.max_receiving_bytes as usize, Duration::from_secs(args.request_read_timeout_s)));
     if let Some(tls) = tls {

@@ -2,7 +2,8 @@
 //! opening stream after stream, each sending most of a 4 MB message and never the rest, took
 //! the resident memory from 156 to 732 MB and left 526 MB behind. Now the bytes of messages not
 //! yet whole are bounded server-wide (32 MiB), a connection has at most 32 streams, a half-sent unary
-//! call times out, and the heap goes back to the system when the client leaves.
+//! call times out, and the heap goes back to the system when the client leaves. And a stream
+//! far ahead of inference waits alone instead of closing its connection (item 5).
 
 use std::future::poll_fn;
 use std::process::{Command, Stdio};
@@ -181,4 +182,79 @@ async fn a_half_sent_unary_call_times_out_and_health_takes_only_small_messages()
     let response = tokio::time::timeout(Duration::from_secs(10), response).await.expect("answered").unwrap();
     let status = response.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_string());
     assert_eq!(status.as_deref(), Some("11"), "OUT_OF_RANGE: {:?}", response.headers());
+}
+
+/// Reads the next DATA frame of a response and gives its bytes back to flow control.
+async fn next_data(body: &mut h2::RecvStream) -> bool {
+    match body.data().await {
+        Some(Ok(data)) => {
+            let _ = body.flow_control().release_capacity(data.len());
+            true
+        }
+        _ => false,
+    }
+}
+
+fn converse_request(port: u16) -> http::Request<()> {
+    http::Request::post(format!("http://127.0.0.1:{port}/calmline.v1.Triage/Converse"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+/// One short turn as a gRPC message (prefix and protobuf).
+fn turn_message(text: &str) -> Bytes {
+    use prost::Message;
+    let body = pb::ConverseRequest { turn: Some(crate::common::customer(text)), locale: "en".into() }.encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&body);
+    Bytes::from(framed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_far_ahead_of_inference_waits_alone() {
+    // 5,000 short turns, each its own DATA frame, sent as fast as flow control allows: the
+    // HTTP/2 library's budget for buffered small frames used to run out at ~3,200 and close the
+    // connection (GOAWAY ENHANCE_YOUR_CALM), failing every call on it.
+    let server = serve(&[]).await;
+    let sender = connect(server.port).await;
+    let mut sender = sender.ready().await.unwrap();
+    let (quiet_response, mut quiet) = sender.send_request(converse_request(server.port), false).unwrap();
+    quiet.send_data(turn_message("Hello, I have a question about my bill."), false).unwrap();
+    let mut quiet_body = quiet_response.await.unwrap().into_body();
+    assert!(next_data(&mut quiet_body).await, "the quiet stream's first answer");
+
+    let mut sender = sender.ready().await.unwrap();
+    let (flood_response, mut flood) = sender.send_request(converse_request(server.port), false).unwrap();
+    let flooding = tokio::spawn(async move {
+        for i in 0..5_000 {
+            let message = turn_message(&format!("Order {i} is late."));
+            flood.reserve_capacity(message.len());
+            loop {
+                match poll_fn(|cx| flood.poll_capacity(cx)).await {
+                    Some(Ok(n)) if n >= message.len() => break,
+                    Some(Ok(_)) => continue,
+                    _ => return i,
+                }
+            }
+            if flood.send_data(message, false).is_err() {
+                return i;
+            }
+        }
+        5_000
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut flood_body = flood_response.await.unwrap().into_body();
+    assert!(next_data(&mut flood_body).await, "the flooding stream is answered");
+    // Its answers are read (as a client does), so they never fill the connection's window.
+    let draining = tokio::spawn(async move { while next_data(&mut flood_body).await {} });
+
+    // The other stream on the same connection still works.
+    quiet.send_data(turn_message("Can you check it again?"), false).unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(30), next_data(&mut quiet_body)).await.expect("answered in time");
+    assert!(answer, "the quiet stream was cut off by the flood");
+    flooding.abort();
+    draining.abort();
 }
