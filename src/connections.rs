@@ -30,6 +30,10 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::metrics as m;
 
+/// How long a new connection has for its first bytes (HTTP/2 preface, TLS hello, request line)
+/// and for the TLS handshake.
+pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The first pause after a failed accept; it doubles up to [`LONGEST_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const LONGEST_PAUSE: Duration = Duration::from_secs(1);

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod error;
 pub mod fuzzing;
 pub mod grpc;
+pub mod heap;
 pub mod http;
 pub mod infer;
 pub mod lines;

@@ -13,7 +13,7 @@ use tonic::transport::Server;
 use tower_layer::Layer;
 
 use crate::config::ServeArgs;
-use crate::connections::{ConnectionLimits, Guarded};
+use crate::connections::{ConnectionLimits, FIRST_BYTES_TIMEOUT, Guarded};
 use crate::domain::conduct::ConductModel;
 use crate::grpc::auth::{self, ApiKeys};
 use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
@@ -32,9 +32,6 @@ const WARM_UP: &[&str] = &[
     "Ich warte seit zwei Wochen auf eine Antwort und niemand ruft zurück, obwohl mir das mehrfach versprochen wurde.",
 ];
 
-/// How long a new connection has for its first bytes (HTTP/2 preface, TLS hello, request line)
-/// and for the TLS handshake.
-pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 keepalive: a ping after this long without a frame from the peer (at most a third of
 /// the idle timeout, so a live client's answers keep its connection reading) …
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(30);
@@ -207,7 +204,7 @@ pub async fn run(
         return Err(anyhow::Error::new(e).context("warming up the model"));
     }
     tracing::info!(elapsed_ms = warm_started.elapsed().as_millis() as u64, "warm-up done");
-    release_free_heap();
+    crate::heap::release_free_heap();
     let _ = pipeline_slot.set(pipeline);
     metrics::gauge!(m::READY).set(1.0);
     health.set_serving::<TriageServer<Triage>>().await;
@@ -233,15 +230,4 @@ pub async fn run(
     }
     drop(abort_tx);
     result.context("serving gRPC")
-}
-
-/// Returns free heap to the system: after loading (parsing the 17 MB tokenizer.json and
-/// dequantising the blob free far more than they keep) and after a burst of large request
-/// bodies (`http::bodies`); glibc holds on to it otherwise.
-pub fn release_free_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap pages; it touches no live allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

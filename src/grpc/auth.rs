@@ -210,7 +210,7 @@ pub fn tls_config(args: &ServeArgs, listening_on: SocketAddr) -> Result<Option<S
     let read = |path: &Path| std::fs::read(path).map_err(|e| AccessError::File { path: path.display().to_string(), message: e.to_string() });
     match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
-            let mut config = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)).timeout(crate::server::FIRST_BYTES_TIMEOUT);
+            let mut config = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)).timeout(crate::connections::FIRST_BYTES_TIMEOUT);
             if let Some(ca) = &args.tls_client_ca {
                 config = config.client_ca_root(Certificate::from_pem(read(ca)?));
             }

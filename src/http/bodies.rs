@@ -72,7 +72,7 @@ fn trim_heap_soon() {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let _ = tokio::task::spawn_blocking(crate::server::release_free_heap).await;
+            let _ = tokio::task::spawn_blocking(crate::heap::release_free_heap).await;
         });
     }
 }
