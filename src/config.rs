@@ -410,9 +410,16 @@ pub struct TrainSpansArgs {
     /// Training posts read (from the start of tsd_train.csv).
     #[arg(long, default_value_t = 3000)]
     pub posts: usize,
-    /// Full-batch optimiser steps.
+    /// Full-batch optimiser steps (a head without a hidden layer).
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
+    /// Hidden ReLU units between the token features and the output (0: none, one logistic
+    /// output).
+    #[arg(long, default_value_t = 0)]
+    pub hidden: usize,
+    /// Passes over the training tokens when there is a hidden layer.
+    #[arg(long, default_value_t = 4)]
+    pub epochs: usize,
     /// Where to write the report as JSON (the head goes beside the label head, in `--models`).
     #[arg(long, default_value = "models/eval-spans.json")]
     pub out: PathBuf,

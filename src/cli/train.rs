@@ -79,7 +79,7 @@ pub fn eval_spans(args: &EvalSpansArgs) -> anyhow::Result<ExitCode> {
 
 pub fn train_spans(args: &TrainSpansArgs) -> anyhow::Result<ExitCode> {
     let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
-    let (head, report) = train::spans::train(&classifier, &args.data, args.posts, args.steps)?;
+    let (head, report) = train::spans::train(&classifier, &args.data, args.posts, args.steps, args.hidden, args.epochs)?;
     head.save(&args.model.models).context("saving the span head")?;
     write_span_report(&args.out, classifier.model_version(), &report)
 }

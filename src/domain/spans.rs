@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::domain::labels::{Label, LabelScores};
-use crate::model::spans::WordScore;
+use crate::model::spans::{SpanCut, WordScore};
 
 /// Words that drove a flag, `[begin, end)` in Unicode code points (what Python's `str` and
 /// JavaScript's `Array.from(text)` index) and in UTF-8 bytes.
@@ -28,9 +28,13 @@ pub fn span_label(flags: &[Label], scores: &LabelScores) -> Option<Label> {
     flags.iter().copied().filter(|&l| l != Label::Frustration).max_by(|&a, &b| scores.get(a).total_cmp(&scores.get(b)))
 }
 
-/// The words whose probability reaches `threshold`, neighbours joined (only spaces or
-/// punctuation between them), in text order.
-pub fn select(text: &str, words: &[WordScore], threshold: f32, label: Label) -> Vec<Span> {
+/// The words whose probability reaches the cut's threshold, neighbours joined (only spaces or
+/// punctuation between them), in text order; none when no word reaches its `min_peak`.
+pub fn select(text: &str, words: &[WordScore], cut: SpanCut, label: Label) -> Vec<Span> {
+    let threshold = cut.threshold;
+    if !words.iter().any(|w| w.probability >= cut.min_peak) {
+        return Vec::new();
+    }
     let mut spans: Vec<Span> = Vec::new();
     let mut previous_counted = false;
     for w in words {
@@ -57,6 +61,10 @@ pub fn select(text: &str, words: &[WordScore], threshold: f32, label: Label) -> 
 mod tests {
     use super::*;
 
+    fn cut(threshold: f32) -> SpanCut {
+        SpanCut { threshold, min_peak: 0.0 }
+    }
+
     fn scored(text: &str, parts: &[(&str, f32)]) -> Vec<WordScore> {
         let mut at = 0;
         parts
@@ -73,7 +81,7 @@ mod tests {
     fn the_words_that_count_joined_with_their_neighbours_in_code_points() {
         let text = "Ügyfél: maga egy hülye, ostoba alak!";
         let w = scored(text, &[("Ügyfél", 0.0), ("maga", 0.2), ("egy", 0.1), ("hülye", 0.9), ("ostoba", 0.7), ("alak", 0.3)]);
-        let spans = select(text, &w, 0.5, Label::Insult);
+        let spans = select(text, &w, cut(0.5), Label::Insult);
         assert_eq!(spans.len(), 1);
         let s = &spans[0];
         assert_eq!(&text[s.byte_begin..s.byte_end], "hülye, ostoba");
@@ -86,10 +94,10 @@ mod tests {
     fn separate_words_make_separate_spans_in_right_to_left_text() {
         let text = "אתה אידיוט ואתה גם שקרן";
         let w = scored(text, &[("אתה", 0.0), ("אידיוט", 0.8), ("ואתה", 0.1), ("גם", 0.0), ("שקרן", 0.6)]);
-        let spans = select(text, &w, 0.5, Label::Insult);
+        let spans = select(text, &w, cut(0.5), Label::Insult);
         assert_eq!(spans.iter().map(|s| &text[s.byte_begin..s.byte_end]).collect::<Vec<_>>(), ["אידיוט", "שקרן"]);
         assert_eq!((spans[0].begin, spans[0].end), (4, 10));
-        assert!(select(text, &w, 0.95, Label::Insult).is_empty());
+        assert!(select(text, &w, cut(0.95), Label::Insult).is_empty());
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub fn analyze(classifier: &Classifier, policy: &Policy, inputs: &[TextInput]) -
             let thresholds_language = crate::domain::lang::thresholds_language(&language, "", input.text, &classifier.head.meta.measured_languages);
             let flags = classifier.head.flags(&scores, &thresholds_language);
             let spans = match (&classifier.spans, crate::domain::spans::span_label(&flags, &scores)) {
-                (Some(head), Some(label)) => crate::domain::spans::select(input.text, &classifier.word_scores(input.text)?, head.threshold, label),
+                (Some(head), Some(label)) => crate::domain::spans::select(input.text, &classifier.word_scores(input.text)?, head.cut(), label),
                 _ => Vec::new(),
             };
             Ok(Analysis {

@@ -60,7 +60,7 @@ impl Pipeline {
             return Err(Error::BatchFailed);
         }
         let words = word_scores(text, token_scores.iter().copied().zip(offsets));
-        assessment.spans = crate::domain::spans::select(text, &words, head.threshold, label);
+        assessment.spans = crate::domain::spans::select(text, &words, head.cut(), label);
         metrics::histogram!(m::STAGE_SECONDS, "stage" => "spans").record(started.elapsed().as_secs_f64());
         Ok(())
     }

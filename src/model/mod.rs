@@ -258,9 +258,9 @@ impl Classifier {
         }
         let spans = spans::SpanHead::load(head_dir)?;
         if let Some(s) = &spans
-            && s.weight.len() != extractor.feature_dim()
+            && s.input_width() != extractor.feature_dim()
         {
-            return Err(ModelError::Spans(format!("expects {} features per token, the encoder gives {}", s.weight.len(), extractor.feature_dim())));
+            return Err(ModelError::Spans(format!("expects {} features per token, the encoder gives {}", s.input_width(), extractor.feature_dim())));
         }
         Ok(Classifier { extractor, head, spans })
     }

@@ -31,8 +31,25 @@ pub struct SpanHead {
     pub trained: serde_json::Value,
     /// A word is evidence when one of its tokens' probability reaches this.
     pub threshold: f32,
+    /// A text gets spans only when its most likely word reaches this (at least `threshold`):
+    /// a text whose words are all near the threshold is more often one with no toxic words.
+    /// Heads saved before it have 0 (no such gate).
+    #[serde(default)]
+    pub min_peak: f32,
     pub bias: f32,
+    /// The output's weights: over the features, or over the hidden layer's units.
     pub weight: Vec<f32>,
+    /// A hidden layer (ReLU) between the token features and the output, if trained with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<HiddenLayer>,
+}
+
+/// `units` ReLU units over the token features: `weight` is `units` rows of the features' width.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HiddenLayer {
+    pub units: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
 }
 
 impl SpanHead {
@@ -44,8 +61,14 @@ impl SpanHead {
         }
         let bad = |reason: String| ModelError::Spans(format!("{}: {reason}", path.display()));
         let head: SpanHead = serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
-        if !(0.0..=1.0).contains(&head.threshold) || head.weight.iter().any(|w| !w.is_finite()) {
-            return Err(bad("threshold outside [0, 1] or a weight not finite".into()));
+        if !(0.0..=1.0).contains(&head.threshold) || !(0.0..=1.0).contains(&head.min_peak) || head.weight.iter().any(|w| !w.is_finite()) {
+            return Err(bad("threshold or min_peak outside [0, 1], or a weight not finite".into()));
+        }
+        if let Some(h) = &head.hidden {
+            let shaped = h.units == head.weight.len() && h.bias.len() == h.units && h.units > 0 && h.weight.len() % h.units == 0;
+            if !shaped || h.weight.iter().chain(&h.bias).any(|w| !w.is_finite()) {
+                return Err(bad("the hidden layer's shapes disagree with the output's, or a weight is not finite".into()));
+            }
         }
         Ok(Some(head))
     }
@@ -54,11 +77,55 @@ impl SpanHead {
         std::fs::write(dir.join(SPAN_HEAD_FILE), serde_json::to_string(self).map_err(std::io::Error::other)? + "\n")
     }
 
+    /// How many features per token it reads.
+    pub fn input_width(&self) -> usize {
+        match &self.hidden {
+            Some(h) => h.weight.len() / h.units,
+            None => self.weight.len(),
+        }
+    }
+
+    /// Where its word scores are cut into spans.
+    pub fn cut(&self) -> SpanCut {
+        SpanCut { threshold: self.threshold, min_peak: self.min_peak }
+    }
+
     /// The probability that a token with these features is toxic.
     pub fn probability(&self, features: &[f32]) -> f32 {
-        let logit = self.bias + self.weight.iter().zip(features).map(|(w, x)| w * x).sum::<f32>();
+        let logit = match &self.hidden {
+            None => self.bias + dot(&self.weight, features),
+            Some(h) => {
+                let width = h.weight.len() / h.units;
+                let units = h.weight.chunks_exact(width).zip(&h.bias).map(|(row, b)| (b + dot(row, features)).max(0.0));
+                self.bias + self.weight.iter().zip(units).map(|(w, u)| w * u).sum::<f32>()
+            }
+        };
         1.0 / (1.0 + (-logit).exp())
     }
+}
+
+/// The dot product in 16 independent sums, which the compiler keeps in vector registers (one
+/// running sum cannot be reordered, so it would stay scalar): the hidden layer takes 128 of
+/// these per token.
+fn dot(w: &[f32], x: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let (w_chunks, x_chunks) = (w.chunks_exact(LANES), x.chunks_exact(LANES));
+    let tail: f32 = w_chunks.remainder().iter().zip(x_chunks.remainder()).map(|(a, b)| a * b).sum();
+    let mut sums = [0f32; LANES];
+    for (a, b) in w_chunks.zip(x_chunks) {
+        for lane in 0..LANES {
+            sums[lane] += a[lane] * b[lane];
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
+
+/// Where word scores become spans: words reaching `threshold`, in texts whose most likely word
+/// reaches `min_peak`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpanCut {
+    pub threshold: f32,
+    pub min_peak: f32,
 }
 
 /// One word of a text and the highest toxic probability among its tokens.
@@ -132,7 +199,28 @@ pub fn word_scores(text: &str, tokens: impl IntoIterator<Item = (f32, Option<(us
 
 #[cfg(test)]
 mod tests {
-    use super::{word_scores, words};
+    use super::{HiddenLayer, SpanHead, word_scores, words};
+
+    #[test]
+    fn a_hidden_layer_is_relu_then_the_logistic_output() {
+        // Two units over three features: u1 = relu(1·x0 − 1·x2 + 0.5), u2 = relu(−x1 − 1).
+        let hidden = HiddenLayer { units: 2, weight: vec![1.0, 0.0, -1.0, 0.0, -1.0, 0.0], bias: vec![0.5, -1.0] };
+        let head = SpanHead {
+            model_version: String::new(),
+            trained: serde_json::Value::Null,
+            threshold: 0.5,
+            min_peak: 0.0,
+            bias: -1.0,
+            weight: vec![2.0, 3.0],
+            hidden: Some(hidden),
+        };
+        // x = (1, 0, 0): u = (1.5, 0); logit = −1 + 3 = 2.
+        let expected = 1.0 / (1.0 + (-2.0f32).exp());
+        assert!((head.probability(&[1.0, 0.0, 0.0]) - expected).abs() < 1e-6);
+        // x = (0, −3, 2): u = (0, 2); logit = −1 + 6 = 5.
+        let expected = 1.0 / (1.0 + (-5.0f32).exp());
+        assert!((head.probability(&[0.0, -3.0, 2.0]) - expected).abs() < 1e-6);
+    }
 
     fn texts(text: &str) -> Vec<&str> {
         words(text).into_iter().map(|(s, e)| &text[s..e]).collect()
