@@ -83,6 +83,34 @@ def test_masked_bce_ignores_unannotated_labels_and_matches_the_formula():
     assert abs(finetune.masked_bce(z, y, m).item() - expected) < 1e-6
 
 
+def test_dropout_acts_only_while_training_and_only_in_the_adapted_layers():
+    plain, dropped = tiny_model(first_layer=8), tiny_model(first_layer=8)
+    dropped.dropout = 0.5
+    ids = torch.tensor([[0, 5, 9, 14, 2, 0]])
+    mask = torch.ones(1, 6, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(plain.lower(ids, mask), dropped.lower(ids, mask))  # layers below the adapters: none
+        x = plain.lower(ids, mask)
+        dropped.eval()
+        assert torch.equal(plain.logits(x, mask), dropped.logits(x, mask))  # not when scoring
+        dropped.train()
+        torch.manual_seed(0)
+        first = dropped.logits(x, mask)
+        assert not torch.equal(first, plain.logits(x, mask))
+        assert not torch.equal(first, dropped.logits(x, mask))  # a new mask each call
+        torch.manual_seed(0)
+        assert torch.equal(first, dropped.logits(x, mask))  # and the seed fixes them
+
+
+def test_label_smoothing_moves_the_targets_towards_one_half():
+    logits = torch.tensor([[2.0, -1.0, 0.5, 0, 0, 0, 0]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0, 1, 0, 0, 0, 0]], dtype=torch.float64)
+    annotated = torch.tensor([[1.0, 1, 1, 0, 0, 0, 0]], dtype=torch.float64)
+    smoothed = finetune.masked_bce(logits, y, annotated, smoothing=0.1)
+    assert torch.allclose(smoothed, finetune.masked_bce(logits, y * 0.9 + 0.05, annotated))
+    assert not torch.allclose(smoothed, finetune.masked_bce(logits, y, annotated))
+
+
 def test_batch_plan_shows_every_text_as_often_as_repeated():
     plan = finetune.BatchPlan([3, 1, 4, 1, 5, 9, 2, 6], [1, 1, 3, 1, 1, 1, 1, 1], batch=3, seed=42)
     seen = sorted(i for _ in range(4) for i in plan.next_batch())
@@ -125,16 +153,19 @@ def run_trainer(examples, out, *extra):
 
 
 @needs_base
-def test_a_killed_run_resumed_ends_where_an_uninterrupted_one_does(examples, tmp_path):
-    straight = run_trainer(examples, tmp_path / "straight")
+@pytest.mark.parametrize("regularised", [False, True], ids=["plain", "dropout-and-smoothing"])
+def test_a_killed_run_resumed_ends_where_an_uninterrupted_one_does(examples, tmp_path, regularised):
+    # With dropout the run draws random masks: a resumed run must continue the same sequence.
+    recipe = ("--dropout", "0.1", "--label-smoothing", "0.1") if regularised else ()
+    straight = run_trainer(examples, tmp_path / "straight", *recipe)
     assert straight.wait(timeout=600) == 0, straight.stdout.read()
-    again = run_trainer(examples, tmp_path / "again")
+    again = run_trainer(examples, tmp_path / "again", *recipe)
     assert again.wait(timeout=600) == 0, again.stdout.read()
     log = lambda d: json.load(open(d / "train-log.json"))
     # A fixed seed reproduces its loss curve exactly.
     assert log(tmp_path / "straight")["losses"] == log(tmp_path / "again")["losses"]
 
-    killed = run_trainer(examples, tmp_path / "killed", "--checkpoint-steps", "1")
+    killed = run_trainer(examples, tmp_path / "killed", "--checkpoint-steps", "1", *recipe)
     checkpoint = tmp_path / "killed" / "checkpoint.pt"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -144,7 +175,7 @@ def test_a_killed_run_resumed_ends_where_an_uninterrupted_one_does(examples, tmp
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=60)
     assert not (tmp_path / "killed" / "train-log.json").exists(), "the run finished before it was killed"
-    resumed = run_trainer(examples, tmp_path / "killed", "--resume")
+    resumed = run_trainer(examples, tmp_path / "killed", "--resume", *recipe)
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output
     assert "resuming at step" in output
