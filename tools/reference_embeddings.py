@@ -21,8 +21,9 @@ SENTENCES = [
     ("de", "Ich warte seit zwei Wochen auf eine Antwort, das ist eine Frechheit."),
 ]
 
-def read_blob(path):
-    b = open(path, "rb").read()
+def tensor_directory(b):
+    """The blob's configuration and its tensor directory, {name: (elements, offset, byte length)},
+    from the blob's bytes b."""
     assert b[:4] == b"E5S1"
     o = 8
     hidden, layers, heads, ffn, vocab, maxpos, types = struct.unpack_from("<7i", b, o); o += 28
@@ -34,11 +35,19 @@ def read_blob(path):
     o += 4
     norm_len, = struct.unpack_from("<I", b, o); o += 4 + norm_len
     n, = struct.unpack_from("<i", b, o); o += 4
-    tensors = {}
+    directory = {}
     for _ in range(n):
         ln, = struct.unpack_from("<H", b, o); o += 2
         name = b[o:o + ln].decode(); o += ln
         _, el, off, blen = struct.unpack_from("<BIQQ", b, o); o += 21
+        directory[name] = (el, off, blen)
+    return dict(hidden=hidden, layers=layers, heads=heads, ffn=ffn, eps=float(eps)), directory
+
+def read_blob(path):
+    b = open(path, "rb").read()
+    cfg, directory = tensor_directory(b)
+    tensors = {}
+    for name, (el, off, blen) in directory.items():
         raw = b[off:off + blen]
         if blen == el * 4:
             t = np.frombuffer(raw, dtype="<f4").astype(np.float64)
@@ -50,7 +59,7 @@ def read_blob(path):
             hi = (q >> 4).astype(np.int32) - 8
             t = (np.concatenate([lo, hi], axis=1) * d).reshape(-1)
         tensors[name] = t
-    return dict(hidden=hidden, layers=layers, heads=heads, ffn=ffn, eps=float(eps)), tensors
+    return cfg, tensors
 
 def layer_norm(x, w, b, eps):
     mu = x.mean(-1, keepdims=True)
