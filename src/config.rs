@@ -52,11 +52,24 @@ pub struct ModelArgs {
     /// fine-tuned model from `models/finetuned` on the fetched base).
     #[arg(long, env = "CALMLINE_BASE")]
     pub base: Option<PathBuf>,
+    /// Arithmetic of the encoder's dense layers: int8 on CPUs with AVX-512 VNNI (`auto` picks it
+    /// there), f32 (the reference) elsewhere. Heads are trained on f32 features either way.
+    #[arg(long, env = "CALMLINE_PRECISION", value_enum, default_value_t = PrecisionChoice::Auto)]
+    pub precision: PrecisionChoice,
 }
 
 impl ModelArgs {
     pub fn base_dir(&self) -> PathBuf {
         self.base.clone().unwrap_or_else(|| self.models.join("base"))
+    }
+
+    pub fn precision(&self) -> crate::model::Precision {
+        use crate::model::Precision;
+        match self.precision {
+            PrecisionChoice::Auto => Precision::best_available(),
+            PrecisionChoice::F32 => Precision::F32,
+            PrecisionChoice::Int8 => Precision::Int8,
+        }
     }
 }
 
@@ -449,6 +462,15 @@ pub struct EvalArgs {
     /// model's head.json (scores the dev splits too).
     #[arg(long, value_enum)]
     pub tune_thresholds: Option<crate::train::ThresholdRule>,
+}
+
+/// `--precision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionChoice {
+    /// int8 where the CPU has AVX-512 VNNI, else f32.
+    Auto,
+    F32,
+    Int8,
 }
 
 /// `--log-format`.

@@ -176,10 +176,11 @@ pub async fn run(
     let config = pipeline_config(args);
     let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Pipeline> {
         let started = Instant::now();
-        let classifier = crate::model::Classifier::load_from(&model.base_dir(), &model.models).context("loading the model")?;
+        let classifier = crate::model::Classifier::load_from(&model.base_dir(), &model.models, model.precision()).context("loading the model")?;
         let conduct = ConductModel::embedded(&classifier.extractor).context("embedding the agent-conduct examples")?;
+        let kernel = classifier.extractor.precision.kernel();
         let pipeline = Pipeline::start(Arc::new(classifier), Arc::new(conduct), config);
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, kernel = crate::model::gemm::kernel_name(), "model loaded");
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, kernel, "model loaded");
         Ok(pipeline)
     })
     .await

@@ -17,7 +17,7 @@ use calmline::domain::conversation::{History, Speaker, TurnInput};
 use calmline::domain::policy::{ConversationState, Policy};
 use calmline::domain::text::{TextInput, analyze, validate};
 use calmline::infer::{Pipeline, PipelineConfig};
-use calmline::model::Classifier;
+use calmline::model::{Classifier, Precision};
 use calmline::qa::output::{Source, turn_json};
 use calmline::qa::scoring::{self, Outcome};
 use calmline::qa::transcripts::parse_jsonl_record;
@@ -43,11 +43,17 @@ fn runtime_error(e: impl std::fmt::Display) -> PyErr {
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (models, base, policy=None, evidence_spans=true))]
-    fn new(py: Python<'_>, models: PathBuf, base: PathBuf, policy: Option<PathBuf>, evidence_spans: bool) -> PyResult<Self> {
+    #[pyo3(signature = (models, base, policy=None, evidence_spans=true, precision="auto"))]
+    fn new(py: Python<'_>, models: PathBuf, base: PathBuf, policy: Option<PathBuf>, evidence_spans: bool, precision: &str) -> PyResult<Self> {
+        let precision = match precision {
+            "auto" => Precision::best_available(),
+            "f32" => Precision::F32,
+            "int8" => Precision::Int8,
+            other => return Err(PyValueError::new_err(format!("precision must be \"auto\", \"f32\" or \"int8\", not {other:?}"))),
+        };
         py.detach(|| {
             let policy = Policy::load_or_embedded(policy.as_deref()).map_err(|e| PyValueError::new_err(format!("policy: {e}")))?;
-            let classifier = Classifier::load_from(&base, &models).map_err(|e| runtime_error(format!("loading the model: {e}")))?;
+            let classifier = Classifier::load_from(&base, &models, precision).map_err(|e| runtime_error(format!("loading the model: {e}")))?;
             let conduct = ConductModel::embedded(&classifier.extractor).map_err(runtime_error)?;
             let config = PipelineConfig { max_wait: Duration::from_millis(2), evidence_spans, ..PipelineConfig::default() };
             let pipeline = Pipeline::start(Arc::new(classifier), Arc::new(conduct), config);

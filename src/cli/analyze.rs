@@ -19,7 +19,7 @@ pub const MAX_LINE_BYTES: usize = 4 * MAX_TEXT_BYTES;
 
 pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let policy = crate::domain::policy::Policy::load_or_embedded(args.policy.policy.as_deref())?;
-    let classifier = crate::model::Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
+    let classifier = crate::model::Classifier::load_from(&args.model.base_dir(), &args.model.models, args.model.precision()).context("loading the model")?;
     let engine = Engine { classifier: &classifier, policy: &policy };
     match &args.text {
         Some(text) => {

@@ -69,7 +69,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     let mut sink = Sink::open(args.out.as_deref(), args.resume)?;
     let policy = crate::domain::policy::Policy::load_or_embedded(args.policy.policy.as_deref())?;
     let policy_hash = policy.hash.clone();
-    let classifier = crate::model::Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
+    let classifier = crate::model::Classifier::load_from(&args.model.base_dir(), &args.model.models, args.model.precision()).context("loading the model")?;
     let conduct = ConductModel::embedded(&classifier.extractor)?;
     let config = PipelineConfig {
         max_in_flight: args.concurrency as usize,

@@ -49,7 +49,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
-    let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
+    let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models, args.model.precision()).context("loading the model")?;
     let opts = train_options(&args.data, 0, 0.0, 0.0);
     // Only the splits needed are scored: embedding the train splits too would cost ~20 minutes
     // through an adapted encoder for nothing.
@@ -72,13 +72,13 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn eval_spans(args: &EvalSpansArgs) -> anyhow::Result<ExitCode> {
-    let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
+    let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models, args.model.precision()).context("loading the model")?;
     let report = train::spans::evaluate(&classifier, &args.data, args.limit.unwrap_or(usize::MAX))?;
     write_span_report(&args.out, classifier.model_version(), &report)
 }
 
 pub fn train_spans(args: &TrainSpansArgs) -> anyhow::Result<ExitCode> {
-    let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
+    let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models, args.model.precision()).context("loading the model")?;
     let (head, report) = train::spans::train(&classifier, &args.data, args.posts, args.steps, args.hidden, args.epochs)?;
     head.save(&args.model.models).context("saving the span head")?;
     write_span_report(&args.out, classifier.model_version(), &report)
@@ -94,7 +94,7 @@ fn write_span_report(out: &std::path::Path, model_version: &str, report: &train:
 pub fn eval_judgement(args: &EvalJudgementArgs) -> anyhow::Result<ExitCode> {
     use train::datasets::Split;
     use train::judgement;
-    let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
+    let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models, args.model.precision()).context("loading the model")?;
     let policy = Policy::load_or_embedded(args.policy.policy.as_deref())?;
     let split = match args.split {
         ReportedSplit::Dev => Split::Dev,
@@ -130,7 +130,7 @@ pub fn eval_judgement(args: &EvalJudgementArgs) -> anyhow::Result<ExitCode> {
 
 pub fn eval_conduct(args: &EvalConductArgs) -> anyhow::Result<ExitCode> {
     use crate::domain::conduct::{ConductModel, evaluation};
-    let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models).context("loading the model")?;
+    let classifier = Classifier::load_from(&args.model.base_dir(), &args.model.models, args.model.precision()).context("loading the model")?;
     let model = ConductModel::embedded(&classifier.extractor)?;
     let labelled = evaluation::load(&args.data, &classifier)?;
     let professional = evaluation::score(train::judgement::professional_replies(&args.conversations)?, &classifier)?;

@@ -17,6 +17,8 @@ use std::sync::OnceLock;
 use candle_core::{Module, Storage, Tensor};
 use candle_nn::Linear;
 
+use super::gemm_int8::Int8Weights;
+
 /// candle's own product: the reference the other products are compared with.
 pub fn dense_candle(x: &Tensor, layer: &Linear) -> candle_core::Result<Tensor> {
     layer.forward(x)
@@ -133,23 +135,49 @@ mod openblas {
 /// so serving holds one copy of the weights.
 pub struct Dense {
     packed: PackedWeights,
+    /// The weight in int8, when the encoder runs its dense layers so (`quantize_int8`); the
+    /// f32 panels stay, for the fine-tuning code and as the reference.
+    int8: Option<Int8Weights>,
     linear: OnceLock<Linear>,
 }
 
 impl Dense {
     pub fn new(linear: &Linear) -> candle_core::Result<Dense> {
-        Ok(Dense { packed: PackedWeights::from_linear(linear)?, linear: OnceLock::new() })
+        Ok(Dense { packed: PackedWeights::from_linear(linear)?, int8: None, linear: OnceLock::new() })
     }
 
-    /// `x · Wᵀ + b` through calmline's GEMM.
+    /// From now on, products run in int8 (`gemm_int8`).
+    pub fn quantize_int8(&mut self) {
+        self.int8 = Some(Int8Weights::quantize(&self.packed));
+    }
+
+    /// `x · Wᵀ + b` (then the activation) for `x` of `rows` × `inner`: int8 if quantized, else
+    /// calmline's f32 GEMM.
+    pub fn apply(&self, x: &[f32], rows: usize, activation: Activation) -> Vec<f32> {
+        match &self.int8 {
+            Some(int8) => int8.apply(x, rows, activation),
+            None => self.packed.apply(x, rows, activation),
+        }
+    }
+
+    /// `x · Wᵀ + b` on a `[rows, inner]` tensor.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.packed.forward(x, Activation::None)
+        self.forward_with(x, Activation::None)
     }
 
     /// `gelu(x · Wᵀ + b)`, the activation applied by the thread that computed those columns,
     /// right after (no second pass over the whole output).
     pub fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.packed.forward(x, Activation::Gelu)
+        self.forward_with(x, Activation::Gelu)
+    }
+
+    fn forward_with(&self, x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
+        let (rows, inner) = x.dims2()?;
+        if inner != self.packed.inner {
+            candle_core::bail!("dense: x has {inner} columns, the weight {}", self.packed.inner);
+        }
+        let out = with_values(x, |values| self.apply(values, rows, activation))?;
+        Tensor::from_vec(out, (rows, self.packed.outer), x.device())
     }
 
     pub fn packed(&self) -> &PackedWeights {
@@ -169,7 +197,11 @@ impl Dense {
     pub fn add_to_weight(&mut self, delta: &Tensor) -> candle_core::Result<()> {
         let linear = self.packed.to_linear(&candle_core::Device::Cpu)?;
         let merged = Linear::new((linear.weight() + delta)?, linear.bias().cloned());
+        let int8 = self.int8.is_some();
         *self = Dense::new(&merged)?;
+        if int8 {
+            self.quantize_int8();
+        }
         Ok(())
     }
 }
@@ -242,14 +274,24 @@ impl PackedWeights {
     /// The weight and bias back in `Linear`'s layout (for the fine-tuning code's differentiable
     /// products).
     pub fn to_linear(&self, device: &candle_core::Device) -> candle_core::Result<Linear> {
+        let weight = Tensor::from_vec(self.weight_rows(), (self.outer, self.inner), device)?;
+        let bias = Tensor::from_slice(self.bias(), self.outer, device)?;
+        Ok(Linear::new(weight, Some(bias)))
+    }
+
+    /// The weight unpacked: `[outer, inner]`, row-major, as a `Linear` holds it.
+    pub fn weight_rows(&self) -> Vec<f32> {
         let mut weight = vec![0f32; self.outer * self.inner];
         for (o, row) in weight.chunks_exact_mut(self.inner).enumerate() {
             let panel = &self.panels[o / PANEL * self.inner * PANEL..];
             row.iter_mut().enumerate().for_each(|(k, w)| *w = panel[k * PANEL + o % PANEL]);
         }
-        let weight = Tensor::from_vec(weight, (self.outer, self.inner), device)?;
-        let bias = Tensor::from_slice(&self.bias[..self.outer], self.outer, device)?;
-        Ok(Linear::new(weight, Some(bias)))
+        weight
+    }
+
+    /// The bias (`outer` values).
+    pub fn bias(&self) -> &[f32] {
+        &self.bias[..self.outer]
     }
 
     pub fn inner(&self) -> usize {

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod blob;
 pub mod encoder;
 pub mod gemm;
+pub mod gemm_int8;
 pub mod head;
 pub mod spans;
 pub mod tokenizer;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use blob::Blob;
 use encoder::{Encoder, EncoderError, Pooled, l2_normalize};
 use head::{Head, HeadError};
+use sha2::{Digest, Sha256};
 use tokenizer::{TextTokenizer, TokenizeError};
 
 use crate::domain::labels::LabelScores;
@@ -52,6 +54,8 @@ pub enum ModelError {
     Adapters(String),
     #[error("span head: {0}")]
     Spans(String),
+    #[error("precision: {0}")]
+    Precision(String),
 }
 
 /// Limits on one encoder batch: sequences are sorted by length and packed until either is hit.
@@ -93,6 +97,30 @@ impl BatchLimits {
     }
 }
 
+/// The arithmetic of the encoder's dense layers (99% of its work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// calmline's f32 GEMM: the reference, and what the heads are trained on.
+    F32,
+    /// 8-bit weights and activations on AVX-512 VNNI (`gemm_int8`).
+    Int8,
+}
+
+impl Precision {
+    /// int8 where this CPU has its kernel, f32 elsewhere.
+    pub fn best_available() -> Precision {
+        if gemm_int8::available() { Precision::Int8 } else { Precision::F32 }
+    }
+
+    /// The dense kernel this precision runs on this CPU, for `GetInfo` and the start-up log.
+    pub fn kernel(self) -> &'static str {
+        match self {
+            Precision::Int8 => "int8-avx512vnni",
+            Precision::F32 => gemm::kernel_name(),
+        }
+    }
+}
+
 /// Encoder + tokenizer: texts to feature vectors.
 pub struct FeatureExtractor {
     pub tokenizer: TextTokenizer,
@@ -101,6 +129,7 @@ pub struct FeatureExtractor {
     /// What the features depend on besides the text: "base", or the adapters merged in (their
     /// SHA-256 prefix). Keys the training feature cache.
     pub fingerprint: String,
+    pub precision: Precision,
 }
 
 impl FeatureExtractor {
@@ -111,17 +140,37 @@ impl FeatureExtractor {
         let blob = Arc::new(Blob::open(&blob_path)?);
         let encoder = Encoder::load(blob)?;
         let tokenizer = TextTokenizer::load(&tokenizer_path, encoder.max_positions())?;
-        Ok(FeatureExtractor { tokenizer, encoder, limits: BatchLimits::default(), fingerprint: "base".into() })
+        Ok(FeatureExtractor { tokenizer, encoder, limits: BatchLimits::default(), fingerprint: "base".into(), precision: Precision::F32 })
     }
 
     /// Merges the adapters in `dir` (if any) into the encoder; see `adapters`.
     pub fn merge_adapters(&mut self, dir: &Path) -> Result<(), ModelError> {
         let merged = adapters::merge(&mut self.encoder, dir).map_err(|e| ModelError::Adapters(format!("{e:#}")))?;
         if merged {
-            let bytes = std::fs::read(dir.join("adapters.safetensors")).map_err(|e| ModelError::Adapters(e.to_string()))?;
-            let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+            // The settings (rank, alpha, first layer) change the merged weights as much as the
+            // tensors do: a rescaled alpha must not reuse features cached for the original.
+            let mut hasher = Sha256::new();
+            for file in ["adapters.safetensors", "adapters.json"] {
+                let bytes = std::fs::read(dir.join(file)).map_err(|e| ModelError::Adapters(e.to_string()))?;
+                hasher.update(&bytes);
+            }
+            let digest = hasher.finalize();
             self.fingerprint = format!("adapters-{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
         }
+        Ok(())
+    }
+
+    /// Runs the dense layers at `precision` from now on (after any adapters are merged).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<(), ModelError> {
+        match (self.precision, precision) {
+            (Precision::F32, Precision::Int8) if !gemm_int8::available() => {
+                return Err(ModelError::Precision("int8 needs a CPU with AVX-512 VNNI, and this one has none: use --precision f32 (or auto)".into()));
+            }
+            (Precision::F32, Precision::Int8) => self.encoder.quantize_int8(),
+            (Precision::Int8, Precision::F32) => return Err(ModelError::Precision("an int8 encoder cannot go back to f32; load it again".into())),
+            _ => {}
+        }
+        self.precision = precision;
         Ok(())
     }
 
@@ -245,13 +294,14 @@ impl Classifier {
     /// Loads the base model from `models_dir/base` and the head (and adapters, if any) from
     /// `models_dir`.
     pub fn load(models_dir: &Path) -> Result<Self, ModelError> {
-        Self::load_from(&models_dir.join("base"), models_dir)
+        Self::load_from(&models_dir.join("base"), models_dir, Precision::best_available())
     }
 
     /// Loads the base model from `base_dir` and the head (and adapters, if any) from `head_dir`.
-    pub fn load_from(base_dir: &Path, head_dir: &Path) -> Result<Self, ModelError> {
+    pub fn load_from(base_dir: &Path, head_dir: &Path, precision: Precision) -> Result<Self, ModelError> {
         let mut extractor = FeatureExtractor::load(base_dir)?;
         extractor.merge_adapters(head_dir)?;
+        extractor.set_precision(precision)?;
         let head = Head::load(head_dir)?;
         if head.feature_dim() != extractor.feature_dim() {
             return Err(HeadError::Invalid(format!("head expects {} features, the encoder gives {}", head.feature_dim(), extractor.feature_dim())).into());

@@ -17,7 +17,9 @@ use calmline::model::Classifier;
 fn classifier() -> &'static Classifier {
     static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
     CLASSIFIER.get_or_init(|| match std::env::var_os("CALMLINE_BEHAVIOUR_MODELS") {
-        Some(dir) => Classifier::load_from(Path::new("models/base"), Path::new(&dir)).expect("loading the candidate model"),
+        Some(dir) => {
+            Classifier::load_from(Path::new("models/base"), Path::new(&dir), calmline::model::Precision::best_available()).expect("loading the candidate model")
+        }
         None => Classifier::load(Path::new("models")).expect("run `make setup` first"),
     })
 }

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use calmline::model::FeatureExtractor;
+use calmline::model::{FeatureExtractor, Precision};
 
 #[test]
 fn embeddings_match_the_float64_reference_in_en_hu_he_de() {
@@ -71,4 +71,37 @@ fn the_packed_forward_pass_matches_the_padded_one() {
     let alone = extractor.encoder.forward(&sequences[1..2]).unwrap();
     let gap = alone[0].last.iter().zip(&packed[1].last).map(|(u, v)| (u - v).abs()).fold(0f32, f32::max);
     assert!(gap < 1e-4, "a text alone and in a batch differ by up to {gap}");
+}
+
+/// The int8 dense layers (`--precision int8`, the default on CPUs with AVX-512 VNNI) keep the
+/// embeddings and the classifier's features of the golden sentences within cosine 0.999 of the
+/// float64 reference and of the f32 encoder.
+#[test]
+fn int8_embeddings_stay_within_cosine_0_999_of_the_reference() {
+    if !calmline::model::gemm_int8::available() {
+        eprintln!("skipped: this CPU has no AVX-512 VNNI");
+        return;
+    }
+    let golden: serde_json::Value = serde_json::from_str(include_str!("../golden/embeddings.json")).expect("golden file parses");
+    let sentences = golden["sentences"].as_array().unwrap();
+    let texts: Vec<&str> = sentences.iter().map(|s| s["text"].as_str().unwrap()).collect();
+    let f32_extractor = FeatureExtractor::load(Path::new("models/base")).expect("run `make setup` first");
+    let mut int8_extractor = FeatureExtractor::load(Path::new("models/base")).unwrap();
+    int8_extractor.set_precision(Precision::Int8).unwrap();
+    let cosine = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+    };
+    let int8 = int8_extractor.embed(&texts).unwrap();
+    let mut worst = 1f32;
+    for (s, got) in sentences.iter().zip(&int8) {
+        let expected: Vec<f32> = s["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        worst = worst.min(cosine(got, &expected));
+    }
+    let (f32_features, int8_features) = (f32_extractor.features(&texts).unwrap(), int8_extractor.features(&texts).unwrap());
+    for (a, b) in f32_features.iter().flatten().zip(int8_features.iter().flatten()) {
+        worst = worst.min(cosine(a, b));
+    }
+    eprintln!("int8: lowest cosine {worst:.5}");
+    assert!(worst >= 0.999, "int8 embeddings or features reach only cosine {worst}");
 }
