@@ -11,7 +11,9 @@ Requests are batched like calmline's server does: up to --max-batch texts, waiti
 not run (microseconds in calmline; scores and flags are returned).
 
     benches/pytorch/compare.sh        # sets up the virtualenv and runs the side-by-side bench
-    python benches/pytorch/server.py --listen 127.0.0.1:50162 [--check "some text"]
+    python benches/pytorch/server.py --listen 127.0.0.1:50162 [--check "some text" ...]
+
+benches/onnxruntime/server.py imports this file and swaps only the encoder (`Scorer.encode`).
 """
 import argparse, importlib, json, os, queue, sys, tempfile, threading, time
 from concurrent import futures
@@ -86,14 +88,36 @@ def build_model(models):
     return model.eval(), torch.tensor(head["weight"]), torch.tensor(head["bias"]), thresholds, meta["model_version"]
 
 
+class Encoder(torch.nn.Module):
+    """The BERT as a module from token ids to the two layer outputs the head's features pool: the
+    last layer and the mean of layers 9-11 ([batch, tokens, hidden] each). calmline also pools a
+    'stable' layer (6), but only for stable_embed, not for the head, so it is not computed here.
+    A module of its own so that benches/onnxruntime can export exactly this part."""
+
+    def __init__(self, bert):
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids, attention_mask):
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids),
+                        output_hidden_states=True)
+        upper = sum(out.hidden_states[i] for i in UPPER) / len(UPPER)
+        return out.hidden_states[-1], upper
+
+
 class Scorer:
     """Texts in, label probabilities out, in batches."""
 
     def __init__(self, models):
-        self.model, self.w, self.b, self.thresholds, self.version = build_model(models)
+        bert, self.w, self.b, self.thresholds, self.version = build_model(models)
+        self.encoder = Encoder(bert).eval()
         self.tokenizer = Tokenizer.from_file(os.path.join(models, "base", "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(512)
+
+    def encode(self, ids, mask):
+        """(last layer, mean of layers 9-11) for padded ids and their mask; other runtimes override this."""
+        return self.encoder(ids, mask)
 
     @torch.inference_mode()
     def scores(self, texts):
@@ -104,11 +128,10 @@ class Scorer:
         for row, e in enumerate(encodings):
             ids[row, :len(e.ids)] = torch.tensor(e.ids)
             mask[row, :len(e.ids)] = 1
-        out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids), output_hidden_states=True)
+        last, upper = self.encode(ids, mask)
         m = mask.unsqueeze(-1).float()
         pool = lambda x: torch.nn.functional.normalize((x * m).sum(1) / m.sum(1), dim=-1)
-        upper = sum(out.hidden_states[i] for i in UPPER) / len(UPPER)
-        features = torch.cat([pool(out.hidden_states[-1]), pool(upper)], dim=-1)
+        features = torch.cat([pool(last), pool(upper)], dim=-1)
         return torch.sigmoid(features @ self.w.T + self.b).tolist()
 
 
@@ -142,20 +165,26 @@ class Batcher(threading.Thread):
                     done.set_exception(e)
 
 
-def main():
+def arguments():
+    """The command line both baselines share (benches/onnxruntime adds its own flags to it)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--listen", default="127.0.0.1:50162")
     ap.add_argument("--models", default=os.path.join(ROOT, "models"))
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--max-wait-ms", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", os.cpu_count() or 2)))
-    ap.add_argument("--check", help="print the scores of one text and exit")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    scorer = Scorer(args.models)
-    if args.check:
-        print(json.dumps(dict(zip(json.load(open(os.path.join(args.models, "head.json")))["labels"], scorer.scores([args.check])[0]))))
-        return
+    ap.add_argument("--check", action="append", metavar="TEXT", help="print the scores of this text (one JSON line each; repeatable) and exit")
+    return ap
+
+
+def check(scorer, args):
+    labels = json.load(open(os.path.join(args.models, "head.json")))["labels"]
+    for text in args.check:  # one text per batch, as a lone turn is scored
+        print(json.dumps(dict(zip(labels, scorer.scores([text])[0]))), flush=True)
+
+
+def serve(scorer, args, name, detail):
+    """Analyze and GetInfo over gRPC until killed; `name` tags model_version and the ready line."""
     pb, pb_grpc = stubs()
     batcher = Batcher(scorer, args.max_batch, args.max_wait_ms / 1000)
     batcher.start()
@@ -170,20 +199,29 @@ def main():
             label_scores = [pb.LabelScore(label=i + 1, score=s, threshold=t, flagged=s >= t)
                             for i, (s, t) in enumerate(zip(scores, scorer.thresholds))]
             assessment = pb.Assessment(speaker=request.turn.speaker, scores=label_scores,
-                                       flags=[x.label for x in label_scores if x.flagged], model_version=scorer.version + " (pytorch)",
+                                       flags=[x.label for x in label_scores if x.flagged], model_version=f"{scorer.version} ({name})",
                                        timings=pb.Timings(total_us=int((time.monotonic() - started) * 1e6)))
             return pb.AnalyzeResponse(assessment=assessment, state=request.state)
 
         def GetInfo(self, request, context):
-            return pb.GetInfoResponse(model_version=scorer.version + " (pytorch)")
+            return pb.GetInfoResponse(model_version=f"{scorer.version} ({name})")
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=128))
     pb_grpc.add_TriageServicer_to_server(Triage(), server)
     server.add_insecure_port(args.listen)
     server.start()
     scorer.scores(["warm-up", "Hello, I need help with my order."])
-    print(f"pytorch baseline serving on {args.listen} (torch {torch.__version__}, {args.threads} threads)", flush=True)
+    print(f"{name} baseline serving on {args.listen} ({detail})", flush=True)
     server.wait_for_termination()
+
+
+def main():
+    args = arguments().parse_args()
+    torch.set_num_threads(args.threads)
+    scorer = Scorer(args.models)
+    if args.check:
+        return check(scorer, args)
+    serve(scorer, args, "pytorch", f"torch {torch.__version__}, {args.threads} threads")
 
 
 if __name__ == "__main__":
