@@ -278,13 +278,14 @@ impl pb::triage_server::Triage for Triage {
 
     async fn get_info(&self, _request: Request<pb::GetInfoRequest>) -> Result<Response<pb::GetInfoResponse>, Status> {
         let started = Instant::now();
-        let (model_version, limits, measured_languages) = match self.pipeline.get() {
+        let (model_version, limits, measured_languages, kernel) = match self.pipeline.get() {
             Some(p) => (
                 p.classifier().model_version().to_string(),
                 (p.config().max_in_flight, p.config().max_batch_texts),
                 p.classifier().head.meta.measured_languages.clone(),
+                p.classifier().extractor.precision.kernel().to_string(),
             ),
-            None => (String::new(), (0, 0), Vec::new()),
+            None => (String::new(), (0, 0), Vec::new(), String::new()),
         };
         let response = pb::GetInfoResponse {
             labels: Label::ALL.iter().map(|l| l.name().to_string()).collect(),
@@ -303,6 +304,7 @@ impl pb::triage_server::Triage for Triage {
                 stream_idle_timeout_s: self.limits.stream_idle_timeout.as_secs() as u32,
             }),
             measured_languages,
+            kernel,
         };
         record("GetInfo", started, tonic::Code::Ok);
         Ok(Response::new(response))

@@ -370,6 +370,9 @@ async fn get_info_and_metrics_describe_the_server() {
         assert!(info.languages.iter().any(|l| l == lang));
     }
     assert_eq!(info.hint_locales, vec!["en", "he", "hu"]);
+    // The default precision: int8 where the CPU has VNNI, the f32 GEMM's kernel elsewhere.
+    let expected_kernel = calmline::model::Precision::best_available().kernel();
+    assert_eq!(info.kernel, expected_kernel);
     for lang in ["en", "hu", "he", "de", "pt", "tr"] {
         assert!(info.measured_languages.iter().any(|l| l == lang), "{lang} in {:?}", info.measured_languages);
     }
