@@ -71,9 +71,17 @@ fn stages(c: &mut Criterion) {
         for (name, dense, inner) in [("384x384", &layer.query, 384usize), ("384x1536", &layer.ffn_in, 384), ("1536x384", &layer.ffn_out, 1536)] {
             let linear = dense.linear().unwrap();
             let x = candle_core::Tensor::randn(0f32, 1.0, (rows, inner), &candle_core::Device::Cpu).unwrap();
-            let flops = 2 * rows * inner * dense.packed().outer();
+            let flops = 2 * rows * inner * dense.outer();
             g.throughput(Throughput::Elements(flops as u64));
             g.bench_with_input(BenchmarkId::new(format!("calmline {name}"), rows), &x, |b, x| b.iter(|| dense.forward(x).unwrap()));
+            // The int8 kernel on the same product (rows quantized inside, as in serving).
+            if calmline::model::gemm_int8::available() {
+                let int8 = calmline::model::gemm_int8::Int8Weights::quantize(dense.packed().unwrap());
+                let values = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                g.bench_with_input(BenchmarkId::new(format!("calmline int8 {name}"), rows), &values, |b, x| {
+                    b.iter(|| int8.apply(x, rows, calmline::model::gemm::Activation::None))
+                });
+            }
             g.bench_with_input(BenchmarkId::new(format!("candle {name}"), rows), &x, |b, x| b.iter(|| calmline::model::gemm::dense_candle(x, linear).unwrap()));
             #[cfg(feature = "openblas")]
             g.bench_with_input(BenchmarkId::new(format!("openblas {name}"), rows), &x, |b, x| {

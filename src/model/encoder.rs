@@ -203,7 +203,7 @@ impl Encoder {
             .get_mut(layer)
             .and_then(|l| l.projection_mut(projection))
             .ok_or_else(|| EncoderError::Shape(format!("no projection l{layer}.{projection}")))?;
-        let weight_dims = [dense.packed().outer(), dense.packed().inner()];
+        let weight_dims = [dense.outer(), dense.inner()];
         if delta.dims() != weight_dims {
             return Err(EncoderError::Shape(format!("l{layer}.{projection}: update {:?} vs weight {:?}", delta.dims(), weight_dims)));
         }

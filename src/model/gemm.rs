@@ -130,33 +130,53 @@ mod openblas {
     }
 }
 
-/// A dense layer as the encoder holds it: packed for inference. candle's `Linear` (for the
-/// fine-tuning code, whose products must be differentiable) is unpacked on first use and kept,
-/// so serving holds one copy of the weights.
+/// A dense layer as the encoder holds it: packed for inference, in f32 or (`quantize_int8`) in
+/// int8 — one copy of the weights either way. candle's `Linear` (for code whose products must be
+/// differentiable) is unpacked from the f32 panels on first use and kept.
 pub struct Dense {
-    packed: PackedWeights,
-    /// The weight in int8, when the encoder runs its dense layers so (`quantize_int8`); the
-    /// f32 panels stay, for the fine-tuning code and as the reference.
-    int8: Option<Int8Weights>,
+    weights: Weights,
     linear: OnceLock<Linear>,
+}
+
+enum Weights {
+    F32(PackedWeights),
+    Int8(Int8Weights),
 }
 
 impl Dense {
     pub fn new(linear: &Linear) -> candle_core::Result<Dense> {
-        Ok(Dense { packed: PackedWeights::from_linear(linear)?, int8: None, linear: OnceLock::new() })
+        Ok(Dense { weights: Weights::F32(PackedWeights::from_linear(linear)?), linear: OnceLock::new() })
     }
 
-    /// From now on, products run in int8 (`gemm_int8`).
+    /// From now on, products run in int8 (`gemm_int8`); the f32 weights are dropped (a quarter
+    /// of the memory), so merge adapters first.
     pub fn quantize_int8(&mut self) {
-        self.int8 = Some(Int8Weights::quantize(&self.packed));
+        if let Weights::F32(packed) = &self.weights {
+            self.weights = Weights::Int8(Int8Weights::quantize(packed));
+            self.linear = OnceLock::new();
+        }
+    }
+
+    pub fn inner(&self) -> usize {
+        match &self.weights {
+            Weights::F32(packed) => packed.inner,
+            Weights::Int8(int8) => int8.inner(),
+        }
+    }
+
+    pub fn outer(&self) -> usize {
+        match &self.weights {
+            Weights::F32(packed) => packed.outer,
+            Weights::Int8(int8) => int8.outer(),
+        }
     }
 
     /// `x · Wᵀ + b` (then the activation) for `x` of `rows` × `inner`: int8 if quantized, else
     /// calmline's f32 GEMM.
     pub fn apply(&self, x: &[f32], rows: usize, activation: Activation) -> Vec<f32> {
-        match &self.int8 {
-            Some(int8) => int8.apply(x, rows, activation),
-            None => self.packed.apply(x, rows, activation),
+        match &self.weights {
+            Weights::F32(packed) => packed.apply(x, rows, activation),
+            Weights::Int8(int8) => int8.apply(x, rows, activation),
         }
     }
 
@@ -173,35 +193,37 @@ impl Dense {
 
     fn forward_with(&self, x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
         let (rows, inner) = x.dims2()?;
-        if inner != self.packed.inner {
-            candle_core::bail!("dense: x has {inner} columns, the weight {}", self.packed.inner);
+        if inner != self.inner() {
+            candle_core::bail!("dense: x has {inner} columns, the weight {}", self.inner());
         }
         let out = with_values(x, |values| self.apply(values, rows, activation))?;
-        Tensor::from_vec(out, (rows, self.packed.outer), x.device())
+        Tensor::from_vec(out, (rows, self.outer()), x.device())
     }
 
-    pub fn packed(&self) -> &PackedWeights {
-        &self.packed
+    /// The f32 panels (none once quantized).
+    pub fn packed(&self) -> Option<&PackedWeights> {
+        match &self.weights {
+            Weights::F32(packed) => Some(packed),
+            Weights::Int8(_) => None,
+        }
     }
 
-    /// The layer as candle's `Linear` (unpacked once, then kept).
+    /// The layer as candle's `Linear` (unpacked once, then kept); f32 layers only.
     pub fn linear(&self) -> candle_core::Result<&Linear> {
         if let Some(linear) = self.linear.get() {
             return Ok(linear);
         }
-        let linear = self.packed.to_linear(&candle_core::Device::Cpu)?;
+        let Some(packed) = self.packed() else { candle_core::bail!("an int8 layer keeps no f32 weights to unpack") };
+        let linear = packed.to_linear(&candle_core::Device::Cpu)?;
         Ok(self.linear.get_or_init(|| linear))
     }
 
-    /// W += delta ([outer, inner]): an adapter merged in.
+    /// W += delta ([outer, inner]): an adapter merged in (before any quantization).
     pub fn add_to_weight(&mut self, delta: &Tensor) -> candle_core::Result<()> {
-        let linear = self.packed.to_linear(&candle_core::Device::Cpu)?;
+        let Some(packed) = self.packed() else { candle_core::bail!("adapters must be merged before the layer is quantized to int8") };
+        let linear = packed.to_linear(&candle_core::Device::Cpu)?;
         let merged = Linear::new((linear.weight() + delta)?, linear.bias().cloned());
-        let int8 = self.int8.is_some();
         *self = Dense::new(&merged)?;
-        if int8 {
-            self.quantize_int8();
-        }
         Ok(())
     }
 }
