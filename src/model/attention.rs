@@ -25,10 +25,12 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], spans: &[Span], heads: usize, hid
     let shared = OutPtr(out.as_mut_ptr());
     let pairs: Vec<(Span, usize)> = spans.iter().flat_map(|&s| (0..heads).map(move |h| (s, h))).collect();
     let projections = Projections { q, k, v, hidden, dim: hidden / heads };
-    pairs.par_iter().for_each(|&(span, head)| {
+    // A few pairs per task (one short turn's head is a few microseconds of work, about what
+    // rayon spends handing it out), and scratch buffers reused across a task's pairs.
+    pairs.par_iter().with_min_len(4).for_each_init(Scratch::default, |scratch, &(span, head)| {
         // SAFETY: each (text, head) pair writes only its own rows' columns of its head, and
         // the pairs are distinct; `out` outlives the parallel loop.
-        unsafe { attend_one(&projections, span, head, shared) }
+        unsafe { attend_one(&projections, span, head, shared, scratch) }
     });
     out
 }
@@ -42,6 +44,14 @@ struct Projections<'a> {
     dim: usize,
 }
 
+/// One task's working memory: the keys transposed, a row's scores, a row's context.
+#[derive(Default)]
+struct Scratch {
+    keys_t: Vec<f32>,
+    scores: Vec<f32>,
+    context: Vec<f32>,
+}
+
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
 // SAFETY: shared only by `attend`, whose pairs write disjoint elements.
@@ -53,36 +63,36 @@ unsafe impl Sync for OutPtr {}
 /// # Safety
 /// `out` points to `[total, hidden]` floats of which no other thread writes this span's rows
 /// in this head's columns.
-unsafe fn attend_one(p: &Projections, span: Span, head: usize, out: OutPtr) {
+unsafe fn attend_one(p: &Projections, span: Span, head: usize, out: OutPtr, scratch: &mut Scratch) {
     #[cfg(target_arch = "x86_64")]
     if super::gemm::has_avx512() {
         // SAFETY: the CPU has AVX-512F; the rest is this function's contract.
-        unsafe { attend_one_avx512(p, span, head, out) };
+        unsafe { attend_one_avx512(p, span, head, out, scratch) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if super::gemm::has_avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA; the rest is this function's contract.
-        unsafe { attend_one_avx2(p, span, head, out) };
+        unsafe { attend_one_avx2(p, span, head, out, scratch) };
         return;
     }
     // SAFETY: this function's contract.
-    unsafe { attend_one_body::<0>(p, span, head, out) }
+    unsafe { attend_one_body::<0>(p, span, head, out, scratch) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn attend_one_avx512(p: &Projections, span: Span, head: usize, out: OutPtr) {
+unsafe fn attend_one_avx512(p: &Projections, span: Span, head: usize, out: OutPtr, scratch: &mut Scratch) {
     // SAFETY (both): the caller's contract. The model's heads are 32 wide: a constant width keeps
     // a row's context in registers.
-    if p.dim == 32 { unsafe { attend_one_body::<32>(p, span, head, out) } } else { unsafe { attend_one_body::<0>(p, span, head, out) } }
+    if p.dim == 32 { unsafe { attend_one_body::<32>(p, span, head, out, scratch) } } else { unsafe { attend_one_body::<0>(p, span, head, out, scratch) } }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn attend_one_avx2(p: &Projections, span: Span, head: usize, out: OutPtr) {
+unsafe fn attend_one_avx2(p: &Projections, span: Span, head: usize, out: OutPtr, scratch: &mut Scratch) {
     // SAFETY (both): as `attend_one_avx512`.
-    if p.dim == 32 { unsafe { attend_one_body::<32>(p, span, head, out) } } else { unsafe { attend_one_body::<0>(p, span, head, out) } }
+    if p.dim == 32 { unsafe { attend_one_body::<32>(p, span, head, out, scratch) } } else { unsafe { attend_one_body::<0>(p, span, head, out, scratch) } }
 }
 
 /// Scores by rows of the transposed keys (`s[j] += q[d]·kᵀ[d][j]`) and the context by rows of
@@ -95,7 +105,7 @@ unsafe fn attend_one_avx2(p: &Projections, span: Span, head: usize, out: OutPtr)
 /// # Safety
 /// As `attend_one`.
 #[inline(always)]
-unsafe fn attend_one_body<const WIDTH: usize>(p: &Projections, span: Span, head: usize, out: OutPtr) {
+unsafe fn attend_one_body<const WIDTH: usize>(p: &Projections, span: Span, head: usize, out: OutPtr, scratch: &mut Scratch) {
     let (q, k, v, hidden) = (p.q, p.k, p.v, p.hidden);
     let dim = if WIDTH == 0 { p.dim } else { WIDTH };
     let len = span.len;
@@ -105,14 +115,16 @@ unsafe fn attend_one_body<const WIDTH: usize>(p: &Projections, span: Span, head:
     // scalar remainder (on support-chat turns of 10–40 tokens it was most of the loop); the
     // padded scores are never used.
     let padded = len.div_ceil(16) * 16;
-    let mut keys_t = vec![0f32; dim * padded];
+    let Scratch { keys_t, scores, context } = scratch;
+    keys_t.clear();
+    keys_t.resize(dim * padded, 0.0);
+    scores.resize(padded, 0.0);
+    context.resize(dim, 0.0);
     for j in 0..len {
         for d in 0..dim {
             keys_t[d * padded + j] = k[first + j * hidden + d];
         }
     }
-    let mut scores = vec![0f32; padded];
-    let mut context = vec![0f32; dim];
     for i in 0..len {
         let qi = &q[first + i * hidden..first + i * hidden + dim];
         scores.fill(0.0);

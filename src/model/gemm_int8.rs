@@ -92,20 +92,37 @@ impl Int8Weights {
     /// `x · Wᵀ + b` (then the activation) for `x` of `rows` × `inner`, into a new buffer.
     pub fn apply(&self, x: &[f32], rows: usize, activation: Activation) -> Vec<f32> {
         assert_eq!(x.len(), rows * self.inner, "x is not [rows, inner]");
-        let mut out = vec![0f32; rows * self.outer];
-        self.forward_quantized(&QuantizedRows::new(x, rows, self.inner), &mut out, activation);
+        let x = QuantizedRows::new(x, rows, self.inner);
+        // Not zeroed first (that memset was 3–5% of a batch's time): the kernels store every
+        // element of every row's `outer` columns.
+        let mut out = Vec::with_capacity(rows * self.outer);
+        // SAFETY: `out` has room for rows × outer floats, the product writes each of them once,
+        // and only then is the length set.
+        unsafe {
+            self.forward_raw(&x, out.spare_capacity_mut().as_mut_ptr().cast(), activation);
+            out.set_len(rows * self.outer);
+        }
         out
     }
 
-    /// The product of rows already quantized, into `out` (`rows` × `outer`). Products of at
-    /// least `PARALLEL_FROM_MACS` multiply-adds split their panels over rayon's threads.
+    /// The product of rows already quantized, into `out` (`rows` × `outer`).
     pub fn forward_quantized(&self, x: &QuantizedRows, out: &mut [f32], activation: Activation) {
-        assert_eq!(x.inner, self.inner, "x has {} columns, the weight {}", x.inner, self.inner);
         assert_eq!(out.len(), x.rows * self.outer, "out is not [rows, outer]");
+        // SAFETY: `out` holds rows × outer floats, borrowed mutably for the call.
+        unsafe { self.forward_raw(x, out.as_mut_ptr(), activation) }
+    }
+
+    /// Products of at least `PARALLEL_FROM_MACS` multiply-adds split their panels over rayon's
+    /// threads; every element of `out` is written once, none is read before it is written.
+    ///
+    /// # Safety
+    /// `out` points to room for `x.rows × outer` floats that nothing else touches meanwhile.
+    unsafe fn forward_raw(&self, x: &QuantizedRows, out: *mut f32, activation: Activation) {
+        assert_eq!(x.inner, self.inner, "x has {} columns, the weight {}", x.inner, self.inner);
         let panels = self.outer.div_ceil(PANEL);
         let parts = if x.rows * self.inner * self.outer >= PARALLEL_FROM_MACS { rayon::current_num_threads().min(panels) } else { 1 };
-        let out = OutPtr(out.as_mut_ptr());
-        // SAFETY (both calls): the lengths were checked above, and the parts' panel ranges are
+        let out = OutPtr(out);
+        // SAFETY (both calls): this function's contract, and the parts' panel ranges are
         // disjoint, so no two threads write the same element of `out`.
         if parts <= 1 {
             unsafe { self.run_panels(x, out, 0..panels, activation) };
