@@ -11,7 +11,8 @@ use candle_nn::{LayerNorm, Linear};
 
 use super::attention::{Span, attend};
 use super::blob::{Blob, BlobError, Encoding, Q4_BLOCK, Q4_BLOCK_BYTES, dequantize_q4_0};
-use super::gemm::{Activation, Dense, with_values};
+use super::dense::Dense;
+use super::gemm::{Activation, with_values};
 
 /// Layers whose mean-pooled outputs, averaged, form the "upper" half of the classifier features.
 /// Deeper pooled features were measured to help a head by about 0.02 F1 (MODEL-NOTES.md).

@@ -4,6 +4,7 @@
 pub mod adapters;
 pub mod attention;
 pub mod blob;
+pub mod dense;
 pub mod encoder;
 pub mod gemm;
 pub mod gemm_int8;
