@@ -194,7 +194,9 @@ def test_calmline_scores_the_trained_model_as_the_trainer_does(examples, tmp_pat
     run = run_trainer(examples, tmp_path / "model")
     assert run.wait(timeout=600) == 0, run.stdout.read()
     texts = ["You are useless, I want a manager now!", "Köszönöm, minden rendben.", "אתה מטומטם לגמרי", "Das ist eine Frechheit."]
-    served = subprocess.run([CALMLINE, "analyze", "--jsonl", "--models", str(tmp_path / "model"), "--base", BASE],
+    # f32: the trainer computes in f32, and int8 (the default on VNNI CPUs) moves scores by up to
+    # a few hundredths (measured in BENCHMARKS.md), far more than this test's tolerance.
+    served = subprocess.run([CALMLINE, "analyze", "--jsonl", "--precision", "f32", "--models", str(tmp_path / "model"), "--base", BASE],
                             input="".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)),
                             capture_output=True, text=True, check=True).stdout
     served = [json.loads(line)["scores"] for line in served.splitlines()]
