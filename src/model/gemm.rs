@@ -486,7 +486,11 @@ mod avx512 {
             }
             for (r, row) in acc.iter().enumerate() {
                 for (c, &v) in row.iter().enumerate() {
-                    _mm512_mask_storeu_ps(out.add(r * outer + c * 16), masks[c], v);
+                    // A register wholly past the last column is not stored (its address may
+                    // lie past the buffer).
+                    if masks[c] != 0 {
+                        _mm512_mask_storeu_ps(out.add(r * outer + c * 16), masks[c], v);
+                    }
                 }
             }
         }

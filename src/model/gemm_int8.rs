@@ -61,6 +61,8 @@ pub struct QuantizedRows {
 impl Int8Weights {
     pub fn quantize(weights: &PackedWeights) -> Int8Weights {
         let (inner, outer) = (weights.inner(), weights.outer());
+        // The i32 sums hold at most 255 · 127 · inner.
+        assert!(inner <= i32::MAX as usize / (255 * 127), "{inner} inputs would overflow the int8 kernel's sums");
         let groups = inner.div_ceil(GROUP);
         let padded = outer.div_ceil(PANEL) * PANEL;
         let panel_len = groups * GROUP * PANEL;
@@ -183,11 +185,19 @@ impl QuantizedRows {
 }
 
 /// A row's scale and zero point: the range it spans, widened to hold 0 (so zero padding and
-/// exact zeros stay exact), in 255 steps.
+/// exact zeros stay exact), in 255 steps. A row holding NaN or an infinity gets a NaN scale, so
+/// its outputs are NaN, as the f32 product's would be, not finite garbage; a range too small for
+/// its inverse to be finite (under ~1e-36) is quantized as zeros.
 #[inline(always)]
-fn row_scale(lowest: f32, highest: f32) -> (f32, f32) {
+fn row_scale(lowest: f32, highest: f32, finite: bool) -> (f32, f32) {
+    if !finite || !lowest.is_finite() || !highest.is_finite() {
+        return (f32::NAN, 0.0);
+    }
     let (lowest, highest) = (lowest.min(0.0), highest.max(0.0));
-    let scale = if highest > lowest { (highest - lowest) / 255.0 } else { 1.0 };
+    let scale = (highest - lowest) / 255.0;
+    if !(scale > 0.0 && (1.0 / scale).is_finite()) {
+        return (1.0, 0.0);
+    }
     (scale, (-lowest / scale).round_ties_even().clamp(0.0, 255.0))
 }
 
@@ -195,7 +205,7 @@ fn row_scale(lowest: f32, highest: f32) -> (f32, f32) {
 /// even) as the AVX-512 version, so both give the same bytes.
 fn quantize_row(row: &[f32], bytes: &mut [u8]) -> (f32, i32) {
     let (lowest, highest) = row.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let (scale, zero) = row_scale(lowest, highest);
+    let (scale, zero) = row_scale(lowest, highest, !row.iter().any(|v| v.is_nan()));
     let inverse = 1.0 / scale;
     for (q, &v) in bytes.iter_mut().zip(row) {
         *q = v.mul_add(inverse, zero).round_ties_even().clamp(0.0, 255.0) as u8;
@@ -272,13 +282,15 @@ mod vnni {
         // SAFETY: every load and store is masked to the row's own values.
         unsafe {
             // Masked-off lanes read as 0, which the range holds anyway.
-            let (mut lowest, mut highest) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            // `vminps` drops a NaN met earlier, so NaNs are looked for on their own.
+            let (mut lowest, mut highest, mut nan) = (_mm512_setzero_ps(), _mm512_setzero_ps(), 0u16);
             for i in 0..chunks {
                 let v = _mm512_maskz_loadu_ps(mask(i), row.as_ptr().add(i * 16));
                 lowest = _mm512_min_ps(lowest, v);
                 highest = _mm512_max_ps(highest, v);
+                nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
             }
-            let (scale, zero) = row_scale(_mm512_reduce_min_ps(lowest), _mm512_reduce_max_ps(highest));
+            let (scale, zero) = row_scale(_mm512_reduce_min_ps(lowest), _mm512_reduce_max_ps(highest), nan == 0);
             let (inverse, zero_v) = (_mm512_set1_ps(1.0 / scale), _mm512_set1_ps(zero));
             let (floor, ceiling) = (_mm512_setzero_si512(), _mm512_set1_epi32(255));
             for i in 0..chunks {
@@ -388,7 +400,11 @@ mod vnni {
                     for c in 0..3 {
                         let centred = _mm512_cvtepi32_ps(_mm512_sub_epi32(row[c], _mm512_mullo_epi32(zero, sums[c])));
                         let y = _mm512_fmadd_ps(centred, _mm512_mul_ps(scales[c], scale), bias[c]);
-                        _mm512_mask_storeu_ps(out.add(r * self.outer + c * 16), self.masks[c], y);
+                        // A register wholly past the last column is not stored (its address
+                        // may lie past the buffer).
+                        if self.masks[c] != 0 {
+                            _mm512_mask_storeu_ps(out.add(r * self.outer + c * 16), self.masks[c], y);
+                        }
                     }
                 }
             }
@@ -421,7 +437,15 @@ mod tests {
         // The model's shapes, rows across the row chunk, widths that leave a panel or a group
         // half full.
         for (rows, inner, out) in [(1, 384, 384), (24, 384, 1536), (130, 1536, 384), (7, 22, 50), (9, 3, 1)] {
-            let (x, packed, _) = layer(rows, inner, out);
+            let (mut x, packed, _) = layer(rows, inner, out);
+            // Rows the quantizer must not turn into finite garbage: a NaN after a large negative
+            // value, an infinity, a range too small to invert.
+            if rows >= 7 && inner >= 20 {
+                (x[0], x[17]) = (-5.0, f32::NAN);
+                x[inner + 3] = f32::INFINITY;
+                x[2 * inner..3 * inner].fill(0.0);
+                x[2 * inner] = 1e-37;
+            }
             let weights = Int8Weights::quantize(&packed);
             let mut portable_rows = QuantizedRows::new(&x, rows, inner);
             for r in 0..rows {
@@ -438,8 +462,12 @@ mod tests {
                 vnni::gemm(&weights, &vnni_rows, fast.as_mut_ptr(), 0..panels);
                 portable_gemm(&weights, &portable_rows, slow.as_mut_ptr(), 0..panels);
             }
-            let differing = fast.iter().zip(&slow).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            let differing = fast.iter().zip(&slow).filter(|(a, b)| a.to_bits() != b.to_bits() && !(a.is_nan() && b.is_nan())).count();
             assert_eq!(differing, 0, "{differing} outputs differ on {rows}×{inner}·{inner}×{out}");
+            if rows >= 7 && inner >= 20 {
+                assert!(fast[..2 * out].iter().all(|v| v.is_nan()), "rows with NaN or infinity give NaN");
+                assert!(fast[2 * out..3 * out].iter().all(|v| v.is_finite()), "a tiny row stays finite");
+            }
         }
     }
 
@@ -468,6 +496,7 @@ mod tests {
         assert!((scale - 4.0 / 255.0).abs() < 1e-7);
         // A row of zeros (padding) and a constant row do not divide by zero.
         assert_eq!(quantize_row(&[0.0; 4], &mut bytes), (1.0, 0));
+        assert!(quantize_row(&[0.0, f32::NAN, 1.0, 2.0], &mut bytes).0.is_nan());
         let q = QuantizedRows::new(&[2.0; 8], 2, 4);
         assert!(q.scales.iter().all(|s| s.is_finite() && *s > 0.0));
     }
