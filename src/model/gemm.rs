@@ -144,10 +144,10 @@ pub enum Activation {
     Gelu,
 }
 
-/// Output columns per panel of [`PackedWeights`]: three AVX-512 registers of 16 floats.
-const PANEL: usize = 48;
-/// Rows of `x` kept in L2 while every panel passes over them (64 rows × 1536 × 4 B = 384 KB).
-const ROW_CHUNK: usize = 64;
+/// Output columns per panel of [`PackedWeights`] (and of `gemm_int8`'s): three AVX-512 registers.
+pub(crate) const PANEL: usize = 48;
+/// Rows of `x` kept in cache while every panel passes over them (64 rows × 1536 × 4 B = 384 KB).
+pub(crate) const ROW_CHUNK: usize = 64;
 
 /// A dense layer's weight re-laid for calmline's own GEMM: column panels of `PANEL` outputs, each
 /// `[inner][PANEL]`, so the kernel streams one panel through registers while the rows of `x` are
@@ -223,57 +223,30 @@ impl PackedWeights {
     }
 
     /// `out = x · Wᵀ + b` for `x` of `rows` × `inner` and `out` of `rows` × `outer`, row-major.
-    /// Products of at least `PARALLEL_FROM_MACS` multiply-adds split their panels over rayon's
-    /// threads; each thread writes only its panels' columns.
     pub fn forward_into(&self, x: &[f32], rows: usize, out: &mut [f32], activation: Activation) {
         assert_eq!(x.len(), rows * self.inner, "x is not [rows, inner]");
         assert_eq!(out.len(), rows * self.outer, "out is not [rows, outer]");
-        let panels = self.outer.div_ceil(PANEL);
-        let parts = if rows * self.inner * self.outer >= PARALLEL_FROM_MACS { rayon::current_num_threads().min(panels) } else { 1 };
-        let out = OutPtr(out.as_mut_ptr());
-        // SAFETY (both calls): the lengths were checked above, and the parts' panel ranges are
-        // disjoint, so no two threads write the same element of `out`.
-        if parts <= 1 {
-            unsafe { self.run_panels(x, rows, out, 0..panels, activation) };
-        } else {
-            use rayon::prelude::*;
-            (0..parts).into_par_iter().for_each(|i| unsafe { self.run_panels(x, rows, out, i * panels / parts..(i + 1) * panels / parts, activation) });
-        }
+        // SAFETY: `out` holds rows × outer floats, borrowed mutably for the call, and
+        // `run_kernel` writes exactly the given panels' columns.
+        unsafe { split_panels(rows, self.inner, self.outer, out.as_mut_ptr(), activation, |panels, out| self.run_kernel(x, rows, out, panels)) }
     }
 
-    /// Computes the columns of panels `panels` for every row.
+    /// Computes the columns of panels `panels` for every row, with the best kernel of this CPU.
     ///
     /// # Safety
     /// `x` is `rows × inner`, `out` points to `rows × outer` floats, and no one else writes
     /// these panels' columns meanwhile.
-    unsafe fn run_panels(&self, x: &[f32], rows: usize, out: OutPtr, panels: std::ops::Range<usize>, activation: Activation) {
+    unsafe fn run_kernel(&self, x: &[f32], rows: usize, out: *mut f32, panels: std::ops::Range<usize>) {
         #[cfg(target_arch = "x86_64")]
-        let done = if avx512::available() {
+        if avx512::available() {
             // SAFETY: the CPU has AVX-512F; the rest is this function's contract.
-            unsafe { avx512::gemm(self, x, rows, out.0, panels.clone()) };
-            true
+            return unsafe { avx512::gemm(self, x, rows, out, panels) };
         } else if avx2::available() {
             // SAFETY: the CPU has AVX2 and FMA; the rest is this function's contract.
-            unsafe { avx2::gemm(self, x, rows, out.0, panels.clone()) };
-            true
-        } else {
-            false
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let done = false;
-        if !done {
-            // SAFETY: this function's contract.
-            unsafe { portable_gemm(self, x, rows, out.0, panels.clone()) };
+            return unsafe { avx2::gemm(self, x, rows, out, panels) };
         }
-        if activation == Activation::Gelu {
-            let columns = panels.start * PANEL..(panels.end * PANEL).min(self.outer);
-            for r in 0..rows {
-                // SAFETY: row r's columns of these panels lie inside `out`, and only this
-                // thread touches them (the contract).
-                let values = unsafe { std::slice::from_raw_parts_mut(out.0.add(r * self.outer + columns.start), columns.len()) };
-                gelu_in_place(values);
-            }
-        }
+        // SAFETY: this function's contract.
+        unsafe { portable_gemm(self, x, rows, out, panels) }
     }
 
     /// `x · Wᵀ + b` (then the activation) for `x` of `rows` × `inner`, into a new buffer.
@@ -294,12 +267,59 @@ impl PackedWeights {
     }
 }
 
+/// Runs `kernel` over the panels of a `rows × outer` product, then the activation on the columns
+/// it wrote, by the same thread. Products of at least `PARALLEL_FROM_MACS` multiply-adds split
+/// their panels over rayon's threads, each writing only its panels' columns. Shared by the f32
+/// and the int8 (`gemm_int8`) products, whose panels are both `PANEL` wide.
+///
+/// # Safety
+/// `out` points to room for `rows × outer` floats that nothing else touches meanwhile, and
+/// `kernel(panels, out)` writes every row's columns of `panels`, and nothing else.
+pub(crate) unsafe fn split_panels(
+    rows: usize,
+    inner: usize,
+    outer: usize,
+    out: *mut f32,
+    activation: Activation,
+    kernel: impl Fn(std::ops::Range<usize>, *mut f32) + Sync,
+) {
+    let panels = outer.div_ceil(PANEL);
+    let parts = if rows * inner * outer >= PARALLEL_FROM_MACS { rayon::current_num_threads().min(panels) } else { 1 };
+    let out = OutPtr(out);
+    let run = |range: std::ops::Range<usize>| {
+        let out = out.get();
+        kernel(range.clone(), out);
+        if activation == Activation::Gelu {
+            let columns = range.start * PANEL..(range.end * PANEL).min(outer);
+            for r in 0..rows {
+                // SAFETY: row r's columns of these panels lie inside `out` and were just
+                // written by this thread, the only one touching them (the contract).
+                let values = unsafe { std::slice::from_raw_parts_mut(out.add(r * outer + columns.start), columns.len()) };
+                gelu_in_place(values);
+            }
+        }
+    };
+    if parts <= 1 {
+        run(0..panels);
+    } else {
+        use rayon::prelude::*;
+        (0..parts).into_par_iter().for_each(|i| run(i * panels / parts..(i + 1) * panels / parts));
+    }
+}
+
 /// The output pointer shared by the threads of one product (each writes its own columns).
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
-// SAFETY: only handed to `run_panels`, whose callers give each thread disjoint columns.
+// SAFETY: only used by `split_panels`, which gives each thread disjoint columns.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `OutPtr`, which is `Sync`).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// BERT's exact GELU in place: `x · Φ(x) = x/2 · (1 + erf(x/√2))`, with erf from Abramowitz &
 /// Stegun, *Handbook of Mathematical Functions*, 7.1.26 (absolute error ≤ 1.5e-7) and `exp` by
@@ -425,7 +445,7 @@ mod avx512 {
     /// passes over them; each panel meets the chunk's rows eight at a time.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F; otherwise as `PackedWeights::run_panels`.
+    /// The CPU must have AVX-512F; otherwise as `PackedWeights::run_kernel`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn gemm(w: &PackedWeights, x: &[f32], rows: usize, out: *mut f32, panels: std::ops::Range<usize>) {
         let (inner, outer) = (w.inner, w.outer);
@@ -532,7 +552,7 @@ mod avx2 {
     /// six rows per tile.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and FMA; otherwise as `PackedWeights::run_panels`.
+    /// The CPU must have AVX2 and FMA; otherwise as `PackedWeights::run_kernel`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn gemm(w: &PackedWeights, x: &[f32], rows: usize, out: *mut f32, panels: std::ops::Range<usize>) {
         let (inner, outer) = (w.inner, w.outer);

@@ -19,16 +19,12 @@
 //! mirror its layout: 48 outputs each, the kernel broadcasting four bytes of up to eight rows
 //! against three registers of weights.
 
-use super::gemm::{Activation, PackedWeights, gelu_in_place};
+// The f32 GEMM's panels (48 outputs: three registers of 16 i32 lanes here) and row chunks, so
+// both products share `split_panels`.
+use super::gemm::{Activation, PANEL, PackedWeights, ROW_CHUNK, split_panels};
 
-/// Output columns per panel: three AVX-512 registers of 16 i32 lanes.
-const PANEL: usize = 48;
 /// Inner values one i32 lane sums (`vpdpbusd`'s groups of four bytes).
 const GROUP: usize = 4;
-/// Rows of `x` kept in cache while every panel passes over them.
-const ROW_CHUNK: usize = 64;
-/// Products below this many multiply-adds run on the calling thread alone.
-const PARALLEL_FROM_MACS: usize = 4 * 384 * 384;
 
 /// A dense layer's weight quantized for the int8 kernel. Panel `p` holds
 /// `q_w[p·PANEL + c][g·GROUP + j]` at `[p][g][c][j]`; padding (outputs past `outer`, inner
@@ -107,60 +103,31 @@ impl Int8Weights {
         out
     }
 
-    /// The product of rows already quantized, into `out` (`rows` × `outer`).
-    pub fn forward_quantized(&self, x: &QuantizedRows, out: &mut [f32], activation: Activation) {
-        assert_eq!(out.len(), x.rows * self.outer, "out is not [rows, outer]");
-        // SAFETY: `out` holds rows × outer floats, borrowed mutably for the call.
-        unsafe { self.forward_raw(x, out.as_mut_ptr(), activation) }
-    }
-
-    /// Products of at least `PARALLEL_FROM_MACS` multiply-adds split their panels over rayon's
-    /// threads; every element of `out` is written once, none is read before it is written.
+    /// The product into room for `x.rows × outer` floats; every element is written once, none
+    /// is read before it is written.
     ///
     /// # Safety
     /// `out` points to room for `x.rows × outer` floats that nothing else touches meanwhile.
     unsafe fn forward_raw(&self, x: &QuantizedRows, out: *mut f32, activation: Activation) {
         assert_eq!(x.inner, self.inner, "x has {} columns, the weight {}", x.inner, self.inner);
-        let panels = self.outer.div_ceil(PANEL);
-        let parts = if x.rows * self.inner * self.outer >= PARALLEL_FROM_MACS { rayon::current_num_threads().min(panels) } else { 1 };
-        let out = OutPtr(out);
-        // SAFETY (both calls): this function's contract, and the parts' panel ranges are
-        // disjoint, so no two threads write the same element of `out`.
-        if parts <= 1 {
-            unsafe { self.run_panels(x, out, 0..panels, activation) };
-        } else {
-            use rayon::prelude::*;
-            (0..parts).into_par_iter().for_each(|i| unsafe { self.run_panels(x, out, i * panels / parts..(i + 1) * panels / parts, activation) });
-        }
+        // SAFETY: this function's contract, and `run_kernel` writes exactly the given panels'
+        // columns.
+        unsafe { split_panels(x.rows, self.inner, self.outer, out, activation, |panels, out| self.run_kernel(x, out, panels)) }
     }
 
+    /// Computes the columns of panels `panels` for every row: VNNI where the CPU has it.
+    ///
     /// # Safety
     /// `out` points to `x.rows × outer` floats, and no one else writes these panels' columns
     /// meanwhile.
-    unsafe fn run_panels(&self, x: &QuantizedRows, out: OutPtr, panels: std::ops::Range<usize>, activation: Activation) {
+    unsafe fn run_kernel(&self, x: &QuantizedRows, out: *mut f32, panels: std::ops::Range<usize>) {
         #[cfg(target_arch = "x86_64")]
-        let done = if vnni::available() {
+        if vnni::available() {
             // SAFETY: the CPU has AVX-512F and VNNI; the rest is this function's contract.
-            unsafe { vnni::gemm(self, x, out.0, panels.clone()) };
-            true
-        } else {
-            false
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let done = false;
-        if !done {
-            // SAFETY: this function's contract.
-            unsafe { portable_gemm(self, x, out.0, panels.clone()) };
+            return unsafe { vnni::gemm(self, x, out, panels) };
         }
-        if activation == Activation::Gelu {
-            let columns = panels.start * PANEL..(panels.end * PANEL).min(self.outer);
-            for r in 0..x.rows {
-                // SAFETY: row r's columns of these panels lie inside `out`, and only this
-                // thread touches them (the contract).
-                let values = unsafe { std::slice::from_raw_parts_mut(out.0.add(r * self.outer + columns.start), columns.len()) };
-                gelu_in_place(values);
-            }
-        }
+        // SAFETY: this function's contract.
+        unsafe { portable_gemm(self, x, out, panels) }
     }
 }
 
@@ -213,18 +180,11 @@ fn quantize_row(row: &[f32], bytes: &mut [u8]) -> (f32, i32) {
     (scale, zero as i32)
 }
 
-/// The output pointer shared by the threads of one product (each writes its own columns).
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: only handed to `run_panels`, whose callers give each thread disjoint columns.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
 /// The same product in plain Rust: the reference the VNNI kernel must equal bit for bit (the
 /// integer sums are exact, and the scaling is the same operations in the same order).
 ///
 /// # Safety
-/// As `Int8Weights::run_panels`.
+/// As `Int8Weights::run_kernel`.
 unsafe fn portable_gemm(w: &Int8Weights, x: &QuantizedRows, out: *mut f32, panels: std::ops::Range<usize>) {
     let panel_len = w.groups * GROUP * PANEL;
     for p in panels {
@@ -307,7 +267,7 @@ mod vnni {
     /// eight rows per tile.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F and VNNI; otherwise as `Int8Weights::run_panels`.
+    /// The CPU must have AVX-512F and VNNI; otherwise as `Int8Weights::run_kernel`.
     #[target_feature(enable = "avx512f,avx512vnni")]
     pub unsafe fn gemm(w: &Int8Weights, x: &QuantizedRows, out: *mut f32, panels: std::ops::Range<usize>) {
         let panel_len = w.groups * GROUP * PANEL;
