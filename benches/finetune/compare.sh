@@ -6,13 +6,15 @@
 # AdamW with the same schedule, the project's turns seen 3x per epoch. Each trainer runs MINUTES of
 # steps; the rates are texts per second over the steps (caching the lower layers is timed apart).
 #
-#   benches/finetune/compare.sh            # CAP=300 MINUTES=4; results in target/finetune-compare/
+#   benches/finetune/compare.sh            # CAP=300 MINUTES=4 PRECISIONS="f32 bf16"; results in target/finetune-compare/
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-target/finetune-compare}
 CAP=${CAP:-300}
 MINUTES=${MINUTES:-4}
 VENV=${VENV:-.venv-train}
+# f32, and bf16 (torch.autocast: the products in bfloat16) where the CPU has AVX512_BF16
+PRECISIONS=${PRECISIONS:-f32 bf16}
 mkdir -p "$OUT"
 ./models/fetch.sh
 cargo build --release
@@ -32,12 +34,19 @@ else
   candle_rate="(candle's trainer is gone; run this script at cc5510c (with the trainer venv) for its row)"
 fi
 
-"$VENV/bin/python" trainer/finetune.py --examples "$OUT/examples.jsonl" --base models/base --init-head models/baseline \
-  --first-layer 6 --steps 2000 --batch 32 --repeat calmline_indomain=3 \
-  --time-limit-minutes "$MINUTES" --out "$OUT/pytorch" >"$OUT/pytorch.log" 2>&1
-torch_rate=$(python3 -c "import json;print(round(json.load(open('$OUT/pytorch/train-log.json'))['texts_per_second'],1))")
+rates=()
+for precision in $PRECISIONS; do
+  "$VENV/bin/python" trainer/finetune.py --examples "$OUT/examples.jsonl" --base models/base --init-head models/baseline \
+    --first-layer 6 --steps 2000 --batch 32 --repeat calmline_indomain=3 --precision "$precision" \
+    --time-limit-minutes "$MINUTES" --out "$OUT/pytorch-$precision" >"$OUT/pytorch-$precision.log" 2>&1
+  rates+=("$(python3 -c "import json;l=json.load(open('$OUT/pytorch-$precision/train-log.json'));print(round(l['texts_per_second'],1), '|', round(l['cache_seconds']), 's |', round(l['peak_rss_mb']), 'MB')")")
+done
 
-echo "| trainer | texts/s over $MINUTES min of steps |"
-echo "|---|---:|"
-echo "| candle (calmline finetune) | $candle_rate |"
-echo "| PyTorch (trainer/finetune.py) | $torch_rate |"
+echo "| trainer | steps: texts/s over $MINUTES min | caching layers 0-6 | peak RSS |"
+echo "|---|---:|---:|---:|"
+echo "| candle (calmline finetune) | $candle_rate | | |"
+set -- $PRECISIONS
+for rate in "${rates[@]}"; do
+  echo "| PyTorch (trainer/finetune.py --precision $1) | $rate |"
+  shift
+done
