@@ -15,7 +15,8 @@ pub const REQUESTS_TOTAL: &str = "calmline_requests_total";
 pub const REQUEST_SECONDS: &str = "calmline_request_duration_seconds";
 /// Time per text in each `stage`: queue, tokenize, inference, spans (flagged turns only).
 pub const STAGE_SECONDS: &str = "calmline_stage_duration_seconds";
-/// Texts per encoder batch.
+/// Windows (texts, or 512-token pieces of a long one) per encoder batch, within
+/// `--max-batch-texts` and `--max-batch-tokens`.
 pub const BATCH_SIZE: &str = "calmline_batch_size";
 /// Texts waiting for a tokenizer worker.
 pub const QUEUE_DEPTH: &str = "calmline_queue_depth";
@@ -87,7 +88,7 @@ fn describe() {
     describe_counter!(REQUESTS_TOTAL, Unit::Count, "gRPC requests by rpc and status code");
     describe_histogram!(REQUEST_SECONDS, Unit::Seconds, "request handling time by rpc");
     describe_histogram!(STAGE_SECONDS, Unit::Seconds, "time per text in each pipeline stage");
-    describe_histogram!(BATCH_SIZE, Unit::Count, "texts per encoder batch");
+    describe_histogram!(BATCH_SIZE, Unit::Count, "windows (texts or pieces of long ones) per encoder batch");
     describe_gauge!(QUEUE_DEPTH, Unit::Count, "texts waiting for a tokenizer worker");
     describe_gauge!(IN_FLIGHT, Unit::Count, "requests admitted and not yet answered");
     describe_counter!(DROPPED_TOTAL, Unit::Count, "texts dropped because the caller had gone or the deadline passed");

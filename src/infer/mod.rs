@@ -415,10 +415,13 @@ fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Recei
         if work.is_empty() {
             continue;
         }
-        metrics::histogram!(m::BATCH_SIZE).record(work.len() as f64);
         let windows: Vec<Vec<u32>> = work.iter().flat_map(|(item, n)| item.text.windows[item.scored.len()..item.scored.len() + n].iter().cloned()).collect();
-        let started = Instant::now();
         let limits = crate::model::BatchLimits { max_sequences: config.max_batch_texts, max_tokens: config.max_batch_tokens };
+        // The encoder's own batches: the extractor splits `windows` by this same plan.
+        for batch in limits.plan(&windows.iter().map(Vec::len).collect::<Vec<_>>()) {
+            metrics::histogram!(m::BATCH_SIZE).record(batch.len() as f64);
+        }
+        let started = Instant::now();
         let result = match &probe {
             Some(probe) => classifier.extractor.probed_windows_within(&windows, limits, probe),
             None => classifier.extractor.pooled_windows_within(&windows, limits).map(|pooled| pooled.into_iter().map(|p| (p, Vec::new())).collect()),

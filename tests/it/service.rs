@@ -293,6 +293,34 @@ async fn a_lone_turn_does_not_wait_for_company() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_batch_texts_is_honoured_by_the_encoder() {
+    // The default is 32 (and was once applied whatever the flag said). With 48, 160 calls at once
+    // (over five connections: one carries at most 32 streams) queue behind the first batch and
+    // are run in encoder batches of more than 32 windows. The batch size histogram counts the
+    // encoder's own batches, and no other test raises the limit.
+    let server = common::start(&["--max-batch-texts", "48", "--max-wait-ms", "50"]).await;
+    let mut channels = Vec::new();
+    for _ in 0..5 {
+        channels.push(server.channel().await);
+    }
+    let calls = (0..160).map(|i| {
+        let mut client = common::TriageClient::new(channels[i % channels.len()].clone());
+        let text = format!("Order {i} never arrived, where is it?");
+        tokio::spawn(async move { client.analyze(pb::AnalyzeRequest { turn: Some(customer(&text)), ..Default::default() }).await })
+    });
+    for result in futures_join(calls).await {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    let scrape = server.scrape().await;
+    let value = |prefix: &str| -> f64 {
+        let line = scrape.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in /metrics"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let over_32 = value("calmline_batch_size_bucket{le=\"64\"}") - value("calmline_batch_size_bucket{le=\"32\"}");
+    assert!(over_32 > 0.0, "no encoder batch over 32 windows with --max-batch-texts 48");
+}
+
 async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut out = Vec::new();
     for h in handles.collect::<Vec<_>>() {
