@@ -378,8 +378,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub compare: Option<PathBuf>,
     /// How the thresholds are chosen on the dev splits.
-    #[arg(long, value_enum, default_value_t = crate::train::ThresholdRule::PerLanguage)]
-    pub threshold_rule: crate::train::ThresholdRule,
+    #[arg(long, value_enum, default_value_t = ThresholdRuleChoice::PerLanguage)]
+    pub threshold_rule: ThresholdRuleChoice,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -461,7 +461,7 @@ pub struct EvalArgs {
     /// First re-tune the thresholds on the dev splits by this rule and save them in the
     /// model's head.json (scores the dev splits too).
     #[arg(long, value_enum)]
-    pub tune_thresholds: Option<crate::train::ThresholdRule>,
+    pub tune_thresholds: Option<ThresholdRuleChoice>,
 }
 
 /// `--precision`.
@@ -471,6 +471,34 @@ pub enum PrecisionChoice {
     Auto,
     F32,
     Int8,
+}
+
+/// `--threshold-rule`, `--tune-thresholds`: how a label's threshold is chosen on the dev splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ThresholdRuleChoice {
+    /// Max F1 over all dev texts together: the largest sets decide.
+    Pooled,
+    /// Max of the mean F1 over the data sets and languages that annotate the label, so the
+    /// project's own turns count as much as a large public set.
+    MeanOverSources,
+    /// Per label and per language where its dev data allows, held to the false-alarm budget on
+    /// neutral text.
+    PerLanguage,
+    /// `per-language`, then each language's neutral dev text held to a budget for all labels
+    /// together where the dev F-beta it costs is worth it.
+    PerLanguageNeutralUnion,
+}
+
+impl From<ThresholdRuleChoice> for crate::train::ThresholdRule {
+    fn from(choice: ThresholdRuleChoice) -> Self {
+        use crate::train::ThresholdRule;
+        match choice {
+            ThresholdRuleChoice::Pooled => ThresholdRule::Pooled,
+            ThresholdRuleChoice::MeanOverSources => ThresholdRule::MeanOverSources,
+            ThresholdRuleChoice::PerLanguage => ThresholdRule::PerLanguage,
+            ThresholdRuleChoice::PerLanguageNeutralUnion => ThresholdRule::PerLanguageNeutralUnion,
+        }
+    }
 }
 
 /// `--log-format`.

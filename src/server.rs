@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_util::task::AbortOnDropHandle;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tower_layer::Layer;
@@ -78,7 +79,10 @@ pub async fn run(
     let policy = Arc::new(crate::domain::policy::Policy::load_or_embedded(args.policy.policy.as_deref())?);
     let handle = m::install();
     metrics::gauge!(m::READY).set(0.0);
-    let metrics_task = metrics_listener.map(|l| tokio::spawn(crate::http::metrics::serve(Guarded::new(l, METRICS_CONNECTIONS), handle)));
+    // Aborted when `run` returns, on every path (a bad TLS file or a model that fails to load
+    // included): a library caller (the tests, the Python package) must not keep a stray listener.
+    let _metrics_task =
+        metrics_listener.map(|l| AbortOnDropHandle::new(tokio::spawn(crate::http::metrics::serve(Guarded::new(l, METRICS_CONNECTIONS), handle))));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let health_service = health_service.max_decoding_message_size(SMALL_MESSAGE_BYTES);
@@ -92,7 +96,9 @@ pub async fn run(
         .max_decoding_message_size(SMALL_MESSAGE_BYTES);
 
     let address = listener.local_addr()?;
-    let tls = auth::tls_config(args, address)?;
+    let tls_files =
+        auth::TlsFiles { cert: args.tls_cert.as_deref(), key: args.tls_key.as_deref(), client_ca: args.tls_client_ca.as_deref(), insecure: args.insecure };
+    let tls = auth::tls_config(tls_files, address)?;
     let api_keys = match &args.api_keys {
         Some(path) => ApiKeys::load(path)?,
         None => ApiKeys::default(),
@@ -174,7 +180,7 @@ pub async fn run(
 
     let model = args.model.clone();
     let config = pipeline_config(args);
-    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Pipeline> {
+    let loading = tokio::task::spawn_blocking(move || -> anyhow::Result<Pipeline> {
         let started = Instant::now();
         let classifier = crate::model::Classifier::load_from(&model.base_dir(), &model.models, model.precision()).context("loading the model")?;
         let conduct = ConductModel::embedded(&classifier.extractor).context("embedding the agent-conduct examples")?;
@@ -183,8 +189,8 @@ pub async fn run(
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, kernel, "model loaded");
         Ok(pipeline)
     })
-    .await
-    .context("the model loader panicked")?;
+    .await;
+    let loaded = loading.unwrap_or_else(|panic| Err(anyhow::anyhow!("the model loader panicked: {panic}")));
     let pipeline = match loaded {
         Ok(p) => p,
         Err(e) => {
@@ -226,9 +232,6 @@ pub async fn run(
             Ok(())
         }
     };
-    if let Some(task) = metrics_task {
-        task.abort();
-    }
     drop(abort_tx);
     result.context("serving gRPC")
 }

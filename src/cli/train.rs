@@ -28,7 +28,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<ExitCode> {
     }
     let opts = TrainOptions {
         project_weight: args.project_weight,
-        threshold_rule: args.threshold_rule,
+        threshold_rule: args.threshold_rule.into(),
         ..train_options(&args.data, args.steps, args.learning_rate, args.l2)
     };
     let (head, report, data) = train::train_head(&extractor, &opts, &args.version)?;
@@ -57,7 +57,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let examples: Vec<_> = train::load_examples(&opts)?.into_iter().filter(|e| wanted(e.split)).collect();
     let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, examples)?;
     let crate::model::Classifier { mut head, .. } = classifier;
-    if let Some(rule) = args.tune_thresholds {
+    if let Some(rule) = args.tune_thresholds.map(train::ThresholdRule::from) {
         head = train::apply_threshold_rule(head, &data, rule)?;
         eprintln!("thresholds by {rule:?} on dev: {:?}, by language {:?}", head.meta.thresholds, head.meta.thresholds_by_language);
         if let Some(trained) = head.meta.trained.as_object_mut() {

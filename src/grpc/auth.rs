@@ -16,7 +16,6 @@ use subtle::ConstantTimeEq;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Status};
 
-use crate::config::ServeArgs;
 use crate::metrics as m;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +80,7 @@ fn bearer(header: &str) -> Option<&str> {
 /// `sha256:<hex>` of a key, the form the keys file stores (`calmline hash-key`).
 pub fn hash_key(key: &str) -> String {
     let digest = Sha256::digest(key.trim().as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(digest);
     format!("sha256:{hex}")
 }
 
@@ -204,23 +203,32 @@ pub fn presented_key<'a>(authorization: Option<&'a str>, x_api_key: Option<&'a s
     authorization.and_then(bearer).or(x_api_key)
 }
 
+/// The TLS files of `--tls-cert`, `--tls-key` and `--tls-client-ca`, and `--insecure`.
+pub struct TlsFiles<'a> {
+    pub cert: Option<&'a Path>,
+    pub key: Option<&'a Path>,
+    pub client_ca: Option<&'a Path>,
+    /// Plaintext on a non-loopback address is meant.
+    pub insecure: bool,
+}
+
 /// The TLS configuration from the serve flags, or None for plaintext — which is refused on a
 /// non-loopback address unless `--insecure` says it is meant.
-pub fn tls_config(args: &ServeArgs, listening_on: SocketAddr) -> Result<Option<ServerTlsConfig>, AccessError> {
+pub fn tls_config(files: TlsFiles, listening_on: SocketAddr) -> Result<Option<ServerTlsConfig>, AccessError> {
     let read = |path: &Path| std::fs::read(path).map_err(|e| AccessError::File { path: path.display().to_string(), message: e.to_string() });
-    match (&args.tls_cert, &args.tls_key) {
+    match (files.cert, files.key) {
         (Some(cert), Some(key)) => {
             let mut config = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)).timeout(crate::connections::FIRST_BYTES_TIMEOUT);
-            if let Some(ca) = &args.tls_client_ca {
+            if let Some(ca) = files.client_ca {
                 config = config.client_ca_root(Certificate::from_pem(read(ca)?));
             }
             Ok(Some(config))
         }
         (None, None) => {
-            if args.tls_client_ca.is_some() {
+            if files.client_ca.is_some() {
                 return Err(AccessError::ClientCaWithoutTls);
             }
-            if !listening_on.ip().is_loopback() && !args.insecure {
+            if !listening_on.ip().is_loopback() && !files.insecure {
                 return Err(AccessError::PlaintextOnNetwork(listening_on));
             }
             Ok(None)

@@ -156,7 +156,7 @@ impl FeatureExtractor {
                 hasher.update(&bytes);
             }
             let digest = hasher.finalize();
-            self.fingerprint = format!("adapters-{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+            self.fingerprint = format!("adapters-{}", hex::encode(&digest[..8]));
         }
         Ok(())
     }

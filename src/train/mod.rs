@@ -121,7 +121,7 @@ fn cached_features(extractor: &FeatureExtractor, cache_dir: &Path, source: &str,
         hasher.update((t.len() as u64).to_le_bytes());
         hasher.update(t.as_bytes());
     }
-    let key = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect::<String>();
+    let key = hex::encode(&hasher.finalize()[..8]);
     let path = cache_dir.join(format!("{source}-{key}.f32"));
     if let Ok(mut file) = std::fs::File::open(&path) {
         let mut bytes = Vec::new();
@@ -245,8 +245,9 @@ impl Adam {
     }
 }
 
-/// How a label's threshold is chosen on the dev splits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// How a label's threshold is chosen on the dev splits (`config::ThresholdRuleChoice` is its
+/// command-line face).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThresholdRule {
     /// Max F1 over all dev texts together: the largest sets decide.
     Pooled,

@@ -82,3 +82,18 @@ fn a_missing_or_broken_policy_or_keys_file_stops_start_up() {
     assert_ne!(code, Some(0));
     assert!(log.contains("line 1"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_in_the_library_leaves_no_listener_behind() {
+    // `calmline::run` as the tests and the Python package call it: a model that cannot load ends
+    // `run` with the error, and neither the gRPC nor the metrics port answers afterwards.
+    let missing = tempfile::tempdir().unwrap();
+    let server = crate::common::spawn(&["--models", missing.path().to_str().unwrap()]).await;
+    let (addr, metrics_addr) = (server.addr, server.metrics_addr);
+    let error = server.stop().await.expect_err("a model folder without files must not serve");
+    assert!(format!("{error:#}").contains("loading the model"), "{error:#}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for port in [addr, metrics_addr] {
+        assert!(tokio::net::TcpStream::connect(port).await.is_err(), "{port} still accepts connections after a failed start");
+    }
+}

@@ -212,7 +212,7 @@ impl Policy {
         let digest = Sha256::digest(text.as_bytes());
         Ok(Policy {
             version: file.version,
-            hash: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+            hash: hex::encode(&digest[..8]),
             severity: file.severity,
             ladder: file.ladder,
             actions: file.actions,
