@@ -18,7 +18,7 @@ use calmline::domain::policy::{ConversationState, Policy};
 use calmline::domain::text::{TextInput, analyze, validate};
 use calmline::infer::{Pipeline, PipelineConfig};
 use calmline::model::{Classifier, Precision};
-use calmline::qa::output::{Source, turn_json};
+use calmline::qa::output::{ErrorLine, Source, TurnLine};
 use calmline::qa::scoring::{self, Outcome};
 use calmline::qa::transcripts::parse_jsonl_record;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -107,7 +107,7 @@ impl Engine {
                         let record = parse_jsonl_record(raw.as_bytes(), source.line);
                         tokio::spawn(async move {
                             match record {
-                                Err(e) => calmline::qa::output::error_line(&source, e.id.as_deref(), &e.message),
+                                Err(e) => ErrorLine::new(&source, e.id.as_deref(), &e.message).to_json(),
                                 Ok((_, transcript)) => match scoring::score(&shared.pipeline, &shared.policy, &transcript, &source).await {
                                     Outcome::Scored { line, .. } | Outcome::Failed { line } => line,
                                 },
@@ -163,7 +163,7 @@ impl Conversation {
                 shared.pipeline.analyze_turn(&shared.policy, &admitted, state, Some(history), &turn, &self.locale, None).await
             });
             let assessment = assessment.map_err(runtime_error)?;
-            Ok(turn_json(&assessment, &turn.text).to_string())
+            Ok(TurnLine::new(&assessment, &turn.text).to_json())
         })
     }
 

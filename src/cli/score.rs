@@ -24,7 +24,7 @@ use crate::config::{self, InputFormat, ScoreArgs};
 use crate::domain::conduct::ConductModel;
 use crate::domain::policy::Policy;
 use crate::infer::{Pipeline, PipelineConfig};
-use crate::qa::output::{self, Source};
+use crate::qa::output::{self, ConversationLine, ErrorLine, Source};
 use crate::qa::report::Report;
 use crate::qa::scoring::{self, Outcome};
 use crate::qa::shard::Shard;
@@ -179,10 +179,10 @@ impl Sink {
         let mut done = HashSet::new();
         let mut earlier_failures = 0;
         if resume {
-            for source in repair_and_read_sources(&conversations_path)? {
+            for source in repair_and_read_sources(&conversations_path, |line| Ok(serde_json::from_str::<ConversationLine>(line)?.source))? {
                 done.insert(source);
             }
-            for source in repair_and_read_sources(&errors_path)? {
+            for source in repair_and_read_sources(&errors_path, |line| Ok(serde_json::from_str::<ErrorLine>(line)?.source()))? {
                 earlier_failures += 1;
                 done.insert(source);
             }
@@ -215,8 +215,9 @@ impl Sink {
     }
 }
 
-/// Cuts a partial last line (left by a kill) and returns the sources of the whole lines.
-fn repair_and_read_sources(path: &Path) -> anyhow::Result<Vec<Source>> {
+/// Cuts a partial last line (left by a kill) and returns the sources of the whole lines, each
+/// read by `source_of`.
+fn repair_and_read_sources(path: &Path, source_of: fn(&str) -> serde_json::Result<Source>) -> anyhow::Result<Vec<Source>> {
     let Ok(mut file) = OpenOptions::new().read(true).write(true).open(path) else { return Ok(Vec::new()) };
     let len = file.metadata()?.len();
     if len > 0 {
@@ -247,12 +248,7 @@ fn repair_and_read_sources(path: &Path) -> anyhow::Result<Vec<Source>> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("{}:{}: not a line calmline wrote", path.display(), n + 1))?;
-        let source = value.get("source").unwrap_or(&value);
-        match (source["file"].as_str(), source["line"].as_u64()) {
-            (Some(file), Some(line)) => sources.push(Source { file: file.to_string(), line: line as usize }),
-            _ => bail!("{}:{}: no source file and line to resume from", path.display(), n + 1),
-        }
+        sources.push(source_of(&line).with_context(|| format!("{}:{}: not a line calmline wrote", path.display(), n + 1))?);
     }
     Ok(sources)
 }
@@ -359,7 +355,7 @@ async fn score_all(
                     totals.skipped += 1;
                     Pending::Ready(None)
                 } else {
-                    Pending::Ready(Some(Outcome::Failed { line: output::error_line(&source, e.id.as_deref(), &e.message) }))
+                    Pending::Ready(Some(Outcome::Failed { line: ErrorLine::new(&source, e.id.as_deref(), &e.message).to_json() }))
                 }
             }
             Ok((line, transcript)) => {
@@ -478,16 +474,16 @@ pub fn write_summaries(out: &Path, interrupted: bool) -> anyhow::Result<u64> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = serde_json::from_str(&line)?;
-        csv.write_record(output::summary_row(&value))?;
-        report.add_conversation(&value);
+        let conversation: ConversationLine = serde_json::from_str(&line)?;
+        csv.write_record(output::summary_row(&conversation))?;
+        report.add_conversation(conversation);
         count += 1;
     }
     csv.flush()?;
     if let Ok(errors) = File::open(out.join(ERRORS_FILE)) {
         for line in BufReader::new(errors).lines() {
-            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line?) {
-                report.add_error(&value);
+            if let Ok(error) = serde_json::from_str::<ErrorLine>(&line?) {
+                report.add_error(error);
             }
         }
     }

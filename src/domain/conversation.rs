@@ -3,22 +3,32 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::conduct::{AgentTurn, ConductKind, ConductModel};
 use crate::domain::labels::{Label, LabelScores};
 use crate::domain::policy::{Action, ConversationState, Guidance, Policy, Severity};
 use crate::domain::spans::Span;
-use crate::domain::text::{MAX_TEXT_BYTES, TextInput, validate};
+use crate::domain::text::{MAX_TEXT_BYTES, Reading, TextInput, validate};
 use crate::error::Error;
 use crate::metrics as m;
 use crate::model::head::Head;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Speaker {
     Customer,
     Agent,
+}
+
+impl Speaker {
+    /// The name the JSON outputs and the QA report use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Speaker::Customer => "customer",
+            Speaker::Agent => "agent",
+        }
+    }
 }
 
 /// One turn as a caller sends it.
@@ -35,11 +45,10 @@ impl TurnInput {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TurnAssessment {
     pub turn_index: u32,
     pub speaker: Speaker,
-    #[serde(skip)]
     pub scores: LabelScores,
     pub flags: Vec<Label>,
     pub severity: Severity,
@@ -48,7 +57,6 @@ pub struct TurnAssessment {
     pub language_measured: bool,
     /// The language whose thresholds decided the flags (`language`, or the locale when the
     /// turn was too short to tell).
-    #[serde(skip)]
     pub thresholds_language: String,
     /// Customer turns only.
     pub guidance: Option<Guidance>,
@@ -57,7 +65,6 @@ pub struct TurnAssessment {
     /// Customer turns with flags only: the words that drove each flagged label (filled by
     /// `Pipeline::add_spans`; empty when spans are off).
     pub spans: Vec<Span>,
-    #[serde(skip)]
     pub timings: StageTimings,
 }
 
@@ -118,6 +125,15 @@ impl History {
     }
 }
 
+/// Versions that make a score reproducible. The gRPC messages carry the model's and the
+/// policy's; the QA lines all three.
+#[derive(Debug, Clone, Copy)]
+pub struct Versions<'a> {
+    pub model: &'a str,
+    pub policy_hash: &'a str,
+    pub conduct: &'a str,
+}
+
 /// What judges a scored turn: the head's thresholds (flags), the agent-conduct judge and the
 /// guidance policy.
 #[derive(Clone, Copy)]
@@ -131,12 +147,9 @@ pub struct Judges<'a> {
 /// scored but leave the ladder where it is and get no guidance.
 pub fn assess(judges: Judges, state: &mut ConversationState, turn: &TurnInput, scored: Scored, locale: &str, context: AgentContext) -> TurnAssessment {
     let Judges { head, conduct, policy } = judges;
-    let language = turn.lang.clone().unwrap_or_else(|| crate::domain::lang::detect(&turn.text).to_string());
     // Thresholds are per language; a turn too short to tell goes by the conversation's locale.
-    let thresholds_language = crate::domain::lang::thresholds_language(&language, locale, &turn.text, &head.meta.measured_languages);
-    let flags = head.flags(&scored.scores, &thresholds_language);
-    let language_measured = head.is_measured(&language);
-    let severity = policy.severity_of(&flags, &scored.scores);
+    let Reading { language, language_measured, thresholds_language, flags, severity } =
+        Reading::of(head, policy, &turn.text, turn.lang.as_deref(), locale, &scored.scores);
     let turn_index = state.turns;
     state.turns = state.turns.saturating_add(1);
     let guidance = match turn.speaker {
@@ -189,7 +202,7 @@ pub struct TranscriptInput {
 }
 
 /// A moment where the guidance reached SET_BOUNDARY or above.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Incident {
     pub turn_index: u32,
     pub action: Action,
@@ -197,7 +210,7 @@ pub struct Incident {
     pub labels: Vec<Label>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TranscriptSummary {
     pub customer_turns: u32,
     pub agent_turns: u32,
@@ -210,7 +223,7 @@ pub struct TranscriptSummary {
     pub final_state: ConversationState,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TranscriptReport {
     pub id: String,
     pub agent_id: String,

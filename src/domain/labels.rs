@@ -68,6 +68,12 @@ impl LabelScores {
         Label::ALL.into_iter().map(|l| (l, self.get(l)))
     }
 
+    /// Every label's score rounded to 4 decimals, in label order: how the JSON outputs show
+    /// scores (the QA lines of `calmline score`).
+    pub fn rounded(&self) -> impl Iterator<Item = (Label, f64)> + '_ {
+        self.iter().map(|(label, score)| (label, (f64::from(score) * 10_000.0).round() / 10_000.0))
+    }
+
     /// Element-wise maximum: how windows of one long text are combined (abuse anywhere in a
     /// text counts for the whole text).
     pub fn max(&self, other: &LabelScores) -> LabelScores {

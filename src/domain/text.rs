@@ -9,6 +9,7 @@ use crate::domain::labels::{Label, LabelScores};
 use crate::domain::policy::{Policy, Severity};
 use crate::error::Error;
 use crate::model::Classifier;
+use crate::model::head::Head;
 
 /// Texts longer than this are refused: windowing handles any length, but one megabyte-sized
 /// "turn" is an upload error, not a conversation turn.
@@ -40,8 +41,8 @@ pub struct Scores(pub LabelScores);
 impl Serialize for Scores {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(Label::ALL.len()))?;
-        for (label, score) in self.0.iter() {
-            map.serialize_entry(label.name(), &((score as f64 * 1e4).round() / 1e4))?;
+        for (label, score) in self.0.rounded() {
+            map.serialize_entry(label.name(), &score)?;
         }
         map.end()
     }
@@ -63,6 +64,28 @@ pub fn validate(input: &TextInput) -> Result<(), Error> {
     Ok(())
 }
 
+/// How a text's scores read: its language (given, else detected), the flags at the thresholds
+/// of that language (or of `locale` when the text is too short to tell), whether the model card
+/// measures the language, and the severity the policy gives the flags. The one reading behind
+/// `analyze` and every turn of a conversation.
+pub struct Reading {
+    pub language: String,
+    pub language_measured: bool,
+    /// The language whose thresholds decided the flags.
+    pub thresholds_language: String,
+    pub flags: Vec<Label>,
+    pub severity: Severity,
+}
+
+impl Reading {
+    pub fn of(head: &Head, policy: &Policy, text: &str, lang: Option<&str>, locale: &str, scores: &LabelScores) -> Reading {
+        let language = lang.map(str::to_string).unwrap_or_else(|| crate::domain::lang::detect(text).to_string());
+        let thresholds_language = crate::domain::lang::thresholds_language(&language, locale, text, &head.meta.measured_languages);
+        let flags = head.flags(scores, &thresholds_language);
+        Reading { language_measured: head.is_measured(&language), severity: policy.severity_of(&flags, scores), language, thresholds_language, flags }
+    }
+}
+
 /// Analyses valid texts in one model call (callers validate first).
 pub fn analyze(classifier: &Classifier, policy: &Policy, inputs: &[TextInput]) -> Result<Vec<Analysis>, Error> {
     let texts: Vec<&str> = inputs.iter().map(|i| i.text).collect();
@@ -71,21 +94,12 @@ pub fn analyze(classifier: &Classifier, policy: &Policy, inputs: &[TextInput]) -
         .iter()
         .zip(scores)
         .map(|(input, scores)| {
-            let language = input.lang.map(str::to_string).unwrap_or_else(|| crate::domain::lang::detect(input.text).to_string());
-            let thresholds_language = crate::domain::lang::thresholds_language(&language, "", input.text, &classifier.head.meta.measured_languages);
-            let flags = classifier.head.flags(&scores, &thresholds_language);
+            let Reading { language, language_measured, flags, severity, .. } = Reading::of(&classifier.head, policy, input.text, input.lang, "", &scores);
             let spans = match (&classifier.spans, crate::domain::spans::span_label(&flags, &scores)) {
                 (Some(head), Some(label)) => crate::domain::spans::select(input.text, &classifier.word_scores(input.text)?, head.cut(), label),
                 _ => Vec::new(),
             };
-            Ok(Analysis {
-                language_measured: classifier.head.is_measured(&language),
-                language,
-                severity: policy.severity_of(&flags, &scores),
-                scores: Scores(scores),
-                spans,
-                flags,
-            })
+            Ok(Analysis { language, language_measured, severity, scores: Scores(scores), spans, flags })
         })
         .collect()
 }

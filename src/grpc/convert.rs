@@ -4,7 +4,7 @@
 use super::pb;
 use crate::domain::conduct::ConductKind;
 use crate::domain::conversation::StageTimings;
-use crate::domain::conversation::{Incident, Speaker, TranscriptInput, TranscriptReport, TurnAssessment, TurnInput};
+use crate::domain::conversation::{Incident, Speaker, TranscriptInput, TranscriptReport, TurnAssessment, TurnInput, Versions};
 use crate::domain::labels::Label;
 use crate::domain::policy::{Action, ConversationState, Guidance, Hint, Severity};
 use crate::domain::spans::Span;
@@ -112,11 +112,6 @@ fn span(s: &Span) -> pb::Span {
 
 fn micros(d: std::time::Duration) -> u64 {
     d.as_micros().min(u64::MAX as u128) as u64
-}
-
-pub struct Versions<'a> {
-    pub model: &'a str,
-    pub policy_hash: &'a str,
 }
 
 pub fn assessment(a: &TurnAssessment, head: &Head, versions: &Versions, total: std::time::Duration) -> pb::Assessment {

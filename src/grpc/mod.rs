@@ -17,6 +17,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::domain::conversation::Versions;
 use crate::domain::conversation::{History, MAX_TURN_BYTES, MAX_TURNS_PER_TRANSCRIPT};
 use crate::domain::labels::Label;
 use crate::domain::policy::{ConversationState, Policy};
@@ -25,7 +26,6 @@ use crate::grpc::auth::Client;
 use crate::infer::Pipeline;
 use crate::metrics as m;
 use crate::shutdown::CancellationToken;
-use convert::Versions;
 
 /// The generated protobuf types and service stubs (`proto/calmline/v1/triage.proto`).
 pub mod pb {
@@ -132,7 +132,7 @@ fn record(rpc: &'static str, started: Instant, code: tonic::Code) {
 }
 
 fn versions<'a>(pipeline: &'a Pipeline, policy: &'a Policy) -> Versions<'a> {
-    Versions { model: pipeline.classifier().model_version(), policy_hash: &policy.hash }
+    Versions { model: pipeline.classifier().model_version(), policy_hash: &policy.hash, conduct: &pipeline.conduct().version }
 }
 
 /// The next message of a stream, or DEADLINE_EXCEEDED when the client stays silent too long.

@@ -5,23 +5,21 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use serde_json::Value;
-
 use crate::domain::conduct::ConductKind;
-use crate::domain::policy::Action;
+use crate::domain::conversation::Speaker;
+use crate::domain::policy::{Action, Severity};
+use crate::qa::output::{ConversationLine, ErrorLine, LineSpan, TurnLine};
 
 /// Conversations shown in full (the most serious first).
 const SHOWN_CONVERSATIONS: usize = 100;
 /// Errors listed.
 const SHOWN_ERRORS: usize = 50;
 
-const SEVERITIES: [&str; 5] = ["none", "low", "medium", "high", "critical"];
-
 #[derive(Default)]
 struct AgentTotals {
     conversations: u64,
     agent_turns: u64,
-    conduct: BTreeMap<&'static str, u64>,
+    conduct: BTreeMap<ConductKind, u64>,
     incidents: u64,
 }
 
@@ -31,57 +29,54 @@ pub struct Report {
     customer_turns: u64,
     agent_turns: u64,
     crossed: u64,
-    severity: BTreeMap<String, u64>,
-    actions: BTreeMap<String, u64>,
+    severity: BTreeMap<Severity, u64>,
+    actions: BTreeMap<Action, u64>,
     languages: BTreeMap<String, u64>,
     agents: BTreeMap<String, AgentTotals>,
     /// (rank, conversation line) of the most serious conversations.
-    serious: Vec<((usize, usize, usize), Value)>,
+    serious: Vec<((Action, Severity, usize), ConversationLine)>,
     errors: u64,
-    error_rows: Vec<Value>,
+    error_rows: Vec<ErrorLine>,
 }
 
-fn action_rank(name: &str) -> usize {
-    Action::ALL.iter().position(|a| a.name() == name).unwrap_or(0)
-}
-
-fn severity_rank(name: &str) -> usize {
-    SEVERITIES.iter().position(|s| *s == name).unwrap_or(0)
+/// A turn's agent-conduct flags (a customer turn has none).
+fn conduct_of(turn: &TurnLine) -> &[ConductKind] {
+    turn.conduct.as_deref().unwrap_or_default()
 }
 
 impl Report {
-    pub fn add_conversation(&mut self, c: &Value) {
+    pub fn add_conversation(&mut self, c: ConversationLine) {
         self.conversations += 1;
-        let turns = c["turns"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        let agent = c["agent_id"].as_str().filter(|a| !a.is_empty()).unwrap_or("(no agent id)").to_string();
-        let incidents = c["incidents"].as_array().map_or(0, Vec::len);
-        let totals = self.agents.entry(agent).or_default();
+        let agent = if c.agent_id.is_empty() { "(no agent id)" } else { c.agent_id.as_str() };
+        let incidents = c.incidents.len();
+        let totals = self.agents.entry(agent.to_string()).or_default();
         totals.conversations += 1;
         totals.incidents += incidents as u64;
-        for t in turns {
-            if t["speaker"] == "customer" {
-                self.customer_turns += 1;
-                *self.severity.entry(t["severity"].as_str().unwrap_or("none").to_string()).or_default() += 1;
-                *self.actions.entry(t["guidance"]["action"].as_str().unwrap_or("NONE").to_string()).or_default() += 1;
-                *self.languages.entry(t["language"].as_str().unwrap_or("und").to_string()).or_default() += 1;
-            } else {
-                self.agent_turns += 1;
-                totals.agent_turns += 1;
-                for k in t["conduct"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-                    if let Some(kind) = ConductKind::from_name(k) {
-                        *totals.conduct.entry(kind.name()).or_default() += 1;
+        for t in &c.turns {
+            match t.speaker {
+                Speaker::Customer => {
+                    self.customer_turns += 1;
+                    *self.severity.entry(t.severity).or_default() += 1;
+                    *self.actions.entry(t.guidance.as_ref().map_or(Action::None, |g| g.action)).or_default() += 1;
+                    *self.languages.entry(t.language.clone()).or_default() += 1;
+                }
+                Speaker::Agent => {
+                    self.agent_turns += 1;
+                    totals.agent_turns += 1;
+                    for &kind in conduct_of(t) {
+                        *totals.conduct.entry(kind).or_default() += 1;
                     }
                 }
             }
         }
-        let max_action = action_rank(c["summary"]["max_action"].as_str().unwrap_or("NONE"));
-        if max_action >= action_rank(Action::SetBoundary.name()) {
+        let max_action = c.summary.max_action;
+        if max_action >= Action::SetBoundary {
             self.crossed += 1;
         }
-        let conduct_flags: usize = turns.iter().map(|t| t["conduct"].as_array().map_or(0, Vec::len)).sum();
+        let conduct_flags: usize = c.turns.iter().map(|t| conduct_of(t).len()).sum();
         if incidents > 0 || conduct_flags > 0 {
-            let rank = (max_action, severity_rank(c["summary"]["max_severity"].as_str().unwrap_or("none")), incidents + conduct_flags);
-            self.serious.push((rank, c.clone()));
+            let rank = (max_action, c.summary.max_severity, incidents + conduct_flags);
+            self.serious.push((rank, c));
             if self.serious.len() >= 2 * SHOWN_CONVERSATIONS {
                 self.keep_most_serious();
             }
@@ -94,10 +89,10 @@ impl Report {
         self.serious.truncate(SHOWN_CONVERSATIONS);
     }
 
-    pub fn add_error(&mut self, e: &Value) {
+    pub fn add_error(&mut self, e: ErrorLine) {
         self.errors += 1;
         if self.error_rows.len() < SHOWN_ERRORS {
-            self.error_rows.push(e.clone());
+            self.error_rows.push(e);
         }
     }
 
@@ -121,9 +116,9 @@ impl Report {
         );
 
         h.push_str("<section class=\"charts\">\n");
-        let severity: Vec<(String, u64)> = SEVERITIES.iter().map(|s| (s.to_string(), self.severity.get(*s).copied().unwrap_or(0))).collect();
+        let severity: Vec<(String, u64)> = Severity::ALL.iter().map(|s| (s.name().to_string(), self.severity.get(s).copied().unwrap_or(0))).collect();
         chart(&mut h, "Severity of customer turns", &severity, true);
-        let actions: Vec<(String, u64)> = Action::ALL.iter().map(|a| (a.name().to_string(), self.actions.get(a.name()).copied().unwrap_or(0))).collect();
+        let actions: Vec<(String, u64)> = Action::ALL.iter().map(|a| (a.name().to_string(), self.actions.get(a).copied().unwrap_or(0))).collect();
         chart(&mut h, "Guidance given", &actions, true);
         let mut languages: Vec<(String, u64)> = self.languages.into_iter().collect();
         languages.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -155,7 +150,7 @@ impl Report {
         for (agent, t) in agents.iter().take(200) {
             let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>", esc(agent), t.conversations, t.agent_turns, t.incidents);
             for k in ConductKind::ALL {
-                let n = t.conduct.get(k.name()).copied().unwrap_or(0);
+                let n = t.conduct.get(&k).copied().unwrap_or(0);
                 let _ = write!(h, "<td class=\"{}\">{n}</td>", if n > 0 { "flag" } else { "" });
             }
             h.push_str("</tr>\n");
@@ -172,10 +167,10 @@ impl Report {
                 let _ = writeln!(
                     h,
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(e["file"].as_str().unwrap_or("")),
-                    e["line"],
-                    esc(e["id"].as_str().unwrap_or("")),
-                    esc(e["error"].as_str().unwrap_or(""))
+                    esc(&e.file),
+                    e.line,
+                    esc(e.id.as_deref().unwrap_or("")),
+                    esc(&e.error)
                 );
             }
             h.push_str("</table>\n");
@@ -221,52 +216,53 @@ fn chart(h: &mut String, title: &str, rows: &[(String, u64)], ladder_colours: bo
 
 const PALETTE: [&str; 7] = ["#9bb7a6", "#7fb069", "#e6c229", "#f17105", "#d11149", "#8c1c4a", "#4b1d3f"];
 
-fn conversation(h: &mut String, n: usize, c: &Value) {
-    let id = c["id"].as_str().map(String::from).unwrap_or_else(|| c["id"].to_string());
-    let agent = c["agent_id"].as_str().unwrap_or("");
-    let s = &c["summary"];
-    let conduct: Vec<String> = s["agent_conduct"].as_object().into_iter().flatten().map(|(k, v)| format!("{} ×{v}", k.replace('_', " "))).collect();
+fn conversation(h: &mut String, n: usize, c: &ConversationLine) {
+    let (id, agent, s) = (&c.id, c.agent_id.as_str(), &c.summary);
+    let conduct: Vec<String> = s.agent_conduct.iter().map(|(k, v)| format!("{} ×{v}", k.replace('_', " "))).collect();
     let _ = writeln!(
         h,
         "<details class=\"conv\" data-key=\"{} {}\"><summary><b>{}</b> · agent {} · <span class=\"act a{}\">{}</span> · max severity {} · {} incident(s){}</summary>",
-        esc(&id),
+        esc(id),
         esc(agent),
-        esc(&id),
+        esc(id),
         esc(if agent.is_empty() { "–" } else { agent }),
-        action_rank(s["max_action"].as_str().unwrap_or("NONE")),
-        esc(s["max_action"].as_str().unwrap_or("")),
-        esc(s["max_severity"].as_str().unwrap_or("")),
-        c["incidents"].as_array().map_or(0, Vec::len),
+        // Its place on the ladder (the CSS colours a4 and up): `Action` is declared in ladder order.
+        s.max_action as usize,
+        esc(s.max_action.name()),
+        esc(s.max_severity.name()),
+        c.incidents.len(),
         if conduct.is_empty() { String::new() } else { format!(" · agent conduct: {}", esc(&conduct.join(", "))) }
     );
-    let incidents: Vec<String> = c["incidents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|i| format!("<a href=\"#c{n}-t{}\">turn {}: {}</a>", i["turn_index"], i["turn_index"], esc(i["action"].as_str().unwrap_or(""))))
-        .collect();
+    let incidents: Vec<String> =
+        c.incidents.iter().map(|i| format!("<a href=\"#c{n}-t{}\">turn {}: {}</a>", i.turn_index, i.turn_index, esc(i.action.name()))).collect();
     if !incidents.is_empty() {
         let _ = writeln!(h, "<p>Incidents: {}</p>", incidents.join(" · "));
     }
     h.push_str("<table class=\"turns\"><tr><th>#</th><th>speaker</th><th>text</th><th>flags</th><th>severity</th><th>guidance / conduct</th></tr>\n");
-    for t in c["turns"].as_array().into_iter().flatten() {
-        let flags: Vec<&str> = t["flags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        let detail = if t["speaker"] == "customer" {
-            format!("{} <span class=\"hint\">{}</span>", esc(t["guidance"]["action"].as_str().unwrap_or("")), esc(t["guidance"]["hint"].as_str().unwrap_or("")))
-        } else {
-            let kinds: Vec<&str> = t["conduct"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            if kinds.is_empty() { String::new() } else { format!("<span class=\"flag\">{}</span>", esc(&kinds.join(", "))) }
+    for t in &c.turns {
+        let flags: Vec<&str> = t.flags.iter().map(|l| l.name()).collect();
+        let detail = match t.speaker {
+            Speaker::Customer => {
+                let (action, hint) = t.guidance.as_ref().map_or(("", ""), |g| (g.action.name(), g.hint.as_str()));
+                format!("{} <span class=\"hint\">{}</span>", esc(action), esc(hint))
+            }
+            Speaker::Agent => {
+                let kinds: Vec<&str> = conduct_of(t).iter().map(|k| k.name()).collect();
+                if kinds.is_empty() { String::new() } else { format!("<span class=\"flag\">{}</span>", esc(&kinds.join(", "))) }
+            }
         };
+        let speaker = t.speaker.name();
+        let spans = t.guidance.as_ref().map_or(&[][..], |g| &g.spans);
         let _ = writeln!(
             h,
             "<tr id=\"c{n}-t{}\" class=\"{}\"><td>{}</td><td>{}</td><td dir=\"auto\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            t["turn_index"],
-            esc(t["speaker"].as_str().unwrap_or("")),
-            t["turn_index"],
-            esc(t["speaker"].as_str().unwrap_or("")),
-            highlighted(t["text"].as_str().unwrap_or(""), &t["guidance"]["spans"]),
+            t.turn_index,
+            esc(speaker),
+            t.turn_index,
+            esc(speaker),
+            highlighted(&t.text, spans),
             esc(&flags.join(", ")),
-            esc(t["severity"].as_str().unwrap_or("")),
+            esc(t.severity.name()),
             detail
         );
     }
@@ -275,18 +271,16 @@ fn conversation(h: &mut String, n: usize, c: &Value) {
 
 /// The text, escaped, with its evidence spans (byte ranges) in `<mark>`; ranges that do not fit
 /// the text (out of order, overlapping, off a character boundary) are left unmarked.
-fn highlighted(text: &str, spans: &Value) -> String {
+fn highlighted(text: &str, spans: &[LineSpan]) -> String {
     let mut out = String::with_capacity(text.len() + 64);
     let mut at = 0;
-    for span in spans.as_array().into_iter().flatten() {
-        let (Some(begin), Some(end)) = (span["byte_begin"].as_u64(), span["byte_end"].as_u64()) else { continue };
-        let (begin, end) = (begin as usize, end as usize);
+    for span in spans {
+        let (begin, end) = (span.byte_begin, span.byte_end);
         if begin < at || begin >= end || end > text.len() || !text.is_char_boundary(begin) || !text.is_char_boundary(end) {
             continue;
         }
-        let label = span["label"].as_str().unwrap_or("");
         out.push_str(&esc(&text[at..begin]));
-        out.push_str(&format!("<mark title=\"{}\">{}</mark>", esc(label), esc(&text[begin..end])));
+        out.push_str(&format!("<mark title=\"{}\">{}</mark>", esc(span.label.name()), esc(&text[begin..end])));
         at = end;
     }
     out.push_str(&esc(&text[at..]));
@@ -326,19 +320,17 @@ document.querySelectorAll('a[href^=\"#c\"]').forEach(function(a){a.addEventListe
 #[cfg(test)]
 mod tests {
     use super::highlighted;
-    use serde_json::json;
+    use crate::domain::labels::Label;
+    use crate::qa::output::LineSpan;
 
     #[test]
     fn spans_are_marked_escaped_and_bad_ranges_left_alone() {
         let text = "<b>אתה</b> אידיוט & idiot";
         let at = |w: &str| text.find(w).unwrap();
-        let spans = json!([
-            {"label": "insult", "byte_begin": at("אידיוט"), "byte_end": at("אידיוט") + "אידיוט".len()},
-            {"label": "insult", "byte_begin": at("idiot"), "byte_end": at("idiot") + 5},
-            {"label": "insult", "byte_begin": 1, "byte_end": 4},
-            {"label": "insult", "byte_begin": at("אתה") + 1, "byte_end": 400},
-        ]);
+        // Only the byte offsets and the label matter here.
+        let span = |byte_begin: usize, byte_end: usize| LineSpan { begin: 0, byte_begin, byte_end, end: 0, label: Label::Insult, score: 0.9 };
+        let spans = [span(at("אידיוט"), at("אידיוט") + "אידיוט".len()), span(at("idiot"), at("idiot") + 5), span(1, 4), span(at("אתה") + 1, 400)];
         assert_eq!(highlighted(text, &spans), "&lt;b&gt;אתה&lt;/b&gt; <mark title=\"insult\">אידיוט</mark> &amp; <mark title=\"insult\">idiot</mark>");
-        assert_eq!(highlighted("plain", &json!(null)), "plain");
+        assert_eq!(highlighted("plain", &[]), "plain");
     }
 }

@@ -3,15 +3,16 @@
 //! records.
 
 use crate::domain::conversation::TranscriptInput;
+use crate::domain::conversation::Versions;
 use crate::domain::policy::Policy;
 use crate::infer::Pipeline;
-use crate::qa::output::{self, Source, Versions};
+use crate::qa::output::{ConversationLine, ErrorLine, Source};
 
 /// What became of one record.
 pub enum Outcome {
-    /// The conversation line (`output::conversation_line`) and its number of turns.
+    /// The conversation line (`ConversationLine`) and its number of turns.
     Scored { line: String, turns: u64 },
-    /// The error line (`output::error_line`).
+    /// The error line (`ErrorLine`).
     Failed { line: String },
 }
 
@@ -25,8 +26,9 @@ pub async fn score(pipeline: &Pipeline, policy: &Policy, transcript: &Transcript
         Ok(report) => {
             let versions = Versions { model: pipeline.classifier().model_version(), policy_hash: &policy.hash, conduct: &pipeline.conduct().version };
             let texts: Vec<&str> = transcript.turns.iter().map(|t| t.text.as_str()).collect();
-            Outcome::Scored { line: output::conversation_line(&report, &texts, &transcript.locale, source, &versions), turns: report.turns.len() as u64 }
+            let line = ConversationLine::new(&report, &texts, &transcript.locale, source, &versions);
+            Outcome::Scored { line: line.to_json(), turns: report.turns.len() as u64 }
         }
-        Err(e) => Outcome::Failed { line: output::error_line(source, Some(&transcript.id), &e.to_string()) },
+        Err(e) => Outcome::Failed { line: ErrorLine::new(source, Some(&transcript.id), &e.to_string()).to_json() },
     }
 }
