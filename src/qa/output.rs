@@ -5,7 +5,8 @@
 //!
 //! Fields are declared in alphabetical order and maps are `BTreeMap`s with name keys: the files
 //! have always had their keys sorted (they were first written through `serde_json::Value`, whose
-//! maps sort), and this keeps them byte for byte what they were.
+//! maps sort), and this keeps them as they were — except `final_state`, the domain's
+//! `ConversationState` written as it is (its own field order, as in docs/QA.md).
 
 use std::collections::BTreeMap;
 
@@ -111,22 +112,12 @@ pub struct LineSummary {
     pub agent_conduct: BTreeMap<String, u32>,
     pub agent_turns: u32,
     pub customer_turns: u32,
-    pub final_state: LineState,
+    /// The guidance ladder's state after the last turn, in its own field order.
+    pub final_state: ConversationState,
     /// Customer turns flagged, per label name (labels never flagged are left out).
     pub flagged_turns: BTreeMap<String, u32>,
     pub max_action: Action,
     pub max_severity: Severity,
-}
-
-/// The guidance ladder's state after the last turn (`ConversationState`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineState {
-    pub boundary_set: bool,
-    pub calm_streak: u32,
-    pub customer_turns: u32,
-    pub heated_turns: u32,
-    pub manager_involved: bool,
-    pub turns: u32,
 }
 
 /// A record that could not be read or scored: a line of `errors.jsonl`.
@@ -223,19 +214,11 @@ impl From<&TranscriptSummary> for LineSummary {
             agent_conduct: summary.agent_conduct.iter().map(|(kind, n)| (kind.name().to_string(), *n)).collect(),
             agent_turns: summary.agent_turns,
             customer_turns: summary.customer_turns,
-            final_state: LineState::from(&summary.final_state),
+            final_state: summary.final_state,
             flagged_turns: summary.flagged_turns.iter().map(|(label, n)| (label.name().to_string(), *n)).collect(),
             max_action: summary.max_action,
             max_severity: summary.max_severity,
         }
-    }
-}
-
-impl From<&ConversationState> for LineState {
-    fn from(state: &ConversationState) -> LineState {
-        // No `..`: a field added to the state must be placed in the line, or left out here on purpose.
-        let ConversationState { turns, customer_turns, heated_turns, boundary_set, manager_involved, calm_streak } = *state;
-        LineState { boundary_set, calm_streak, customer_turns, heated_turns, manager_involved, turns }
     }
 }
 
@@ -397,7 +380,7 @@ mod tests {
             r#""incidents":[{"action":"SET_BOUNDARY","labels":["insult"],"severity":"high","turn_index":0}],"#,
             r#""locale":"hu","model_version":"m-1","policy_hash":"p0","source":{"file":"in.jsonl","line":3},"#,
             r#""summary":{"agent_conduct":{"blames_others":1},"agent_turns":1,"customer_turns":1,"#,
-            r#""final_state":{"boundary_set":true,"calm_streak":0,"customer_turns":1,"heated_turns":1,"manager_involved":false,"turns":2},"#,
+            r#""final_state":{"turns":2,"customer_turns":1,"heated_turns":1,"boundary_set":true,"manager_involved":false,"calm_streak":0},"#,
             r#""flagged_turns":{"frustration":1,"insult":1},"max_action":"SET_BOUNDARY","max_severity":"high"},"#,
             r#""turns":[{"flags":["frustration","insult"],"#,
             r#""guidance":{"action":"SET_BOUNDARY","donts":[{"hint":"Don't argue.","rule":"r-dont"}],"evidence":["insult"],"#,
