@@ -113,6 +113,7 @@ demo: setup
 ## network while cargo compiles the test binaries, instead of one after the other.
 test:
 	$(MAKE) --jobs=12 --output-sync=target test-needs
+	$(TRAIN_VENV)/bin/python tools/training_overlap.py
 	CALMLINE_CHROMIUM=$(CHROMIUM) $(CARGO) test --locked
 	CALMLINE_BIN=target/debug/calmline $(TRAIN_VENV)/bin/python -m pytest -q trainer
 	$(MAKE) python-test

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Finds project training turns too close to an evaluation text of the same language.
+
+`data/training/*.jsonl` trains the model; the behaviour suite (`data/behaviour/<lang>.jsonl`) and
+the conversations (`data/conversations/<lang>.jsonl`) judge it. A training turn that repeats or
+lightly rewords an evaluation text would make the reported results flatter the model, so every
+training turn is compared with every dev and test suite case and customer turn of its language: texts equal
+after normalising (case, accents, punctuation, spaces), or a similarity ratio (difflib) above the
+limit, are listed. Exit status 1 when any is found.
+
+    python3 tools/training_overlap.py [data/training/pt-r5.jsonl ...]   # default: every file
+"""
+import difflib
+import json
+import pathlib
+import re
+import sys
+import unicodedata
+
+DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
+LIMIT = 0.85
+
+
+def normalise(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[^\w]+", " ", letters).split())
+
+
+def read_jsonl(path: pathlib.Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def evaluation_texts(lang: str) -> list[tuple[str, str]]:
+    """(where, text) for every dev and test suite case and customer turn in `lang` (their train
+    splits may be trained on anyway)."""
+    texts = []
+    suite = DATA / "behaviour" / f"{lang}.jsonl"
+    if suite.exists():
+        texts += [(case["id"], case["text"]) for case in read_jsonl(suite) if case["split"] != "train"]
+    conversations = DATA / "conversations" / f"{lang}.jsonl"
+    if conversations.exists():
+        for conversation in read_jsonl(conversations):
+            if conversation["split"] == "train":
+                continue
+            for n, turn in enumerate(conversation["turns"]):
+                if turn["speaker"] == "customer":
+                    texts.append((f"{conversation['id']}#{n}", turn["text"]))
+    return texts
+
+
+def main(paths: list[str]) -> int:
+    files = [pathlib.Path(p) for p in paths] or sorted((DATA / "training").glob("*.jsonl"))
+    found = 0
+    for path in files:
+        cases = read_jsonl(path)
+        lang = cases[0]["lang"] if cases else path.stem.split("-")[0]
+        evaluation = [(where, text, normalise(text)) for where, text in evaluation_texts(lang)]
+        for case in cases:
+            mine = normalise(case["text"])
+            matcher = difflib.SequenceMatcher(None, mine, autojunk=False)
+            for where, text, theirs in evaluation:
+                matcher.set_seq1(theirs)
+                if mine == theirs or (
+                    matcher.real_quick_ratio() > LIMIT
+                    and matcher.quick_ratio() > LIMIT
+                    and matcher.ratio() > LIMIT
+                ):
+                    found += 1
+                    print(f"{case['id']} ~ {where}: {case['text']!r} ~ {text!r}")
+    print(f"{found} training turns too close to an evaluation text", file=sys.stderr)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
