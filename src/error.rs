@@ -17,6 +17,16 @@ pub enum Error {
     /// The pipeline is not running (still warming up, or shutting down).
     #[error("not ready: {0}")]
     Unavailable(String),
+    /// The drain has begun: a stream waiting for its next message ends with this, so that the
+    /// client reconnects to another instance.
+    #[error("server shutting down; reconnect")]
+    ShuttingDown,
+    /// A limit on open streams is reached: refused at once, like `Overloaded`.
+    #[error("{0}; retry later")]
+    StreamsFull(#[from] StreamLimit),
+    /// A stream's client sent nothing for the idle limit.
+    #[error("nothing received for {} s: the stream is closed (idle limit)", .0.as_secs())]
+    StreamIdle(std::time::Duration),
     /// The model could not be loaded or could not run.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -24,6 +34,15 @@ pub enum Error {
     /// log only (it can name internals no client should see).
     #[error("inference failed; see the server log")]
     BatchFailed,
+}
+
+/// Which limit on open streams refused one more.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamLimit {
+    #[error("{0} streams are open, the most this server takes")]
+    Server(usize),
+    #[error("the key {key:?} has {most} streams open, the most one client may hold")]
+    Client { key: String, most: usize },
 }
 
 impl Error {

@@ -21,7 +21,7 @@ use crate::domain::conversation::Versions;
 use crate::domain::conversation::{History, MAX_TURN_BYTES, MAX_TURNS_PER_TRANSCRIPT};
 use crate::domain::labels::Label;
 use crate::domain::policy::{ConversationState, Policy};
-use crate::error::Error;
+use crate::error::{Error, StreamLimit};
 use crate::grpc::auth::Client;
 use crate::infer::Pipeline;
 use crate::metrics as m;
@@ -73,30 +73,28 @@ impl Triage {
     /// A slot for one more open stream, or RESOURCE_EXHAUSTED at once: when the server has its
     /// most, or when the caller's API key holds its share.
     fn open_stream(&self, rpc: &'static str, opened: Instant, client: Option<&Client>) -> Result<StreamSlot, Status> {
-        let refuse = |message: String| {
+        let refuse = |limit: StreamLimit| {
             record(rpc, opened, tonic::Code::ResourceExhausted);
-            Status::resource_exhausted(message)
+            Status::from(Error::from(limit))
         };
         let share = match (client, self.limits.max_streams_per_client) {
             (Some(client), Some(most)) => {
                 let mut held = self.streams_by_client.lock().unwrap_or_else(|e| e.into_inner());
                 let count = held.entry(client.clone()).or_default();
                 if *count >= most {
-                    return Err(refuse(format!("the key {:?} has {most} streams open, the most one client may hold; retry later", client.0)));
+                    return Err(refuse(StreamLimit::Client { key: client.0.clone(), most }));
                 }
                 *count += 1;
                 Some(ClientShare { client: client.clone(), held: Arc::clone(&self.streams_by_client) })
             }
             _ => None,
         };
-        let permit = Arc::clone(&self.streams)
-            .try_acquire_owned()
-            .map_err(|_| refuse(format!("{} streams are open, the most this server takes; retry later", self.limits.max_streams)))?;
+        let permit = Arc::clone(&self.streams).try_acquire_owned().map_err(|_| refuse(StreamLimit::Server(self.limits.max_streams)))?;
         Ok(StreamSlot { _permit: permit, _share: share })
     }
 
     fn pipeline(&self) -> Result<Pipeline, Status> {
-        self.pipeline.get().cloned().ok_or_else(|| Status::unavailable("the model is still loading; retry shortly"))
+        self.pipeline.get().cloned().ok_or_else(|| Error::Unavailable("the model is still loading; retry shortly".into()).into())
     }
 }
 
@@ -141,16 +139,13 @@ async fn next_message<T>(inbound: &mut Streaming<T>, idle: Duration, stopping: &
         // A stream waiting for its next message when the drain begins ends at once; one in the
         // middle of a turn gets here after answering it.
         biased;
-        () = stopping.cancelled() => Err(Status::unavailable(SHUTTING_DOWN)),
+        () = stopping.cancelled() => Err(Error::ShuttingDown.into()),
         message = tokio::time::timeout(idle, inbound.message()) => match message {
             Ok(message) => message,
-            Err(_) => Err(Status::deadline_exceeded(format!("nothing received for {} s: the stream is closed (idle limit)", idle.as_secs()))),
+            Err(_) => Err(Error::StreamIdle(idle).into()),
         },
     }
 }
-
-/// What a stream open at shutdown ends with (UNAVAILABLE: another instance can take it).
-pub const SHUTTING_DOWN: &str = "server shutting down; reconnect";
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 

@@ -81,7 +81,7 @@ async fn sigterm_ends_streams_with_a_status_and_exits_within_the_drain_timeout()
     let ended = tokio::time::timeout(Duration::from_secs(3), replies.message()).await.expect("the stream ends after SIGTERM");
     let status = ended.expect_err("the stream ends with a status, not a clean end");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert_eq!(status.message(), calmline::grpc::SHUTTING_DOWN);
+    assert_eq!(status.message(), calmline::error::Error::ShuttingDown.to_string());
     assert!(sent.elapsed() < Duration::from_secs(1), "the idle stream ended at once, not at the deadline: {:?}", sent.elapsed());
     let (code, after) = exit_within(&mut server, Duration::from_secs(6)).await;
     assert_eq!(code, Some(0));

@@ -85,7 +85,7 @@ async fn health_goes_from_not_serving_to_serving_and_shutdown_drains() {
 
     let status = answers.message().await.expect_err("the idle stream ends with a status when the drain begins");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert_eq!(status.message(), calmline::grpc::SHUTTING_DOWN);
+    assert_eq!(status.message(), calmline::error::Error::ShuttingDown.to_string());
     drop(turns);
     stopping.await.unwrap().unwrap();
 }
