@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn internal_failures_reach_the_client_as_a_fixed_message() {
-        let detail = crate::model::ModelError::Adapters("/srv/secret/models/adapters.safetensors: bad tensor".into());
+        let detail = crate::model::ModelError::from(crate::model::adapters::AdapterError::Rank { path: "/srv/secret/models/adapters.json".into() });
         for e in [Error::Model(detail), Error::BatchFailed] {
             let status = Status::from(e);
             assert_eq!(status.code(), Code::Internal);

@@ -5,13 +5,12 @@
 //! [rank, in] and `.lora_b` [out, rank]) with `adapters.json`. At load they are merged into the
 //! dequantised weights, `W += alpha/rank · B·A`, so a fine-tuned model costs no more than the base.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use super::encoder::Encoder;
+use super::encoder::{Encoder, EncoderError};
 
 /// The projections that get adapters, named as in the blob.
 pub const PROJECTIONS: [&str; 6] = ["q", "k", "v", "ao", "fi", "fo"];
@@ -31,21 +30,45 @@ impl LoraConfig {
     }
 }
 
+/// Why a folder's adapters could not be merged; each keeps its cause as its `source()`.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    #[error("adapters: reading {}", .path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("adapters: {} is not valid adapter settings", .path.display())]
+    Settings { path: PathBuf, source: serde_json::Error },
+    #[error("adapters: {}: rank must be at least 1", .path.display())]
+    Rank { path: PathBuf },
+    #[error("adapters: reading the tensors of {}", .path.display())]
+    Tensors { path: PathBuf, source: candle_core::Error },
+    #[error("adapters: l{layer}.{projection}.{part} is missing")]
+    Missing { layer: usize, projection: &'static str, part: &'static str },
+    #[error("adapters: l{layer}.{projection}: B·A")]
+    Product { layer: usize, projection: &'static str, source: candle_core::Error },
+    #[error("adapters: merging into l{layer}.{projection}")]
+    Merge { layer: usize, projection: &'static str, source: EncoderError },
+}
+
 /// Merges saved adapters into an encoder's weights (`W += α/r · B·A`). Returns false when the
 /// folder has no adapters (the base model is used as it ships).
-pub fn merge(encoder: &mut Encoder, dir: &Path) -> Result<bool> {
+pub fn merge(encoder: &mut Encoder, dir: &Path) -> Result<bool, AdapterError> {
     let config_path = dir.join("adapters.json");
     if !config_path.exists() {
         return Ok(false);
     }
-    let config: LoraConfig = serde_json::from_str(&std::fs::read_to_string(&config_path)?).with_context(|| format!("reading {}", config_path.display()))?;
-    anyhow::ensure!(config.rank > 0, "{}: rank must be at least 1", config_path.display());
-    let tensors = candle_core::safetensors::load(dir.join("adapters.safetensors"), &Device::Cpu).context("reading adapters.safetensors")?;
+    let text = std::fs::read_to_string(&config_path).map_err(|source| AdapterError::Read { path: config_path.clone(), source })?;
+    let config: LoraConfig = serde_json::from_str(&text).map_err(|source| AdapterError::Settings { path: config_path.clone(), source })?;
+    if config.rank == 0 {
+        return Err(AdapterError::Rank { path: config_path });
+    }
+    let tensors_path = dir.join("adapters.safetensors");
+    let tensors = candle_core::safetensors::load(&tensors_path, &Device::Cpu).map_err(|source| AdapterError::Tensors { path: tensors_path, source })?;
     for layer in config.first_layer..encoder.layers().len() {
-        for p in PROJECTIONS {
-            let get = |suffix: &str| tensors.get(&format!("l{layer}.{p}.{suffix}")).with_context(|| format!("adapter l{layer}.{p}.{suffix} is missing"));
-            let delta = (get("lora_b")?.matmul(get("lora_a")?)? * config.scale())?;
-            encoder.add_to_weight(layer, p, &delta)?;
+        for projection in PROJECTIONS {
+            let get = |part: &'static str| tensors.get(&format!("l{layer}.{projection}.{part}")).ok_or(AdapterError::Missing { layer, projection, part });
+            let product = |source| AdapterError::Product { layer, projection, source };
+            let delta = get("lora_b")?.matmul(get("lora_a")?).and_then(|ba| ba * config.scale()).map_err(product)?;
+            encoder.add_to_weight(layer, projection, &delta).map_err(|source| AdapterError::Merge { layer, projection, source })?;
         }
     }
     Ok(true)

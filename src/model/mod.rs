@@ -51,12 +51,17 @@ pub enum ModelError {
     Tokenize(#[from] TokenizeError),
     #[error(transparent)]
     Head(#[from] HeadError),
-    #[error("adapters: {0}")]
-    Adapters(String),
-    #[error("span head: {0}")]
-    Spans(String),
-    #[error("precision: {0}")]
-    Precision(String),
+    #[error(transparent)]
+    Adapters(#[from] adapters::AdapterError),
+    /// The adapters were merged but their files could not be read again for the fingerprint.
+    #[error("adapters: reading {} for its fingerprint", .path.display())]
+    AdaptersFingerprint { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Spans(#[from] spans::SpanHeadError),
+    #[error("int8 needs a CPU with AVX-512 VNNI, and this one has none: use --precision f32 (or auto)")]
+    NoInt8,
+    #[error("an int8 encoder cannot go back to f32; load it again")]
+    NoWayBackToF32,
 }
 
 /// Limits on one encoder batch: sequences are sorted by length and packed until either is hit.
@@ -146,13 +151,14 @@ impl FeatureExtractor {
 
     /// Merges the adapters in `dir` (if any) into the encoder; see `adapters`.
     pub fn merge_adapters(&mut self, dir: &Path) -> Result<(), ModelError> {
-        let merged = adapters::merge(&mut self.encoder, dir).map_err(|e| ModelError::Adapters(format!("{e:#}")))?;
+        let merged = adapters::merge(&mut self.encoder, dir)?;
         if merged {
             // The settings (rank, alpha, first layer) change the merged weights as much as the
             // tensors do: a rescaled alpha must not reuse features cached for the original.
             let mut hasher = Sha256::new();
             for file in ["adapters.safetensors", "adapters.json"] {
-                let bytes = std::fs::read(dir.join(file)).map_err(|e| ModelError::Adapters(e.to_string()))?;
+                let path = dir.join(file);
+                let bytes = std::fs::read(&path).map_err(|source| ModelError::AdaptersFingerprint { path, source })?;
                 hasher.update(&bytes);
             }
             let digest = hasher.finalize();
@@ -165,10 +171,10 @@ impl FeatureExtractor {
     pub fn set_precision(&mut self, precision: Precision) -> Result<(), ModelError> {
         match (self.precision, precision) {
             (Precision::F32, Precision::Int8) if !gemm_int8::available() => {
-                return Err(ModelError::Precision("int8 needs a CPU with AVX-512 VNNI, and this one has none: use --precision f32 (or auto)".into()));
+                return Err(ModelError::NoInt8);
             }
             (Precision::F32, Precision::Int8) => self.encoder.quantize_int8(),
-            (Precision::Int8, Precision::F32) => return Err(ModelError::Precision("an int8 encoder cannot go back to f32; load it again".into())),
+            (Precision::Int8, Precision::F32) => return Err(ModelError::NoWayBackToF32),
             _ => {}
         }
         self.precision = precision;
@@ -311,7 +317,7 @@ impl Classifier {
         if let Some(s) = &spans
             && s.input_width() != extractor.feature_dim()
         {
-            return Err(ModelError::Spans(format!("expects {} features per token, the encoder gives {}", s.input_width(), extractor.feature_dim())));
+            return Err(spans::SpanHeadError::Width { expects: s.input_width(), gives: extractor.feature_dim() }.into());
         }
         Ok(Classifier { extractor, head, spans })
     }

@@ -9,12 +9,25 @@
 //! of 0.39 against the span head's (see the model card) — a rude sentence stays rude without
 //! any one of its words.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use unicode_segmentation::UnicodeSegmentation;
 
 use super::{Classifier, ModelError};
+
+/// Why a span head cannot be used; each keeps its cause as its `source()`.
+#[derive(Debug, thiserror::Error)]
+pub enum SpanHeadError {
+    #[error("span head: reading {}", .path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("span head: {} is not a span head", .path.display())]
+    Parse { path: PathBuf, source: serde_json::Error },
+    #[error("span head: {}: {reason}", .path.display())]
+    Invalid { path: PathBuf, reason: &'static str },
+    #[error("span head: expects {expects} features per token, the encoder gives {gives}")]
+    Width { expects: usize, gives: usize },
+}
 
 /// The span head's file, beside the label head.
 pub const SPAN_HEAD_FILE: &str = "span-head.json";
@@ -59,15 +72,16 @@ impl SpanHead {
         if !path.is_file() {
             return Ok(None);
         }
-        let bad = |reason: String| ModelError::Spans(format!("{}: {reason}", path.display()));
-        let head: SpanHead = serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+        let text = std::fs::read_to_string(&path).map_err(|source| SpanHeadError::Read { path: path.clone(), source })?;
+        let head: SpanHead = serde_json::from_str(&text).map_err(|source| SpanHeadError::Parse { path: path.clone(), source })?;
+        let invalid = |reason| ModelError::from(SpanHeadError::Invalid { path: path.clone(), reason });
         if !(0.0..=1.0).contains(&head.threshold) || !(0.0..=1.0).contains(&head.min_peak) || head.weight.iter().any(|w| !w.is_finite()) {
-            return Err(bad("threshold or min_peak outside [0, 1], or a weight not finite".into()));
+            return Err(invalid("threshold or min_peak outside [0, 1], or a weight not finite"));
         }
         if let Some(h) = &head.hidden {
             let shaped = h.units == head.weight.len() && h.bias.len() == h.units && h.units > 0 && h.weight.len() % h.units == 0;
             if !shaped || h.weight.iter().chain(&h.bias).any(|w| !w.is_finite()) {
-                return Err(bad("the hidden layer's shapes disagree with the output's, or a weight is not finite".into()));
+                return Err(invalid("the hidden layer's shapes disagree with the output's, or a weight is not finite"));
             }
         }
         Ok(Some(head))
@@ -244,5 +258,18 @@ mod tests {
         let scores = word_scores(text, tokens);
         let got: Vec<(&str, f32)> = scores.iter().map(|w| (&text[w.start..w.end], w.probability)).collect();
         assert_eq!(got, [("you", 0.1), ("absolute", 0.4), ("moron", 0.9)]);
+    }
+
+    #[test]
+    fn a_broken_span_head_names_its_file_and_keeps_the_cause() {
+        use std::error::Error as _;
+        let dir = tempfile::tempdir().unwrap();
+        assert!(SpanHead::load(dir.path()).unwrap().is_none(), "no file, no span head");
+        std::fs::write(dir.path().join(super::SPAN_HEAD_FILE), "{\"threshold\": ").unwrap();
+        let error = SpanHead::load(dir.path()).unwrap_err();
+        assert!(error.to_string().starts_with("span head: ") && error.to_string().contains("span-head.json"), "{error}");
+        // `ModelError::Spans` is transparent: its source is the span head error's own.
+        let cause = error.source().expect("the parser's error is the source");
+        assert!(cause.is::<serde_json::Error>(), "{cause}");
     }
 }
