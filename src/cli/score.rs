@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -382,7 +383,7 @@ async fn score_all(
         write_front(&mut window, sink, &mut totals).await?;
         progress.tick(&totals);
     }
-    progress.finish(&totals);
+    progress.finish();
     let _ = reader.join();
     Ok(totals)
 }
@@ -406,59 +407,49 @@ async fn write_front(window: &mut VecDeque<Pending>, sink: &mut Sink, totals: &m
     Ok(())
 }
 
-/// A one-line progress display on stderr: conversations, turns per second, and, when the input
-/// size is known, percent and ETA.
+/// The progress line on stderr (indicatif): conversations, turns per second, and, when the input
+/// size is known, a bar with percent and ETA. `--progress always` draws it even when stderr is not
+/// a terminal (a CI log), which indicatif's own stderr target would hide.
 struct Progress {
-    enabled: bool,
-    total_bytes: Option<u64>,
+    bar: ProgressBar,
     bytes: Arc<AtomicU64>,
     started: Instant,
-    last: Instant,
 }
 
 impl Progress {
     fn new(enabled: bool, total_bytes: Option<u64>, bytes: Arc<AtomicU64>) -> Progress {
-        let now = Instant::now();
-        Progress { enabled, total_bytes, bytes, started: now, last: now - Duration::from_secs(1) }
+        let bar = match total_bytes.filter(|&t| t > 0) {
+            _ if !enabled => ProgressBar::hidden(),
+            Some(total) => ProgressBar::new(total)
+                .with_style(ProgressStyle::with_template("[{bar:24}] {percent:>3}% {msg}, ETA {eta}").expect("a valid template").progress_chars("#.")),
+            None => ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template")),
+        };
+        if enabled && !std::io::stderr().is_terminal() {
+            bar.set_draw_target(ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::buffered_stderr()), 5));
+        }
+        Progress { bar, bytes, started: Instant::now() }
     }
 
     fn line(&self, totals: &Totals) -> String {
-        let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = totals.turns as f64 / elapsed;
+        let rate = totals.turns as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
         let mut line = format!("{} conversations, {} turns, {rate:.1} turns/s", totals.scored + totals.failed, totals.turns);
         if totals.skipped > 0 {
             line += &format!(", {} already done", totals.skipped);
-        }
-        if let Some(total) = self.total_bytes.filter(|&t| t > 0) {
-            let fraction = (self.bytes.load(Ordering::Relaxed) as f64 / total as f64).min(1.0);
-            let width = 24;
-            let filled = (fraction * width as f64).round() as usize;
-            line = format!("[{}{}] {:>3.0}% {line}", "#".repeat(filled), ".".repeat(width - filled), fraction * 100.0);
-            if fraction > 0.01 && fraction < 1.0 {
-                let eta = elapsed * (1.0 - fraction) / fraction;
-                line += &format!(", ETA {}", clock(eta));
-            }
         }
         line
     }
 
     fn tick(&mut self, totals: &Totals) {
-        if self.enabled && self.last.elapsed() >= Duration::from_millis(200) {
-            self.last = Instant::now();
-            eprint!("\r\x1b[2K{}", self.line(totals));
+        if !self.bar.is_hidden() {
+            self.bar.set_position(self.bytes.load(Ordering::Relaxed));
+            self.bar.set_message(self.line(totals));
         }
     }
 
-    fn finish(&mut self, totals: &Totals) {
-        if self.enabled {
-            eprintln!("\r\x1b[2K{} in {}", self.line(totals), clock(self.started.elapsed().as_secs_f64()));
-        }
+    /// Clears the line: the run's summary follows on stderr.
+    fn finish(&mut self) {
+        self.bar.finish_and_clear();
     }
-}
-
-fn clock(seconds: f64) -> String {
-    let s = seconds.round() as u64;
-    if s >= 3600 { format!("{}h{:02}m", s / 3600, (s % 3600) / 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
 }
 
 /// Writes `summary.csv` and `report.html` from `conversations.jsonl` and `errors.jsonl` (so a
