@@ -14,7 +14,10 @@ pub enum Error {
     /// The caller's deadline passed before the work was done.
     #[error("deadline exceeded before the turn was scored")]
     DeadlineExceeded,
-    /// The pipeline is not running (still warming up, or shutting down).
+    /// The model is still being loaded and warmed up.
+    #[error("the model is still loading; retry shortly")]
+    Loading,
+    /// The pipeline has stopped.
     #[error("not ready: {0}")]
     Unavailable(String),
     /// The drain has begun: a stream waiting for its next message ends with this, so that the
@@ -23,7 +26,7 @@ pub enum Error {
     ShuttingDown,
     /// A limit on open streams is reached: refused at once, like `Overloaded`.
     #[error("{0}; retry later")]
-    StreamsFull(#[from] StreamLimit),
+    StreamsFull(StreamLimit),
     /// A stream's client sent nothing for the idle limit.
     #[error("nothing received for {} s: the stream is closed (idle limit)", .0.as_secs())]
     StreamIdle(std::time::Duration),

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanDuration, ProgressBar, ProgressState, ProgressStyle};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -92,10 +92,12 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     let totals = runtime.block_on(score_all(inputs, pipeline.clone(), Arc::new(policy), &mut sink, args.concurrency as usize, args.shard, show_progress))?;
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "scored {} turns of {} conversations in {seconds:.1} s ({:.1} turns/s; model loaded before)",
+        "scored {} turns of {} conversations in {seconds:.1} s ({:.1} turns/s; model loaded before); {} failed, {} already done",
         totals.turns,
         totals.scored,
-        totals.turns as f64 / seconds.max(1e-9)
+        totals.turns as f64 / seconds.max(1e-9),
+        totals.failed,
+        totals.skipped,
     );
     let versions_model = pipeline.classifier().model_version().to_string();
     drop(pipeline);
@@ -407,27 +409,43 @@ async fn write_front(window: &mut VecDeque<Pending>, sink: &mut Sink, totals: &m
     Ok(())
 }
 
-/// The progress line on stderr (indicatif): conversations, turns per second, and, when the input
-/// size is known, a bar with percent and ETA. `--progress always` draws it even when stderr is not
-/// a terminal (a CI log), which indicatif's own stderr target would hide.
+/// How often `--progress always` writes a line when stderr is not a terminal.
+const LOG_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// The run's progress on stderr: conversations, turns per second and, when the input size is
+/// known, percent and ETA. On a terminal, indicatif's bar; with `--progress always` on a pipe or
+/// in a CI log (where indicatif hides itself), a plain line every few seconds instead of cursor
+/// movements no log viewer understands.
 struct Progress {
     bar: ProgressBar,
+    /// When the last plain line was written, if lines are wanted.
+    logged: Option<Instant>,
+    total_bytes: Option<u64>,
     bytes: Arc<AtomicU64>,
     started: Instant,
 }
 
 impl Progress {
     fn new(enabled: bool, total_bytes: Option<u64>, bytes: Arc<AtomicU64>) -> Progress {
-        let bar = match total_bytes.filter(|&t| t > 0) {
-            _ if !enabled => ProgressBar::hidden(),
-            Some(total) => ProgressBar::new(total)
-                .with_style(ProgressStyle::with_template("[{bar:24}] {percent:>3}% {msg}, ETA {eta}").expect("a valid template").progress_chars("#.")),
+        let total_bytes = total_bytes.filter(|&t| t > 0);
+        let on_terminal = std::io::stderr().is_terminal();
+        let bar = match total_bytes {
+            _ if !enabled || !on_terminal => ProgressBar::hidden(),
+            Some(total) => ProgressBar::new(total).with_style(
+                ProgressStyle::with_template("[{bar:24}] {percent:>3}% {msg}{eta_when_known}").expect("a valid template").progress_chars("#.").with_key(
+                    "eta_when_known",
+                    |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        // Indicatif's estimate is noise in the first percent, and moot at the end.
+                        if (0.01..1.0).contains(&state.fraction()) {
+                            let _ = std::fmt::Write::write_fmt(w, format_args!(", ETA {}", HumanDuration(state.eta())));
+                        }
+                    },
+                ),
+            ),
             None => ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template")),
         };
-        if enabled && !std::io::stderr().is_terminal() {
-            bar.set_draw_target(ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::buffered_stderr()), 5));
-        }
-        Progress { bar, bytes, started: Instant::now() }
+        let now = Instant::now();
+        Progress { bar, logged: (enabled && !on_terminal).then_some(now), total_bytes, bytes, started: now }
     }
 
     fn line(&self, totals: &Totals) -> String {
@@ -440,13 +458,18 @@ impl Progress {
     }
 
     fn tick(&mut self, totals: &Totals) {
+        let bytes = self.bytes.load(Ordering::Relaxed);
         if !self.bar.is_hidden() {
-            self.bar.set_position(self.bytes.load(Ordering::Relaxed));
+            self.bar.set_position(bytes);
             self.bar.set_message(self.line(totals));
+        } else if self.logged.is_some_and(|at| at.elapsed() >= LOG_PROGRESS_EVERY) {
+            let percent = self.total_bytes.map(|total| format!("{:.0}% ", 100.0 * (bytes as f64 / total as f64).min(1.0))).unwrap_or_default();
+            eprintln!("{percent}{}", self.line(totals));
+            self.logged = Some(Instant::now());
         }
     }
 
-    /// Clears the line: the run's summary follows on stderr.
+    /// Clears the bar: the run's summary follows on stderr.
     fn finish(&mut self) {
         self.bar.finish_and_clear();
     }

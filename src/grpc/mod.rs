@@ -75,7 +75,7 @@ impl Triage {
     fn open_stream(&self, rpc: &'static str, opened: Instant, client: Option<&Client>) -> Result<StreamSlot, Status> {
         let refuse = |limit: StreamLimit| {
             record(rpc, opened, tonic::Code::ResourceExhausted);
-            Status::from(Error::from(limit))
+            Status::from(Error::StreamsFull(limit))
         };
         let share = match (client, self.limits.max_streams_per_client) {
             (Some(client), Some(most)) => {
@@ -94,7 +94,7 @@ impl Triage {
     }
 
     fn pipeline(&self) -> Result<Pipeline, Status> {
-        self.pipeline.get().cloned().ok_or_else(|| Error::Unavailable("the model is still loading; retry shortly".into()).into())
+        self.pipeline.get().cloned().ok_or_else(|| Error::Loading.into())
     }
 }
 

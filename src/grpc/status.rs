@@ -11,7 +11,7 @@ impl From<Error> for Status {
             Error::Validation(_) => Status::invalid_argument(e.to_string()),
             Error::Overloaded(_) | Error::StreamsFull(_) => Status::resource_exhausted(e.to_string()),
             Error::DeadlineExceeded | Error::StreamIdle(_) => Status::deadline_exceeded(e.to_string()),
-            Error::Unavailable(_) | Error::ShuttingDown => Status::unavailable(e.to_string()),
+            Error::Loading | Error::Unavailable(_) | Error::ShuttingDown => Status::unavailable(e.to_string()),
             // Internal details stay in the server's log; the client gets the kind only.
             Error::Model(_) | Error::BatchFailed => Status::internal("inference failed; see the server log"),
         }
@@ -81,13 +81,15 @@ mod tests {
     }
 
     #[test]
-    fn stream_limits_and_idle_streams_have_their_codes() {
-        let server = Status::from(Error::from(StreamLimit::Server(64)));
+    fn stream_limits_loading_and_idle_streams_have_their_codes() {
+        let server = Status::from(Error::StreamsFull(StreamLimit::Server(64)));
         assert_eq!(server.code(), Code::ResourceExhausted);
         assert_eq!(server.message(), "64 streams are open, the most this server takes; retry later");
-        let client = Status::from(Error::from(StreamLimit::Client { key: "qa-team".into(), most: 4 }));
+        let client = Status::from(Error::StreamsFull(StreamLimit::Client { key: "qa-team".into(), most: 4 }));
         assert_eq!(client.code(), Code::ResourceExhausted);
         assert_eq!(client.message(), "the key \"qa-team\" has 4 streams open, the most one client may hold; retry later");
+        let loading = Status::from(Error::Loading);
+        assert_eq!((loading.code(), loading.message()), (Code::Unavailable, "the model is still loading; retry shortly"));
         let idle = Status::from(Error::StreamIdle(std::time::Duration::from_secs(300)));
         assert_eq!(idle.code(), Code::DeadlineExceeded);
         assert_eq!(idle.message(), "nothing received for 300 s: the stream is closed (idle limit)");

@@ -30,7 +30,8 @@ impl LoraConfig {
     }
 }
 
-/// Why a folder's adapters could not be merged; each keeps its cause as its `source()`.
+/// Why a folder's adapters could not be merged or read; each keeps its cause, where there is
+/// one, as its `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
     #[error("adapters: reading {}", .path.display())]

@@ -53,13 +53,12 @@ pub enum ModelError {
     Head(#[from] HeadError),
     #[error(transparent)]
     Adapters(#[from] adapters::AdapterError),
-    /// The adapters were merged but their files could not be read again for the fingerprint.
-    #[error("adapters: reading {} for its fingerprint", .path.display())]
-    AdaptersFingerprint { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Spans(#[from] spans::SpanHeadError),
+    /// `--precision int8` asked of a CPU without the instructions its kernels use.
     #[error("int8 needs a CPU with AVX-512 VNNI, and this one has none: use --precision f32 (or auto)")]
     NoInt8,
+    /// The int8 weights replace the f32 ones, so the f32 path cannot be restored in place.
     #[error("an int8 encoder cannot go back to f32; load it again")]
     NoWayBackToF32,
 }
@@ -158,7 +157,7 @@ impl FeatureExtractor {
             let mut hasher = Sha256::new();
             for file in ["adapters.safetensors", "adapters.json"] {
                 let path = dir.join(file);
-                let bytes = std::fs::read(&path).map_err(|source| ModelError::AdaptersFingerprint { path, source })?;
+                let bytes = std::fs::read(&path).map_err(|source| adapters::AdapterError::Read { path, source })?;
                 hasher.update(&bytes);
             }
             let digest = hasher.finalize();

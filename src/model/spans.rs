@@ -16,7 +16,7 @@ use unicode_segmentation::UnicodeSegmentation;
 
 use super::{Classifier, ModelError};
 
-/// Why a span head cannot be used; each keeps its cause as its `source()`.
+/// Why a span head cannot be used; each keeps its cause, where there is one, as its `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum SpanHeadError {
     #[error("span head: reading {}", .path.display())]
