@@ -100,6 +100,46 @@ pub struct AnalyzeArgs {
     pub text: Option<String>,
 }
 
+/// The encoder's batching and the evidence spans: the same flags and environment variables for
+/// the service and for `calmline score`, which share the pipeline.
+#[derive(Debug, Clone, Args)]
+pub struct BatchArgs {
+    /// Texts per encoder batch. Batches are packed (no padding), so beyond a few the size
+    /// matters little: 10,000 ConvAbuse turns through `calmline score` gave 245, 257, 238 and
+    /// 261 turns/s at 4, 8, 16 and 32 (BENCHMARKS.md); under a service's load larger raises
+    /// throughput.
+    #[arg(long, env = "CALMLINE_MAX_BATCH_TEXTS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_batch_texts: u32,
+    /// Tokens per encoder batch (batches are packed, so padding never counts): bounds one
+    /// batch's latency and memory.
+    #[arg(long, env = "CALMLINE_MAX_BATCH_TOKENS", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]
+    pub max_batch_tokens: u32,
+    /// Encoder windows one turn may take (512 tokens each, a quarter overlapping): a longer turn
+    /// is refused (the service answers INVALID_ARGUMENT; `calmline score` reports its
+    /// transcript as an error). A long turn is scored two windows per batch, between other
+    /// texts.
+    #[arg(long, env = "CALMLINE_MAX_TURN_WINDOWS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_turn_windows: u32,
+    /// Leave out the evidence spans (the words behind each flag of a flagged customer turn).
+    #[arg(long, env = "CALMLINE_NO_SPANS")]
+    pub no_spans: bool,
+}
+
+impl BatchArgs {
+    /// The pipeline's configuration: these flags, with the admission and tokenizing of the caller.
+    pub fn pipeline_config(&self, max_in_flight: u32, tokenizer_workers: u32, max_wait: std::time::Duration) -> crate::infer::PipelineConfig {
+        crate::infer::PipelineConfig {
+            max_in_flight: max_in_flight as usize,
+            tokenizer_workers: tokenizer_workers as usize,
+            max_batch_texts: self.max_batch_texts as usize,
+            max_batch_tokens: self.max_batch_tokens as usize,
+            max_wait,
+            evidence_spans: !self.no_spans,
+            max_turn_windows: self.max_turn_windows as usize,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -125,25 +165,12 @@ pub struct ServeArgs {
     /// needs the rest.
     #[arg(long, env = "CALMLINE_TOKENIZER_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub tokenizer_workers: u32,
-    /// Texts per encoder batch: larger raises throughput under load.
-    #[arg(long, env = "CALMLINE_MAX_BATCH_TEXTS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub max_batch_texts: u32,
-    /// Tokens per encoder batch (batches are packed, so padding never counts): bounds one
-    /// batch's latency and memory.
-    #[arg(long, env = "CALMLINE_MAX_BATCH_TOKENS", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]
-    pub max_batch_tokens: u32,
-    /// Encoder windows one turn may take (512 tokens each, a quarter overlapping): a longer turn
-    /// is refused (INVALID_ARGUMENT). A long turn is scored two windows per batch, between other
-    /// callers' texts.
-    #[arg(long, env = "CALMLINE_MAX_TURN_WINDOWS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub max_turn_windows: u32,
+    #[command(flatten)]
+    pub batching: BatchArgs,
     /// How long the first text of a batch waits for others, in milliseconds, when others are
     /// already on their way (admitted and being tokenized); a lone text never waits.
     #[arg(long, env = "CALMLINE_MAX_WAIT_MS", default_value_t = 2)]
     pub max_wait_ms: u64,
-    /// Leave out the evidence spans (the words behind each flag of a flagged customer turn).
-    #[arg(long, env = "CALMLINE_NO_SPANS")]
-    pub no_spans: bool,
     /// Converse and ScoreTranscripts streams open at once; more are refused.
     #[arg(long, env = "CALMLINE_MAX_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams: u32,
@@ -273,21 +300,8 @@ pub struct ScoreArgs {
     /// Conversations scored at once (their turns share the encoder's batches).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
-    /// Texts per encoder batch. Batches are packed (no padding), so the size matters little:
-    /// 10,000 ConvAbuse turns gave 245, 257, 238 and 261 turns/s at 4, 8, 16 and 32
-    /// (BENCHMARKS.md); the service's 32 is kept.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub max_batch_texts: u32,
-    /// Tokens per encoder batch.
-    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=1_000_000))]
-    pub max_batch_tokens: u32,
-    /// Encoder windows one turn may take; a transcript with a longer turn is reported as an
-    /// error.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub max_turn_windows: u32,
-    /// Leave out the evidence spans (the words behind each flag of a flagged customer turn).
-    #[arg(long)]
-    pub no_spans: bool,
+    #[command(flatten)]
+    pub batching: BatchArgs,
     /// Progress on stderr: `auto` shows it on a terminal only.
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
@@ -547,4 +561,29 @@ pub enum ReportedSplit {
 /// The command-line name of a value (as the user types it and reports show it).
 pub fn value_name(value: &impl ValueEnum) -> String {
     value.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn batching(argv: &[&str]) -> crate::infer::PipelineConfig {
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(a) => crate::server::pipeline_config(&a),
+            Command::Score(a) => a.batching.pipeline_config(a.concurrency, 1, std::time::Duration::from_millis(2)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_and_score_take_the_same_batching_flags() {
+        for command in ["serve", "score"] {
+            let config = batching(&["calmline", command, "--max-batch-texts", "7", "--max-batch-tokens", "1024", "--max-turn-windows", "3", "--no-spans"]);
+            assert_eq!((config.max_batch_texts, config.max_batch_tokens, config.max_turn_windows, config.evidence_spans), (7, 1024, 3, false), "{command}");
+        }
+        let refused = Cli::try_parse_from(["calmline", "score", "--max-batch-texts", "0"]).unwrap_err().to_string();
+        assert!(refused.contains("0 is not in 1..=1024"), "{refused}");
+    }
 }

@@ -57,15 +57,7 @@ const SMALL_MESSAGE_BYTES: usize = 16 * 1024;
 const METRICS_CONNECTIONS: ConnectionLimits = ConnectionLimits { listener: "metrics", max_connections: 32, first: Duration::from_secs(30), idle: None };
 
 pub fn pipeline_config(args: &ServeArgs) -> PipelineConfig {
-    PipelineConfig {
-        max_in_flight: args.max_in_flight as usize,
-        tokenizer_workers: args.tokenizer_workers as usize,
-        max_batch_texts: args.max_batch_texts as usize,
-        max_batch_tokens: args.max_batch_tokens as usize,
-        max_wait: Duration::from_millis(args.max_wait_ms),
-        evidence_spans: !args.no_spans,
-        max_turn_windows: args.max_turn_windows as usize,
-    }
+    args.batching.pipeline_config(args.max_in_flight, args.tokenizer_workers, Duration::from_millis(args.max_wait_ms))
 }
 
 /// Serves until `shutdown` completes, then drains in-flight work. Returns an error when the

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use crate::config::{self, InputFormat, ScoreArgs};
 use crate::domain::conduct::ConductModel;
 use crate::domain::policy::Policy;
-use crate::infer::{Pipeline, PipelineConfig};
+use crate::infer::Pipeline;
 use crate::qa::output::{self, ConversationLine, ErrorLine, Source};
 use crate::qa::report::Report;
 use crate::qa::scoring::{self, Outcome};
@@ -72,15 +72,8 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     let policy_hash = policy.hash.clone();
     let classifier = crate::model::Classifier::load_from(&args.model.base_dir(), &args.model.models, args.model.precision()).context("loading the model")?;
     let conduct = ConductModel::embedded(&classifier.extractor)?;
-    let config = PipelineConfig {
-        max_in_flight: args.concurrency as usize,
-        tokenizer_workers: 1,
-        max_batch_texts: args.max_batch_texts as usize,
-        max_batch_tokens: args.max_batch_tokens as usize,
-        max_wait: Duration::from_millis(2),
-        evidence_spans: !args.no_spans,
-        max_turn_windows: args.max_turn_windows as usize,
-    };
+    // One tokenizer thread and the service's wait: a QA run keeps the encoder's queue full.
+    let config = args.batching.pipeline_config(args.concurrency, 1, Duration::from_millis(2));
     let pipeline = Pipeline::start(Arc::new(classifier), Arc::new(conduct), config);
     let show_progress = match args.progress {
         config::Progress::Always => true,
