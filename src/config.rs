@@ -53,7 +53,9 @@ pub struct ModelArgs {
     #[arg(long, env = "CALMLINE_BASE")]
     pub base: Option<PathBuf>,
     /// Arithmetic of the encoder's dense layers: int8 on CPUs with AVX-512 VNNI (`auto` picks it
-    /// there), f32 (the reference) elsewhere. Heads are trained on f32 features either way.
+    /// there), f32 (the reference) elsewhere. `calmline train` and the eval commands embed in it
+    /// too, each arithmetic with its own feature cache; the model card says which one a head was
+    /// calibrated on and reports both.
     #[arg(long, env = "CALMLINE_PRECISION", value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
 }

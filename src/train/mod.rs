@@ -117,6 +117,11 @@ fn cached_features(extractor: &FeatureExtractor, cache_dir: &Path, source: &str,
         // Features of an adapted encoder differ; the base keeps its original cache key.
         hasher.update(extractor.fingerprint.as_bytes());
     }
+    if extractor.precision == crate::model::Precision::Int8 {
+        // int8 features differ from f32's by up to a few thousandths: a head calibrated or
+        // evaluated in one arithmetic must not read the other's (f32 keeps its original key).
+        hasher.update(b"int8");
+    }
     for t in texts {
         hasher.update((t.len() as u64).to_le_bytes());
         hasher.update(t.as_bytes());

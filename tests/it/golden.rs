@@ -105,3 +105,30 @@ fn int8_embeddings_stay_within_cosine_0_999_of_the_reference() {
     eprintln!("int8: lowest cosine {worst:.5}");
     assert!(worst >= 0.999, "int8 embeddings or features reach only cosine {worst}");
 }
+
+/// The training feature cache keeps f32 and int8 features apart: a head calibrated in one
+/// arithmetic, or a report measured in it, never reads the other's features (they did share a
+/// cache entry until experiment 18).
+#[test]
+fn the_feature_cache_keeps_f32_and_int8_apart() {
+    if !calmline::model::gemm_int8::available() {
+        eprintln!("skipped: this CPU has no AVX-512 VNNI");
+        return;
+    }
+    use calmline::train::datasets::{Example, Split};
+    let cache = tempfile::tempdir().unwrap();
+    let examples = || {
+        ["Where is my parcel?", "You are useless."]
+            .map(|text| Example { source: "golden", lang: "en", split: Split::Test, text: text.into(), targets: [None; 7] })
+            .to_vec()
+    };
+    let f32_extractor = FeatureExtractor::load(Path::new("models/base")).expect("run `make setup` first");
+    let mut int8_extractor = FeatureExtractor::load(Path::new("models/base")).unwrap();
+    int8_extractor.set_precision(Precision::Int8).unwrap();
+    let f32_features = calmline::train::featurise_examples(&f32_extractor, cache.path(), examples()).unwrap().features;
+    let int8_features = calmline::train::featurise_examples(&int8_extractor, cache.path(), examples()).unwrap().features;
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 2, "one cache file per arithmetic");
+    assert_ne!(f32_features, int8_features, "int8 features came from the f32 cache entry");
+    let again = calmline::train::featurise_examples(&f32_extractor, cache.path(), examples()).unwrap().features;
+    assert_eq!(again, f32_features, "the f32 entry is read back as written");
+}
