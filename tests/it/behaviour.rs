@@ -119,16 +119,19 @@ use calmline::domain::policy::Policy;
 use calmline::train::datasets::Split;
 use calmline::train::judgement;
 
-// What the default (`e5-small-q4+lora6-8+judgement-6`, 2026-12-03) measured on the test splits,
-// less a small margin (models/eval-judgement.md): labels 76.6%, actions 79.7% on the suite's
-// 1,830 test cases, neutral turns 80% or more in every language, conversation accuracy 82.5%,
-// false alarms 2.0% (10 of 491). Judgement-5 measured 75.5% / 79.2%, 78.1% and 3.9%;
-// judgement-4 72.2% / 75.6% on the same cases, judgement-2 57.4% / 63.1%.
-const SUITE_LABEL_FLOOR: f64 = 0.745;
-const SUITE_ACTION_FLOOR: f64 = 0.78;
+// What the default (`e5-small-q4+lora0-17+judgement-18`, 2026-12-05) measured on the test splits,
+// less a small margin (models/eval-judgement.md, f32; int8 in models/eval-judgement-int8.md):
+// labels 80.3% (int8 80.9%), actions 82.5% (83.4%) on the suite's 1,830 test cases, neutral
+// turns 80% or more in every language, conversation accuracy 82.3% (82.6%), false alarms 1.8%
+// (9 of 491), SET_BOUNDARY or worse right 79% (78%) of the time. judgement-6 measured
+// 76.6% / 79.7%, 82.5%, 2.0% and 79%; judgement-5 75.5% / 79.2%, 78.1%, 3.9% and 82%;
+// judgement-2 57.4% / 63.1% on the same cases.
+const SUITE_LABEL_FLOOR: f64 = 0.785;
+const SUITE_ACTION_FLOOR: f64 = 0.81;
 const NEUTRAL_FLOOR: f64 = 0.75;
-const CONVERSATION_ACCURACY_FLOOR: f64 = 0.80;
-const CONVERSATION_FALSE_ALARM_CEILING: f64 = 0.035;
+const CONVERSATION_ACCURACY_FLOOR: f64 = 0.81;
+const CONVERSATION_FALSE_ALARM_CEILING: f64 = 0.03;
+const BOUNDARY_PRECISION_FLOOR: f64 = 0.74;
 
 fn suite() -> judgement::SuiteReport {
     let cases = judgement::load_cases(Path::new("data/behaviour")).expect("data/behaviour");
@@ -158,4 +161,7 @@ fn conversations_hold_their_measured_floor() {
     assert!(all.turns >= 500, "{} customer turns", all.turns);
     assert!(all.accuracy() >= CONVERSATION_ACCURACY_FLOOR, "per-turn action accuracy {:.3}", all.accuracy());
     assert!(all.false_alarm_rate() <= CONVERSATION_FALSE_ALARM_CEILING, "abuse actions on {:.3} of non-abusive turns", all.false_alarm_rate());
+    // Wrong escalations are what costs an agent's trust most (the judgement issue).
+    let precision = all.boundary_precision().expect("some turns warrant SET_BOUNDARY or worse");
+    assert!(precision >= BOUNDARY_PRECISION_FLOOR, "SET_BOUNDARY or worse right on {precision:.3} of {} calls", all.boundary_or_worse);
 }
