@@ -80,7 +80,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         config::Progress::Never => false,
         config::Progress::Auto => std::io::stderr().is_terminal(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = super::runtime(Some(2))?;
     let started = Instant::now();
     let totals = runtime.block_on(score_all(inputs, pipeline.clone(), Arc::new(policy), &mut sink, args.concurrency as usize, args.shard, show_progress))?;
     let seconds = started.elapsed().as_secs_f64();
