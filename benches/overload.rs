@@ -54,7 +54,7 @@ struct Outcomes {
 
 fn main() {
     let seconds: u64 = std::env::var("OVERLOAD_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = calmline::infer::runtime(Some(2)).unwrap();
     runtime.block_on(async move {
         use clap::Parser;
         let args = match calmline::config::Cli::parse_from(["calmline", "serve", "--max-in-flight", &CAPACITY.to_string()]).command {

@@ -104,7 +104,7 @@ fn main() {
     println!("batch  calmline score              {batch_rate:8.1} turns/s");
 
     // 2 and 3. The service, in-process, on loopback.
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = calmline::infer::runtime(Some(2)).unwrap();
     runtime.block_on(async {
         use clap::Parser;
         let args = match calmline::config::Cli::parse_from(["calmline", "serve"]).command {

@@ -53,9 +53,9 @@ pub struct ModelArgs {
     #[arg(long, env = "CALMLINE_BASE")]
     pub base: Option<PathBuf>,
     /// Arithmetic of the encoder's dense layers: int8 on CPUs with AVX-512 VNNI (`auto` picks it
-    /// there), f32 (the reference) elsewhere. `calmline train` and the eval commands embed in it
-    /// too, each arithmetic with its own feature cache; the model card says which one a head was
-    /// calibrated on and reports both.
+    /// there), f32 (the reference) elsewhere. Heads are trained on f32 features (`calmline train`
+    /// always embeds in f32); the eval commands embed in this arithmetic, each with its own
+    /// feature cache entries.
     #[arg(long, env = "CALMLINE_PRECISION", value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
 }
@@ -118,7 +118,7 @@ pub struct BatchArgs {
     pub max_batch_tokens: u32,
     /// Encoder windows one turn may take (512 tokens each, a quarter overlapping): a longer turn
     /// is refused (the service answers INVALID_ARGUMENT; `calmline score` reports its
-    /// transcript as an error). A long turn is scored two windows per batch, between other
+    /// transcript as an error). A long turn is scored one window per batch, between other
     /// texts.
     #[arg(long, env = "CALMLINE_MAX_TURN_WINDOWS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_turn_windows: u32,
@@ -574,7 +574,7 @@ mod tests {
     fn batching(argv: &[&str]) -> crate::infer::PipelineConfig {
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(a) => crate::server::pipeline_config(&a),
-            Command::Score(a) => a.batching.pipeline_config(a.concurrency, 1, std::time::Duration::from_millis(2)),
+            Command::Score(a) => crate::cli::score::pipeline_config(&a),
             other => panic!("{other:?}"),
         }
     }
@@ -587,5 +587,19 @@ mod tests {
         }
         let refused = Cli::try_parse_from(["calmline", "score", "--max-batch-texts", "0"]).unwrap_err().to_string();
         assert!(refused.contains("0 is not in 1..=1024"), "{refused}");
+        // The same environment variables as the README's table, for both.
+        let cli = <Cli as clap::CommandFactory>::command();
+        for command in ["serve", "score"] {
+            let sub = cli.find_subcommand(command).unwrap();
+            let env = |id: &str| sub.get_arguments().find(|a| a.get_id() == id).and_then(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned());
+            for (id, var) in [
+                ("max_batch_texts", "CALMLINE_MAX_BATCH_TEXTS"),
+                ("max_batch_tokens", "CALMLINE_MAX_BATCH_TOKENS"),
+                ("max_turn_windows", "CALMLINE_MAX_TURN_WINDOWS"),
+                ("no_spans", "CALMLINE_NO_SPANS"),
+            ] {
+                assert_eq!(env(id).as_deref(), Some(var), "{command} --{id}");
+            }
+        }
     }
 }

@@ -57,7 +57,7 @@ impl Engine {
             let conduct = ConductModel::embedded(&classifier.extractor).map_err(runtime_error)?;
             let config = PipelineConfig { max_wait: Duration::from_millis(2), evidence_spans, ..PipelineConfig::default() };
             let pipeline = Pipeline::start(Arc::new(classifier), Arc::new(conduct), config);
-            let runtime = calmline::cli::runtime(Some(1)).map_err(runtime_error)?;
+            let runtime = calmline::infer::runtime(Some(1)).map_err(runtime_error)?;
             Ok(Engine { shared: Arc::new(Shared { pipeline, policy, runtime }) })
         })
     }

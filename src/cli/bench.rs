@@ -63,7 +63,7 @@ fn load_texts(path: Option<&std::path::Path>) -> anyhow::Result<Vec<String>> {
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let texts = Arc::new(load_texts(args.texts.as_deref())?);
-    let runtime = super::runtime(Some(2))?;
+    let runtime = crate::infer::runtime(Some(2))?;
     let report = runtime.block_on(drive(args, texts))?;
     println!(
         "{} × {} for {:.1} s: {} ok, {:.1} turns/s; latency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; errors {:?}",

@@ -32,17 +32,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A command's async runtime, one recipe for all. The service takes a worker per core; `score`
-/// and `bench` only feed the encoder's threads or a server, so `workers` keeps them to a few and
-/// off the cores that do the work.
-pub fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        builder.worker_threads(n);
-    }
-    builder.enable_all().build()
-}
-
 pub fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CALMLINE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);

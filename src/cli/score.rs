@@ -63,6 +63,12 @@ pub struct Totals {
     pub interrupted: bool,
 }
 
+/// The pipeline of a QA run: the batching flags, `--concurrency` conversations admitted, one
+/// tokenizer thread and the service's wait (a QA run keeps the encoder's queue full).
+pub fn pipeline_config(args: &ScoreArgs) -> crate::infer::PipelineConfig {
+    args.batching.pipeline_config(args.concurrency, 1, Duration::from_millis(2))
+}
+
 /// Runs `calmline score`: exit 0 when every record was scored, 1 when some failed (they are in
 /// the errors file), 130 when interrupted; an error when the run could not start.
 pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
@@ -72,15 +78,14 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     let policy_hash = policy.hash.clone();
     let classifier = crate::model::Classifier::load_from(&args.model.base_dir(), &args.model.models, args.model.precision()).context("loading the model")?;
     let conduct = ConductModel::embedded(&classifier.extractor)?;
-    // One tokenizer thread and the service's wait: a QA run keeps the encoder's queue full.
-    let config = args.batching.pipeline_config(args.concurrency, 1, Duration::from_millis(2));
+    let config = pipeline_config(args);
     let pipeline = Pipeline::start(Arc::new(classifier), Arc::new(conduct), config);
     let show_progress = match args.progress {
         config::Progress::Always => true,
         config::Progress::Never => false,
         config::Progress::Auto => std::io::stderr().is_terminal(),
     };
-    let runtime = super::runtime(Some(2))?;
+    let runtime = crate::infer::runtime(Some(2))?;
     let started = Instant::now();
     let totals = runtime.block_on(score_all(inputs, pipeline.clone(), Arc::new(policy), &mut sink, args.concurrency as usize, args.shard, show_progress))?;
     let seconds = started.elapsed().as_secs_f64();

@@ -8,7 +8,7 @@ use crate::config::{LogFormat, ServeArgs};
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     super::init_tracing(args.log_format == LogFormat::Json);
-    let runtime = super::runtime(None)?;
+    let runtime = crate::infer::runtime(None)?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let metrics_listener = match args.metrics_listen {

@@ -105,7 +105,8 @@ pub fn eval_judgement(args: &EvalJudgementArgs) -> anyhow::Result<ExitCode> {
     let conversations = judgement::load_conversations(&args.data.conversations)?;
     let dialogues = judgement::run_conversations(&classifier, &policy, &conversations, split)?;
     let opts = train_options(&args.data, 0, 0.0, 0.0);
-    // Every split is embedded (only the test split counts) so the features cached by `train` serve.
+    // Every split is embedded (only the test split counts) so the f32 features cached by `train`
+    // serve an f32 run (an int8 run has cache entries of its own).
     let data = train::featurise_examples(&classifier.extractor, &opts.cache_dir, train::neutral::load_neutral(&opts.data_dir)?)?;
     let rates = judgement::neutral_flag_rates(&classifier.head, &data.examples, &data.features);
     let offensive = train::datasets::offensive_tests(&opts.data_dir, opts.caps.test)?;

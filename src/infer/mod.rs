@@ -35,6 +35,18 @@ use crate::model::encoder::l2_normalize;
 use crate::model::spans::SPAN_WINDOWS;
 use crate::model::{Classifier, features_of};
 
+/// The async runtime that drives a pipeline's callers, one recipe for every user of it. The
+/// service takes a worker per core; `score`, `bench`, the benches and the Python bindings only
+/// feed the encoder's threads or a server, so `workers` keeps them to a few and off the cores
+/// that do the work.
+pub fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build()
+}
+
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
     /// Requests admitted at once; more are refused.
