@@ -152,11 +152,11 @@ finetune: setup $(TRAIN_VENV)/.installed
 
 ## Regenerate the held-out test numbers of the model card.
 eval: setup
-	$(CARGO) run --release -- eval
+	$(CARGO) run --release -- eval --precision f32
 
 ## The behaviour suite, the gold conversations and the neutral flag rates (models/eval-judgement.json).
 judgement: setup
-	$(CARGO) run --release -- eval-judgement
+	$(CARGO) run --release -- eval-judgement --precision f32 > models/eval-judgement.md
 
 ## Check the deployment files without a cluster or a container engine: deploy/kubernetes/ against
 ## the Kubernetes schemas, the manifests against the Dockerfile, and the Dockerfile with hadolint

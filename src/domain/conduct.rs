@@ -4,7 +4,8 @@
 //!
 //! Rudeness comes from the classifier's own scores. The other kinds are recognised by example
 //! (`models/conduct.toml`): the examples are embedded by the same encoder when the model loads
-//! (the mean of layer 6's output: below every adapter, so fine-tuning never moves it),
+//! (the mean of layer 6's output; adapters that reach below it move it, so the thresholds are
+//! tuned for each set of adapters),
 //! and an agent turn takes a kind when its nearest example of that kind is close enough and
 //! closer than its nearest neutral example by a margin; the nearest kind wins. Examples in three languages carry over to
 //! others because the encoder's embeddings are multilingual.

@@ -17,9 +17,10 @@ use super::gemm::{Activation, with_values};
 /// Layers whose mean-pooled outputs, averaged, form the "upper" half of the classifier features.
 /// Deeper pooled features were measured to help a head by about 0.02 F1 (MODEL-NOTES.md).
 pub const UPPER_LAYERS: std::ops::Range<usize> = 8..11;
-/// Layers below this index are never adapted by calmline's fine-tuning (`--first-layer` ≥ 6):
-/// the mean of their last output is a sentence embedding that stays the same whatever adapters
-/// are merged — what the agent-conduct judge compares (see `conduct`).
+/// The agent-conduct judge compares the mean of this layer's output (1-based; see `conduct`). It
+/// was chosen when adapters started at layer 7 (`--first-layer` ≥ 6) and could not move it; the
+/// default's adapters since judgement-18 adapt every layer, so the conduct thresholds are tuned
+/// for each set of adapters (`calmline eval-conduct --tune`, `models/conduct.toml`).
 pub const STABLE_LAYERS: usize = 6;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +81,7 @@ pub struct Pooled {
     pub last: Vec<f32>,
     /// Mean over tokens of the average of the layers in `UPPER_LAYERS`.
     pub upper: Vec<f32>,
-    /// Mean over tokens of the output of layer `STABLE_LAYERS` (1-based), below any adapter.
+    /// Mean over tokens of the output of layer `STABLE_LAYERS` (1-based).
     pub stable: Vec<f32>,
 }
 

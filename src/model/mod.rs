@@ -248,7 +248,7 @@ impl FeatureExtractor {
     }
 
     /// The sentence embedding the agent-conduct judge compares (first window): the mean of
-    /// layer `STABLE_LAYERS`'s output, L2-normalised — the same with or without adapters.
+    /// layer `STABLE_LAYERS`'s output, L2-normalised (moved by adapters that reach below it).
     pub fn stable_embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
         Ok(self.pooled(texts)?.into_iter().map(|mut windows| stable_embedding(windows.swap_remove(0))).collect())
     }

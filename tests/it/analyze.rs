@@ -132,7 +132,7 @@ fn long_texts_are_windowed_not_cut() {
     let scores = c.scores(&[&abusive_end, &polite_end]).unwrap();
     // Were the text cut at 512 tokens, both would score the same: the end must be seen. (How
     // much it moves depends on the model: the insult is a few tokens in a 512-token window, and
-    // mean pooling dilutes it — judgement-6 gives 0.026 against 0.010, judgement-5 more.)
+    // mean pooling dilutes it — judgement-6 gave 0.026 against 0.010, judgement-5 more.)
     let (abusive, polite) = (scores[0].get(Label::Insult), scores[1].get(Label::Insult));
     assert!(abusive > 2.0 * polite && abusive > polite + 0.01, "insult {abusive} vs {polite}");
     // The text's score is the highest of its windows', and it is the last window, the one with

@@ -42,9 +42,11 @@ fn the_seed_paragraphs_carry_no_abuse_flag() {
     let refs: Vec<&str> = paragraphs.iter().map(String::as_str).collect();
     let flagged: Vec<(String, Vec<Label>)> =
         refs.iter().zip(flags(&refs)).filter(|(_, f)| f.iter().any(|l| ABUSE.contains(l))).map(|(p, f)| (p.chars().take(80).collect(), f)).collect();
-    // judgement-6 flags one: a 6,500-character Hebrew paragraph *about* customers who belittle
-    // staff gets insult 0.64 in one of its windows (the model card's known weaknesses). One more
-    // fails this test.
+    // judgement-18 flags one: a Hungarian paragraph *about* departments ("leave the engineers in
+    // their dark pits", customer service "does the dirty work", "profit-eating evil") gets insult
+    // and identity_attack (the model card's known weaknesses). judgement-6 flagged a different
+    // one, a 6,500-character Hebrew paragraph about customers who belittle staff. One more fails
+    // this test.
     assert!(flagged.len() <= 1, "{} of {} seed paragraphs flagged as abuse: {flagged:?}", flagged.len(), refs.len());
 }
 
@@ -122,7 +124,7 @@ use calmline::train::judgement;
 // What the default (`e5-small-q4+lora0-17+judgement-18`, 2026-12-05) measured on the test splits,
 // less a small margin (models/eval-judgement.md, f32; int8 in models/eval-judgement-int8.md):
 // labels 80.3% (int8 80.9%), actions 82.5% (83.4%) on the suite's 1,830 test cases, neutral
-// turns 80% or more in every language, conversation accuracy 82.3% (82.6%), false alarms 1.8%
+// turns 75% or more in every language (Spanish 6 of 8: no margin left), conversation accuracy 82.3% (82.6%), false alarms 1.8%
 // (9 of 491), SET_BOUNDARY or worse right 79% (78%) of the time. judgement-6 measured
 // 76.6% / 79.7%, 82.5%, 2.0% and 79%; judgement-5 75.5% / 79.2%, 78.1%, 3.9% and 82%;
 // judgement-2 57.4% / 63.1% on the same cases.
