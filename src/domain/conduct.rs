@@ -20,8 +20,24 @@ use crate::model::{FeatureExtractor, ModelError};
 /// The conduct examples shipped with calmline, embedded in the binary.
 pub const EMBEDDED_CONDUCT: &str = include_str!("../../models/conduct.toml");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumCount,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ConductKind {
     RudeToCustomer,
     BlamesOthers,
@@ -30,19 +46,11 @@ pub enum ConductKind {
 }
 
 impl ConductKind {
-    pub const ALL: [ConductKind; 4] = [ConductKind::RudeToCustomer, ConductKind::BlamesOthers, ConductKind::QuestionsCustomer, ConductKind::CannedReply];
+    pub const ALL: [ConductKind; <ConductKind as strum::EnumCount>::COUNT] =
+        *<ConductKind as strum::VariantArray>::VARIANTS.first_chunk().expect("VARIANTS has COUNT entries");
 
     pub fn name(self) -> &'static str {
-        match self {
-            ConductKind::RudeToCustomer => "rude_to_customer",
-            ConductKind::BlamesOthers => "blames_others",
-            ConductKind::QuestionsCustomer => "questions_customer",
-            ConductKind::CannedReply => "canned_reply",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<ConductKind> {
-        ConductKind::ALL.into_iter().find(|k| k.name() == name)
+        self.into()
     }
 }
 
@@ -128,7 +136,9 @@ impl ConductModel {
         let mut texts: Vec<(Option<ConductKind>, &str)> = Vec::new();
         let mut sources = BTreeMap::new();
         for (name, kind_file) in &file.kinds {
-            let kind = ConductKind::from_name(name)
+            let kind = name
+                .parse::<ConductKind>()
+                .ok()
                 .filter(|k| *k != ConductKind::RudeToCustomer)
                 .ok_or_else(|| invalid(format!("unknown kind {name:?} (blames_others, questions_customer and canned_reply are recognised by example)")))?;
             sources.insert(kind, kind_file.source.clone());
@@ -281,7 +291,7 @@ pub mod evaluation {
                 let labels = row
                     .labels
                     .iter()
-                    .map(|l| ConductKind::from_name(l).with_context(|| format!("{}: unknown kind {l:?}", row.id)))
+                    .map(|l| l.parse::<ConductKind>().with_context(|| format!("{}: unknown kind {l:?}", row.id)))
                     .collect::<anyhow::Result<_>>()?;
                 let (after_complaint, flags) = (!classifier.head.flags(&before, &row.lang).is_empty(), classifier.head.flags(&own, &row.lang));
                 Ok(Example { id: row.id, lang: row.lang, split: row.split, labels, after_complaint, flags, scores: own, embedding })

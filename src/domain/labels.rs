@@ -1,9 +1,29 @@
 //! The seven labels of DESIGN.md: multi-label, one sigmoid each, never a softmax across them.
 
 use serde::{Deserialize, Serialize};
+use strum::{EnumCount, VariantArray};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// The names (`"identity_attack"`) and the list of variants are derived: serde's and strum's
+/// spellings are both snake_case, so the JSON, the policy files and `name()` agree.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+    strum::EnumCount,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Label {
     Frustration,
     Rudeness,
@@ -14,12 +34,11 @@ pub enum Label {
     SexualHarassment,
 }
 
-pub const LABEL_COUNT: usize = 7;
+pub const LABEL_COUNT: usize = Label::COUNT;
 
 impl Label {
     /// Every label, in the order of the head's outputs.
-    pub const ALL: [Label; LABEL_COUNT] =
-        [Label::Frustration, Label::Rudeness, Label::Insult, Label::Profanity, Label::Threat, Label::IdentityAttack, Label::SexualHarassment];
+    pub const ALL: [Label; LABEL_COUNT] = *Label::VARIANTS.first_chunk().expect("VARIANTS has COUNT entries");
 
     /// Labels that call a manager at once, whatever the conversation so far (the policy's
     /// ladder): a false one sends a calm customer to a supervisor. Where a language has no
@@ -29,29 +48,11 @@ impl Label {
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Label::Frustration => "frustration",
-            Label::Rudeness => "rudeness",
-            Label::Insult => "insult",
-            Label::Profanity => "profanity",
-            Label::Threat => "threat",
-            Label::IdentityAttack => "identity_attack",
-            Label::SexualHarassment => "sexual_harassment",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Label> {
-        Label::ALL.into_iter().find(|l| l.name() == name)
+        self.into()
     }
 
     pub fn index(self) -> usize {
         self as usize
-    }
-}
-
-impl std::fmt::Display for Label {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -93,8 +94,9 @@ mod tests {
     fn names_round_trip_in_head_order() {
         for (i, label) in Label::ALL.into_iter().enumerate() {
             assert_eq!(label.index(), i);
-            assert_eq!(Label::from_name(label.name()), Some(label));
+            assert_eq!(label.name().parse::<Label>().ok(), Some(label));
+            assert_eq!(serde_json::to_value(label).unwrap(), label.name(), "serde and strum spell {label} alike");
         }
-        assert_eq!(Label::from_name("anger"), None);
+        assert!("anger".parse::<Label>().is_err());
     }
 }

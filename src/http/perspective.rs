@@ -37,7 +37,8 @@ const VERSION: &str = "v1alpha1";
 const PROBABILITY: &str = "PROBABILITY";
 
 /// The Perspective attributes calmline scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, strum::IntoStaticStr, strum::EnumString, strum::EnumCount, strum::VariantArray)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 enum Attribute {
     Toxicity,
     SevereToxicity,
@@ -49,30 +50,12 @@ enum Attribute {
 }
 
 impl Attribute {
-    const ALL: [Attribute; 7] = [
-        Attribute::Toxicity,
-        Attribute::SevereToxicity,
-        Attribute::Insult,
-        Attribute::Profanity,
-        Attribute::Threat,
-        Attribute::IdentityAttack,
-        Attribute::SexuallyExplicit,
-    ];
+    const ALL: [Attribute; <Attribute as strum::EnumCount>::COUNT] =
+        *<Attribute as strum::VariantArray>::VARIANTS.first_chunk().expect("VARIANTS has COUNT entries");
 
+    /// Perspective's spelling (`"SEVERE_TOXICITY"`).
     fn name(self) -> &'static str {
-        match self {
-            Attribute::Toxicity => "TOXICITY",
-            Attribute::SevereToxicity => "SEVERE_TOXICITY",
-            Attribute::Insult => "INSULT",
-            Attribute::Profanity => "PROFANITY",
-            Attribute::Threat => "THREAT",
-            Attribute::IdentityAttack => "IDENTITY_ATTACK",
-            Attribute::SexuallyExplicit => "SEXUALLY_EXPLICIT",
-        }
-    }
-
-    fn parse(name: &str) -> Option<Attribute> {
-        Attribute::ALL.into_iter().find(|a| a.name() == name)
+        self.into()
     }
 
     /// The labels whose evidence spans stand for this attribute.
@@ -226,7 +209,7 @@ impl Plan {
         }
         let mut attributes = Vec::with_capacity(request.requested_attributes.len());
         for (name, parameters) in &request.requested_attributes {
-            let attribute = Attribute::parse(name).ok_or_else(|| {
+            let attribute = name.parse::<Attribute>().map_err(|_| {
                 let served: Vec<&str> = Attribute::ALL.iter().map(|a| a.name()).collect();
                 ApiError::invalid(format!("Unknown attribute: {name}. calmline serves {}.", served.join(", "))).typed("ATTRIBUTE_NOT_SUPPORTED")
             })?;

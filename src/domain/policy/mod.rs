@@ -20,8 +20,9 @@ pub const EMBEDDED_POLICY: &str = include_str!("../../../models/policy.toml");
 pub const REQUIRED_LOCALES: [&str; 3] = ["en", "hu", "he"];
 pub const FALLBACK_LOCALE: &str = "en";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumCount, strum::VariantArray)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum Action {
     None,
     Acknowledge,
@@ -33,20 +34,12 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 7] =
-        [Action::None, Action::Acknowledge, Action::LetItPass, Action::StayCalm, Action::SetBoundary, Action::InvolveManager, Action::EndContact];
+    pub const ALL: [Action; <Action as strum::EnumCount>::COUNT] =
+        *<Action as strum::VariantArray>::VARIANTS.first_chunk().expect("VARIANTS has COUNT entries");
 
     /// The enum name without prefix, as in the QA files (`"LET_IT_PASS"`).
     pub fn name(self) -> &'static str {
-        match self {
-            Action::None => "NONE",
-            Action::Acknowledge => "ACKNOWLEDGE",
-            Action::LetItPass => "LET_IT_PASS",
-            Action::StayCalm => "STAY_CALM",
-            Action::SetBoundary => "SET_BOUNDARY",
-            Action::InvolveManager => "INVOLVE_MANAGER",
-            Action::EndContact => "END_CONTACT",
-        }
+        self.into()
     }
 }
 
