@@ -3,7 +3,8 @@
 //! conversation lines in constant memory (counts, plus the most serious conversations, bounded).
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::domain::conduct::ConductKind;
 use crate::domain::conversation::Speaker;
@@ -98,208 +99,192 @@ impl Report {
 
     pub fn render(mut self, interrupted: bool) -> String {
         self.keep_most_serious();
-        let mut h = String::with_capacity(64 * 1024);
-        h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>calmline QA report</title>\n<style>");
-        h.push_str(CSS);
-        h.push_str("</style></head><body>\n<h1>calmline QA report</h1>\n");
-        if interrupted {
-            h.push_str("<p class=\"warn\">This run was interrupted: the report covers the conversations scored so far. Run <code>calmline score … --resume</code> to finish it.</p>\n");
-        }
-        let _ = writeln!(
-            h,
-            "<div class=\"cards\">{}{}{}{}{}</div>",
-            card("conversations", self.conversations),
-            card("customer turns", self.customer_turns),
-            card("agent turns", self.agent_turns),
-            card_class("boundary crossed", self.crossed, if self.crossed > 0 { "alert" } else { "" }),
-            card_class("records failed", self.errors, if self.errors > 0 { "alert" } else { "" }),
-        );
-
-        h.push_str("<section class=\"charts\">\n");
         let severity: Vec<(String, u64)> = Severity::ALL.iter().map(|s| (s.name().to_string(), self.severity.get(s).copied().unwrap_or(0))).collect();
-        chart(&mut h, "Severity of customer turns", &severity, true);
         let actions: Vec<(String, u64)> = Action::ALL.iter().map(|a| (a.name().to_string(), self.actions.get(a).copied().unwrap_or(0))).collect();
-        chart(&mut h, "Guidance given", &actions, true);
-        let mut languages: Vec<(String, u64)> = self.languages.into_iter().collect();
+        let mut languages: Vec<(String, u64)> = std::mem::take(&mut self.languages).into_iter().collect();
         languages.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         languages.truncate(12);
-        chart(&mut h, "Language mix (customer turns)", &languages, false);
-        h.push_str("</section>\n");
-
-        h.push_str("<h2>Where a boundary was crossed, and agent conduct</h2>\n");
-        if self.serious.is_empty() {
-            h.push_str("<p>No conversation reached SET_BOUNDARY and no agent turn was flagged.</p>\n");
-        } else {
-            let _ = write!(
-                h,
-                "<p>The {} most serious conversations, most serious first. Open one to see its turns; incidents link to the turn.</p>\n<input id=\"filter\" placeholder=\"filter by conversation or agent id\">\n",
-                self.serious.len()
-            );
-            for (n, (_, c)) in self.serious.iter().enumerate() {
-                conversation(&mut h, n, c);
-            }
-        }
-
-        h.push_str("<h2>Agent conduct per agent</h2>\n<table><tr><th>agent</th><th>conversations</th><th>agent turns</th><th>incidents handled</th>");
-        for k in ConductKind::ALL {
-            let _ = write!(h, "<th>{}</th>", k.name().replace('_', " "));
-        }
-        h.push_str("</tr>\n");
-        let mut agents: Vec<(String, AgentTotals)> = self.agents.into_iter().collect();
+        let mut agents: Vec<(String, AgentTotals)> = std::mem::take(&mut self.agents).into_iter().collect();
         agents.sort_by(|a, b| b.1.conduct.values().sum::<u64>().cmp(&a.1.conduct.values().sum::<u64>()).then(a.0.cmp(&b.0)));
-        for (agent, t) in agents.iter().take(200) {
-            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>", esc(agent), t.conversations, t.agent_turns, t.incidents);
-            for k in ConductKind::ALL {
-                let n = t.conduct.get(&k).copied().unwrap_or(0);
-                let _ = write!(h, "<td class=\"{}\">{n}</td>", if n > 0 { "flag" } else { "" });
+        let page = html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    title { "calmline QA report" }
+                    style { (PreEscaped(CSS)) }
+                }
+                body {
+                    h1 { "calmline QA report" }
+                    @if interrupted {
+                        p.warn {
+                            "This run was interrupted: the report covers the conversations scored so far. Run "
+                            code { "calmline score … --resume" } " to finish it."
+                        }
+                    }
+                    div.cards {
+                        (card("conversations", self.conversations, false))
+                        (card("customer turns", self.customer_turns, false))
+                        (card("agent turns", self.agent_turns, false))
+                        (card("boundary crossed", self.crossed, self.crossed > 0))
+                        (card("records failed", self.errors, self.errors > 0))
+                    }
+                    section.charts {
+                        (chart("Severity of customer turns", &severity, true))
+                        (chart("Guidance given", &actions, true))
+                        (chart("Language mix (customer turns)", &languages, false))
+                    }
+                    h2 { "Where a boundary was crossed, and agent conduct" }
+                    @if self.serious.is_empty() {
+                        p { "No conversation reached SET_BOUNDARY and no agent turn was flagged." }
+                    } @else {
+                        p { "The " (self.serious.len()) " most serious conversations, most serious first. Open one to see its turns; incidents link to the turn." }
+                        input #filter placeholder="filter by conversation or agent id";
+                        @for (n, (_, c)) in self.serious.iter().enumerate() {
+                            (conversation(n, c))
+                        }
+                    }
+                    h2 { "Agent conduct per agent" }
+                    table {
+                        tr {
+                            th { "agent" } th { "conversations" } th { "agent turns" } th { "incidents handled" }
+                            @for k in ConductKind::ALL { th { (k.name().replace('_', " ")) } }
+                        }
+                        @for (agent, t) in agents.iter().take(SHOWN_AGENTS) {
+                            tr {
+                                td { (agent) } td { (t.conversations) } td { (t.agent_turns) } td { (t.incidents) }
+                                @for k in ConductKind::ALL {
+                                    @let n = t.conduct.get(&k).copied().unwrap_or(0);
+                                    td.flag[n > 0] { (n) }
+                                }
+                            }
+                        }
+                    }
+                    @if agents.len() > SHOWN_AGENTS {
+                        p { (agents.len() - SHOWN_AGENTS) " more agents in summary.csv." }
+                    }
+                    @if self.errors > 0 {
+                        h2 { "Records that could not be scored (" (self.errors) ")" }
+                        table {
+                            tr { th { "file" } th { "line" } th { "id" } th { "error" } }
+                            @for e in &self.error_rows {
+                                tr { td { (e.file) } td { (e.line) } td { (e.id.as_deref().unwrap_or("")) } td { (e.error) } }
+                            }
+                        }
+                    }
+                    p.foot { "Every conversation, turn and score is in conversations.jsonl; one row per conversation in summary.csv." }
+                    script { (PreEscaped(JS)) }
+                }
             }
-            h.push_str("</tr>\n");
-        }
-        h.push_str("</table>\n");
-        if agents.len() > 200 {
-            let _ = writeln!(h, "<p>{} more agents in summary.csv.</p>", agents.len() - 200);
-        }
-
-        if self.errors > 0 {
-            let _ =
-                write!(h, "<h2>Records that could not be scored ({})</h2>\n<table><tr><th>file</th><th>line</th><th>id</th><th>error</th></tr>\n", self.errors);
-            for e in &self.error_rows {
-                let _ = writeln!(
-                    h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&e.file),
-                    e.line,
-                    esc(e.id.as_deref().unwrap_or("")),
-                    esc(&e.error)
-                );
-            }
-            h.push_str("</table>\n");
-        }
-        h.push_str("<p class=\"foot\">Every conversation, turn and score is in conversations.jsonl; one row per conversation in summary.csv.</p>\n<script>");
-        h.push_str(JS);
-        h.push_str("</script></body></html>\n");
-        h
+        };
+        page.into_string()
     }
 }
 
-fn card(title: &str, n: u64) -> String {
-    card_class(title, n, "")
-}
+/// Agents listed in the conduct table (all of them are in summary.csv).
+const SHOWN_AGENTS: usize = 200;
 
-fn card_class(title: &str, n: u64, class: &str) -> String {
-    format!("<div class=\"card {class}\"><div class=\"n\">{n}</div><div>{}</div></div>", esc(title))
+fn card(title: &str, n: u64, alert: bool) -> Markup {
+    html! {
+        div.card.alert[alert] { div.n { (n) } div { (title) } }
+    }
 }
 
 /// A horizontal bar chart in inline SVG.
-fn chart(h: &mut String, title: &str, rows: &[(String, u64)], ladder_colours: bool) {
+fn chart(title: &str, rows: &[(String, u64)], ladder_colours: bool) -> Markup {
     let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1) as f64;
     let (row_h, label_w, bar_w) = (22, 130, 220);
     let height = rows.len() * row_h + 8;
-    let _ = write!(h, "<figure><figcaption>{}</figcaption><svg width=\"{}\" height=\"{height}\" role=\"img\">", esc(title), label_w + bar_w + 60);
-    for (i, (label, n)) in rows.iter().enumerate() {
-        let y = i * row_h + 4;
-        let w = (*n as f64 / max * bar_w as f64).round();
-        let colour = if ladder_colours { PALETTE[(i * PALETTE.len() / rows.len().max(1)).min(PALETTE.len() - 1)] } else { "#4a78b5" };
-        let _ = write!(
-            h,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><rect x=\"{}\" y=\"{y}\" width=\"{w}\" height=\"16\" fill=\"{colour}\"/><text x=\"{}\" y=\"{}\">{n}</text>",
-            label_w - 6,
-            y + 13,
-            esc(label),
-            label_w,
-            label_w as f64 + w + 4.0,
-            y + 13
-        );
+    html! {
+        figure {
+            figcaption { (title) }
+            svg width=(label_w + bar_w + 60) height=(height) role="img" {
+                @for (i, (label, n)) in rows.iter().enumerate() {
+                    @let y = i * row_h + 4;
+                    @let w = (*n as f64 / max * bar_w as f64).round();
+                    @let colour = if ladder_colours { PALETTE[(i * PALETTE.len() / rows.len().max(1)).min(PALETTE.len() - 1)] } else { "#4a78b5" };
+                    // SVG elements are closed explicitly: inline SVG in HTML has no void elements.
+                    text x=(label_w - 6) y=(y + 13) text-anchor="end" { (label) }
+                    rect x=(label_w) y=(y) width=(w) height="16" fill=(colour) {}
+                    text x=(label_w as f64 + w + 4.0) y=(y + 13) { (n) }
+                }
+            }
+        }
     }
-    h.push_str("</svg></figure>\n");
 }
 
 const PALETTE: [&str; 7] = ["#9bb7a6", "#7fb069", "#e6c229", "#f17105", "#d11149", "#8c1c4a", "#4b1d3f"];
 
-fn conversation(h: &mut String, n: usize, c: &ConversationLine) {
+fn conversation(n: usize, c: &ConversationLine) -> Markup {
     let (id, agent, s) = (&c.id, c.agent_id.as_str(), &c.summary);
     let conduct: Vec<String> = s.agent_conduct.iter().map(|(k, v)| format!("{} ×{v}", k.replace('_', " "))).collect();
-    let _ = writeln!(
-        h,
-        "<details class=\"conv\" data-key=\"{} {}\"><summary><b>{}</b> · agent {} · <span class=\"act a{}\">{}</span> · max severity {} · {} incident(s){}</summary>",
-        esc(id),
-        esc(agent),
-        esc(id),
-        esc(if agent.is_empty() { "–" } else { agent }),
-        // Its place on the ladder (the CSS colours a4 and up): `Action` is declared in ladder order.
-        s.max_action as usize,
-        esc(s.max_action.name()),
-        esc(s.max_severity.name()),
-        c.incidents.len(),
-        if conduct.is_empty() { String::new() } else { format!(" · agent conduct: {}", esc(&conduct.join(", "))) }
-    );
-    let incidents: Vec<String> =
-        c.incidents.iter().map(|i| format!("<a href=\"#c{n}-t{}\">turn {}: {}</a>", i.turn_index, i.turn_index, esc(i.action.name()))).collect();
-    if !incidents.is_empty() {
-        let _ = writeln!(h, "<p>Incidents: {}</p>", incidents.join(" · "));
-    }
-    h.push_str("<table class=\"turns\"><tr><th>#</th><th>speaker</th><th>text</th><th>flags</th><th>severity</th><th>guidance / conduct</th></tr>\n");
-    for t in &c.turns {
-        let flags: Vec<&str> = t.flags.iter().map(|l| l.name()).collect();
-        let detail = match t.speaker {
-            Speaker::Customer => {
-                let (action, hint) = t.guidance.as_ref().map_or(("", ""), |g| (g.action.name(), g.hint.as_str()));
-                format!("{} <span class=\"hint\">{}</span>", esc(action), esc(hint))
+    html! {
+        details.conv data-key={ (id) " " (agent) } {
+            summary {
+                b { (id) } " · agent " (if agent.is_empty() { "–" } else { agent }) " · "
+                // Its place on the ladder (the CSS colours a4 and up): `Action` is declared in ladder order.
+                span class={ "act a" (s.max_action as usize) } { (s.max_action.name()) }
+                " · max severity " (s.max_severity.name()) " · " (c.incidents.len()) " incident(s)"
+                @if !conduct.is_empty() { " · agent conduct: " (conduct.join(", ")) }
             }
-            Speaker::Agent => {
-                let kinds: Vec<&str> = conduct_of(t).iter().map(|k| k.name()).collect();
-                if kinds.is_empty() { String::new() } else { format!("<span class=\"flag\">{}</span>", esc(&kinds.join(", "))) }
+            @if !c.incidents.is_empty() {
+                p {
+                    "Incidents: "
+                    @for (i, incident) in c.incidents.iter().enumerate() {
+                        @if i > 0 { " · " }
+                        a href={ "#c" (n) "-t" (incident.turn_index) } { "turn " (incident.turn_index) ": " (incident.action.name()) }
+                    }
+                }
             }
-        };
-        let speaker = t.speaker.name();
-        let spans = t.guidance.as_ref().map_or(&[][..], |g| &g.spans);
-        let _ = writeln!(
-            h,
-            "<tr id=\"c{n}-t{}\" class=\"{}\"><td>{}</td><td>{}</td><td dir=\"auto\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            t.turn_index,
-            esc(speaker),
-            t.turn_index,
-            esc(speaker),
-            highlighted(&t.text, spans),
-            esc(&flags.join(", ")),
-            esc(t.severity.name()),
-            detail
-        );
+            table.turns {
+                tr { th { "#" } th { "speaker" } th { "text" } th { "flags" } th { "severity" } th { "guidance / conduct" } }
+                @for t in &c.turns {
+                    @let flags: Vec<&str> = t.flags.iter().map(|l| l.name()).collect();
+                    @let spans = t.guidance.as_ref().map_or(&[][..], |g| &g.spans);
+                    tr id={ "c" (n) "-t" (t.turn_index) } class=(t.speaker.name()) {
+                        td { (t.turn_index) }
+                        td { (t.speaker.name()) }
+                        td dir="auto" { (highlighted(&t.text, spans)) }
+                        td { (flags.join(", ")) }
+                        td { (t.severity.name()) }
+                        td {
+                            @match t.speaker {
+                                Speaker::Customer => {
+                                    @if let Some(g) = &t.guidance { (g.action.name()) " " span.hint { (g.hint) } }
+                                }
+                                Speaker::Agent => {
+                                    @let kinds: Vec<&str> = conduct_of(t).iter().map(|k| k.name()).collect();
+                                    @if !kinds.is_empty() { span.flag { (kinds.join(", ")) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    h.push_str("</table></details>\n");
 }
 
-/// The text, escaped, with its evidence spans (byte ranges) in `<mark>`; ranges that do not fit
-/// the text (out of order, overlapping, off a character boundary) are left unmarked.
-fn highlighted(text: &str, spans: &[LineSpan]) -> String {
-    let mut out = String::with_capacity(text.len() + 64);
+/// The text with its evidence spans (byte ranges) in `<mark>`; ranges that do not fit the text
+/// (out of order, overlapping, off a character boundary) are left unmarked.
+fn highlighted(text: &str, spans: &[LineSpan]) -> Markup {
+    let mut pieces: Vec<(&str, Option<&LineSpan>)> = Vec::new();
     let mut at = 0;
     for span in spans {
         let (begin, end) = (span.byte_begin, span.byte_end);
         if begin < at || begin >= end || end > text.len() || !text.is_char_boundary(begin) || !text.is_char_boundary(end) {
             continue;
         }
-        out.push_str(&esc(&text[at..begin]));
-        out.push_str(&format!("<mark title=\"{}\">{}</mark>", esc(span.label.name()), esc(&text[begin..end])));
+        pieces.push((&text[at..begin], None));
+        pieces.push((&text[begin..end], Some(span)));
         at = end;
     }
-    out.push_str(&esc(&text[at..]));
-    out
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+    pieces.push((&text[at..], None));
+    html! {
+        @for (piece, span) in pieces {
+            @if let Some(span) = span { mark title=(span.label.name()) { (piece) } } @else { (piece) }
         }
     }
-    out
 }
 
 const CSS: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
@@ -319,9 +304,37 @@ document.querySelectorAll('a[href^=\"#c\"]').forEach(function(a){a.addEventListe
 
 #[cfg(test)]
 mod tests {
-    use super::highlighted;
+    use super::{Report, highlighted};
     use crate::domain::labels::Label;
-    use crate::qa::output::LineSpan;
+    use crate::qa::output::{ConversationLine, ErrorLine, LineSpan};
+
+    /// Transcripts are untrusted: ids, agent ids, texts and error messages reach the page escaped,
+    /// so the report's own script is the only one.
+    #[test]
+    fn hostile_transcripts_cannot_inject_markup() {
+        let hostile = "</td><script>alert(1)</script>";
+        let line = serde_json::json!({
+            "agent_id": "<img src=x onerror=alert(2)>", "conduct_version": "c", "id": "\"><b>id</b>", "locale": "en",
+            "incidents": [{"action": "SET_BOUNDARY", "labels": ["insult"], "severity": "high", "turn_index": 0}],
+            "model_version": "m", "policy_hash": "p", "source": {"file": "-", "line": 1},
+            "summary": {"agent_conduct": {"blames_others": 1}, "agent_turns": 0, "customer_turns": 1,
+                "final_state": {"turns": 1, "customer_turns": 1, "heated_turns": 1, "boundary_set": true, "manager_involved": false, "calm_streak": 0},
+                "flagged_turns": {"insult": 1}, "max_action": "SET_BOUNDARY", "max_severity": "high"},
+            "turns": [{"flags": ["insult"], "language": "en", "language_measured": true, "scores": {}, "severity": "high",
+                "speaker": "customer", "text": hostile, "turn_index": 0,
+                "guidance": {"action": "SET_BOUNDARY", "donts": [], "evidence": ["insult"], "hint": "<i>hint</i>", "hint_locale": "en",
+                    "rule": "r", "source": "s", "spans": [{"begin": 5, "byte_begin": 5, "byte_end": 13, "end": 13, "label": "insult", "score": 0.9}]}}]
+        });
+        let mut report = Report::default();
+        report.add_conversation(serde_json::from_value::<ConversationLine>(line).unwrap());
+        report.add_error(ErrorLine { error: hostile.into(), file: "<f>".into(), id: Some("<i>".into()), line: 3 });
+        let html = report.render(false);
+        assert_eq!(html.matches("<script").count(), 1, "only the report's own script");
+        assert!(html.contains("&lt;/td&gt;<mark title=\"insult\">&lt;script&gt;</mark>alert(1)&lt;/script&gt;"), "{html}");
+        assert!(html.contains("&lt;img src=x onerror=alert(2)&gt;") && html.contains("&quot;&gt;&lt;b&gt;id&lt;/b&gt;"));
+        assert!(!html.contains("<img") && !html.contains("<i>") && !html.contains("<b>id"));
+        assert!(html.contains("Records that could not be scored (1)") && html.contains("boundary crossed"));
+    }
 
     #[test]
     fn spans_are_marked_escaped_and_bad_ranges_left_alone() {
@@ -330,7 +343,10 @@ mod tests {
         // Only the byte offsets and the label matter here.
         let span = |byte_begin: usize, byte_end: usize| LineSpan { begin: 0, byte_begin, byte_end, end: 0, label: Label::Insult, score: 0.9 };
         let spans = [span(at("אידיוט"), at("אידיוט") + "אידיוט".len()), span(at("idiot"), at("idiot") + 5), span(1, 4), span(at("אתה") + 1, 400)];
-        assert_eq!(highlighted(text, &spans), "&lt;b&gt;אתה&lt;/b&gt; <mark title=\"insult\">אידיוט</mark> &amp; <mark title=\"insult\">idiot</mark>");
-        assert_eq!(highlighted("plain", &[]), "plain");
+        assert_eq!(
+            highlighted(text, &spans).into_string(),
+            "&lt;b&gt;אתה&lt;/b&gt; <mark title=\"insult\">אידיוט</mark> &amp; <mark title=\"insult\">idiot</mark>"
+        );
+        assert_eq!(highlighted("plain", &[]).into_string(), "plain");
     }
 }
