@@ -19,7 +19,8 @@ use crate::domain::conduct::ConductModel;
 use crate::grpc::auth::{self, ApiKeys};
 use crate::grpc::{self, Limits, Triage, pb::triage_server::TriageServer};
 use crate::http::bodies::BodyLimits;
-use crate::http::console::{self, ConsoleAssets};
+use crate::http::console;
+use crate::http::hosts::{AllowedHosts, AllowedHostsLayer};
 use crate::http::json::JsonApi;
 use crate::infer::{Pipeline, PipelineConfig};
 use crate::metrics as m;
@@ -142,7 +143,7 @@ pub async fn run(
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
-        .layer(console::EntryLayer { enabled: args.console, hosts: crate::http::hosts::AllowedHosts::for_listener(address, &args.allowed_hosts) })
+        .layer(AllowedHostsLayer(AllowedHosts::for_listener(address, &args.allowed_hosts)))
         .layer(BodyLimits::new(args.max_receiving_bytes as usize, Duration::from_secs(args.request_read_timeout_s)));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).context("configuring TLS")?;
@@ -152,16 +153,15 @@ pub async fn run(
     let (triage, triage_web) = if args.console { (None, Some(tonic_web::GrpcWebLayer::new().layer(triage))) } else { (Some(triage), None) };
     let connections = ConnectionLimits { listener: "grpc", max_connections: args.max_connections as usize, first: FIRST_BYTES_TIMEOUT, idle: Some(idle) };
     let incoming = Guarded::new(listener, connections).into_stream();
-    // The JSON routes first: tonic adds its services to the same axum router.
-    let json_routes = Routes::from(crate::http::routes::router(json_api));
+    // The HTTP routes first: tonic adds its services to the same axum router.
+    let http_routes = Routes::from(crate::http::routes::router(json_api, args.console));
     let mut server = tokio::spawn(
         builder
-            .add_routes(json_routes)
+            .add_routes(http_routes)
             .add_service(health_service)
             .add_service(reflection)
             .add_optional_service(triage)
             .add_optional_service(triage_web)
-            .add_optional_service(args.console.then_some(ConsoleAssets))
             .serve_with_incoming_shutdown(incoming, shutdown_signal),
     );
     tracing::info!(%address, tls = secure, mutual_tls = args.tls_client_ca.is_some(), api_keys = keyed, console = args.console, "listening (NOT_SERVING until the model is warm)");

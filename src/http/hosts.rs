@@ -8,9 +8,15 @@
 //! Service or an Ingress gives it cannot be known, so every host is answered unless names are
 //! given. Native gRPC (HTTP/2, `application/grpc`) is left alone: a browser cannot send it.
 
+use std::future::{Future, ready};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use http::{Request, Version, header};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use http_body_util::Full;
+use tonic::body::Body;
 
 /// The hosts answered for; `None`: any.
 #[derive(Debug, Clone)]
@@ -51,6 +57,54 @@ impl AllowedHosts {
         }
         let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok()).or_else(|| request.uri().authority().map(|a| a.as_str()));
         host.is_some_and(|h| names.iter().any(|n| n.eq_ignore_ascii_case(h.trim())))
+    }
+}
+
+/// A layer in front of everything on the gRPC port: refuses a request naming a host the service
+/// does not answer for (against DNS rebinding, above) with 403 before any route sees it.
+#[derive(Debug, Clone)]
+pub struct AllowedHostsLayer(pub AllowedHosts);
+
+impl<S> tower_layer::Layer<S> for AllowedHostsLayer {
+    type Service = HostCheck<S>;
+
+    fn layer(&self, inner: S) -> HostCheck<S> {
+        HostCheck { inner, hosts: self.0.clone() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HostCheck<S> {
+    inner: S,
+    hosts: AllowedHosts,
+}
+
+impl<S, ResBody> tower_service::Service<Request<Body>> for HostCheck<S>
+where
+    S: tower_service::Service<Request<Body>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if !self.hosts.admits(&request) {
+            let message = "calmline does not answer for this Host; name it with --allowed-host\n";
+            let mut refusal = Response::new(Body::new(Full::new(Bytes::from_static(message.as_bytes()))));
+            *refusal.status_mut() = StatusCode::FORBIDDEN;
+            refusal.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            return Box::pin(ready(Ok(refusal)));
+        }
+        let answer = self.inner.call(request);
+        Box::pin(async move { answer.await.map(|response| response.map(Body::new)) })
     }
 }
 
