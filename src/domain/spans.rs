@@ -1,5 +1,5 @@
 //! Evidence spans: the words that drove a turn's abuse flags, as character offsets a reader can
-//! highlight, from the span head's word scores (`model::spans`).
+//! highlight, from the span head's word scores (`model::spans` produces the `WordScore`s).
 //!
 //! The span head finds toxic words, whatever the label; the spans are given under the turn's
 //! strongest flagged label among those aimed at people and profanity. A turn flagged only with
@@ -8,7 +8,23 @@
 use serde::Serialize;
 
 use crate::domain::labels::{Label, LabelScores};
-use crate::model::spans::{SpanCut, WordScore};
+
+/// Where word scores become spans: words reaching `threshold`, in texts whose most likely word
+/// reaches `min_peak`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpanCut {
+    pub threshold: f32,
+    pub min_peak: f32,
+}
+
+/// One word of a text and the highest toxic probability among its tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WordScore {
+    /// The word's byte range in the text.
+    pub start: usize,
+    pub end: usize,
+    pub probability: f32,
+}
 
 /// Words that drove a flag, `[begin, end)` in Unicode code points (what Python's `str` and
 /// JavaScript's `Array.from(text)` index) and in UTF-8 bytes.

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use unicode_segmentation::UnicodeSegmentation;
 
 use super::{Classifier, ModelError};
+use crate::domain::spans::{SpanCut, WordScore};
 
 /// Why a span head cannot be used; each keeps its cause, where there is one, as its `source()`.
 #[derive(Debug, thiserror::Error)]
@@ -132,23 +133,6 @@ fn dot(w: &[f32], x: &[f32]) -> f32 {
         }
     }
     sums.iter().sum::<f32>() + tail
-}
-
-/// Where word scores become spans: words reaching `threshold`, in texts whose most likely word
-/// reaches `min_peak`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SpanCut {
-    pub threshold: f32,
-    pub min_peak: f32,
-}
-
-/// One word of a text and the highest toxic probability among its tokens.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WordScore {
-    /// The word's byte range in the text.
-    pub start: usize,
-    pub end: usize,
-    pub probability: f32,
 }
 
 /// The words of `text` as Unicode word boundaries (UAX #29) cut it, keeping those with a letter,

@@ -18,9 +18,10 @@ use serde::Serialize;
 
 use super::Adam;
 use crate::domain::labels::Label;
+use crate::domain::spans::{SpanCut, WordScore};
 use crate::domain::spans::{select, span_label};
 use crate::model::Classifier;
-use crate::model::spans::{HiddenLayer, SpanCut, SpanHead, TokenFeatures, WordScore, word_scores};
+use crate::model::spans::{HiddenLayer, SpanHead, TokenFeatures, word_scores};
 
 /// One post: its text, gold character offsets, its tokens' features, and whether calmline
 /// flags it with a label that spans are given under.

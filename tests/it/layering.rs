@@ -144,8 +144,10 @@ fn edges(graph: &BTreeMap<String, BTreeSet<String>>, from: impl Fn(&str) -> bool
 }
 
 #[test]
-fn the_model_imports_only_the_labels() {
-    let offences = edges(&graph(), |m| under(m, "model"), |d| !under(d, "model") && d != "domain::labels");
+fn the_model_imports_only_the_domains_vocabulary() {
+    // The labels and their scores, and the span head's word scores: value types the model
+    // produces and the domain reads, kept at the bottom of the house.
+    let offences = edges(&graph(), |m| under(m, "model"), |d| !under(d, "model") && d != "domain::labels" && d != "domain::spans");
     assert!(offences.is_empty(), "{offences:#?}");
 }
 
@@ -227,9 +229,10 @@ fn longest_chain(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
 fn import_levels_do_not_grow() {
     // The longest chain of file imports, `main` counted as one more level on top (it reaches
     // the commands through the library's name, `calmline::cli`, which the graph does not see).
-    // 13 on 2026-12-05 (`--nocapture` prints the chain): cli::serve → server → http::routes →
-    // http::json → grpc → infer → domain::conversation → domain::text → domain::spans →
-    // model::spans → model → domain::labels. (The chain printed on 2026-12-04 ran through
+    // 12 on 2026-12-05 (`--nocapture` prints the chain): cli::serve → server → http::routes →
+    // http::json → grpc → infer → domain::conversation → metrics → domain::lang → model::head →
+    // domain::labels; 13 before the span head's word scores moved to domain::spans. (The chain
+    // printed on 2026-12-04 ran through
     // model::gemm → model, which was `super::` inside gemm's inline `mod avx512`: the checker
     // now knows such a `super` is the file itself.) Issue 21 counted 10 at 4ff4235, when model
     // and train imported each other; the same count there gives 12 (the issue's closing note
@@ -238,7 +241,7 @@ fn import_levels_do_not_grow() {
     let chain = longest_chain(&graph());
     let levels = chain.len() + 1;
     println!("import levels, main.rs counted: {levels}: {}", chain.join(" → "));
-    assert!(levels <= 14, "{levels} import levels, deeper than 14");
+    assert!(levels <= 12, "{levels} import levels, deeper than 12");
 }
 
 #[test]
