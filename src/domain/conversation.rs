@@ -11,7 +11,6 @@ use crate::domain::policy::{Action, ConversationState, Guidance, Policy, Severit
 use crate::domain::spans::Span;
 use crate::domain::text::{MAX_TEXT_BYTES, Reading, TextInput, validate};
 use crate::error::Error;
-use crate::metrics as m;
 use crate::model::head::Head;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,15 +152,7 @@ pub fn assess(judges: Judges, state: &mut ConversationState, turn: &TurnInput, s
     let turn_index = state.turns;
     state.turns = state.turns.saturating_add(1);
     let guidance = match turn.speaker {
-        Speaker::Customer => {
-            let lang_label = m::language_label(&language);
-            for label in &flags {
-                metrics::counter!(m::DETECTIONS_TOTAL, "label" => label.name(), "language" => lang_label).increment(1);
-            }
-            let g = policy.customer_turn(state, &flags, severity, locale);
-            metrics::counter!(m::GUIDANCE_TOTAL, "action" => g.action.name()).increment(1);
-            Some(g)
-        }
+        Speaker::Customer => Some(policy.customer_turn(state, &flags, severity, locale)),
         Speaker::Agent => None,
     };
     let conduct = match turn.speaker {

@@ -44,6 +44,11 @@ pub fn guess_among(text: &str, candidates: &[String]) -> Option<&'static str> {
     (info.confidence() >= MIN_CONFIDENCE_AMONG).then(|| iso_639_1(info.lang()))
 }
 
+/// The base code of a language tag: "pt-BR" → "pt", "HE" → "he".
+pub fn base_language(lang: &str) -> String {
+    lang.split(['-', '_']).next().unwrap_or("").to_ascii_lowercase()
+}
+
 /// The language whose thresholds judge a text: its own; when it was too short to tell ("und"),
 /// the conversation's locale, else the likeliest of the languages the model card measures
 /// (`guess_among`: "Third time I'm calling and the router still doesn't work!" is English
@@ -52,7 +57,7 @@ pub fn thresholds_language(language: &str, locale: &str, text: &str, measured: &
     if language != "und" {
         return language.to_string();
     }
-    let locale = crate::model::head::base_language(locale);
+    let locale = base_language(locale);
     if !locale.is_empty() {
         return locale;
     }

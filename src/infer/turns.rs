@@ -35,6 +35,7 @@ impl Pipeline {
         let mut history = history;
         let context = history.as_deref_mut().map(|h| h.context_of(turn)).unwrap_or_default();
         let mut assessment = assess(self.judges(policy), state, turn, scored, locale, context);
+        record_detections(&assessment);
         if let Some(h) = history {
             h.record(&assessment);
         }
@@ -79,8 +80,20 @@ impl Pipeline {
         let token_scores: Vec<Vec<f32>> = scored.iter_mut().map(|s| std::mem::take(&mut s.token_scores)).collect();
         let mut report = assess_transcript(self.judges(policy), transcript, scored);
         for ((assessment, turn), token_scores) in report.turns.iter_mut().zip(&transcript.turns).zip(&token_scores) {
+            record_detections(assessment);
             self.add_spans(assessment, &turn.text, token_scores)?;
         }
         Ok(report)
     }
+}
+
+/// Counts a served customer turn's flags and guidance (labels from closed sets only: the
+/// language is bounded by `metrics::language_label`).
+fn record_detections(assessment: &TurnAssessment) {
+    let Some(guidance) = &assessment.guidance else { return };
+    let language = m::language_label(&assessment.language);
+    for label in &assessment.flags {
+        metrics::counter!(m::DETECTIONS_TOTAL, "label" => label.name(), "language" => language).increment(1);
+    }
+    metrics::counter!(m::GUIDANCE_TOTAL, "action" => guidance.action.name()).increment(1);
 }

@@ -10,6 +10,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::labels::{LABEL_COUNT, Label, LabelScores};
+use crate::domain::lang::base_language;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HeadError {
@@ -57,11 +58,6 @@ pub struct Head {
     /// mostly on English data; no Hungarian data calibrates that label.
     uncalibrated: [f32; LABEL_COUNT],
     by_language: BTreeMap<String, [f32; LABEL_COUNT]>,
-}
-
-/// The base code of a language tag: "pt-BR" → "pt", "HE" → "he".
-pub fn base_language(lang: &str) -> String {
-    lang.split(['-', '_']).next().unwrap_or("").to_ascii_lowercase()
 }
 
 impl Head {

@@ -257,7 +257,7 @@ pub const CONVERSATIONS_SOURCE: &str = "calmline_conversations";
 pub fn conversation_dev_examples(dir: &Path) -> Result<Vec<Example>> {
     let mut examples = Vec::new();
     for c in load_conversations(dir)?.into_iter().filter(|c| c.split == Split::Dev) {
-        let base = crate::model::head::base_language(&c.locale);
+        let base = crate::domain::lang::base_language(&c.locale);
         let lang = static_lang(&base).with_context(|| format!("{}: unexpected locale {}", c.id, c.locale))?;
         for turn in c.turns.into_iter().filter(|t| t.speaker == "customer") {
             let Some(gold) = turn.gold else { continue };
@@ -280,7 +280,7 @@ pub const AGENT_REPLIES_SOURCE: &str = "calmline_agent_replies";
 pub fn agent_reply_examples(dir: &Path) -> Result<Vec<Example>> {
     let mut examples = Vec::new();
     for c in load_conversations(dir)?.into_iter().filter(|c| c.split == Split::Dev) {
-        let base = crate::model::head::base_language(&c.locale);
+        let base = crate::domain::lang::base_language(&c.locale);
         let lang = static_lang(&base).with_context(|| format!("{}: unexpected locale {}", c.id, c.locale))?;
         for turn in c.turns.into_iter().filter(|t| t.speaker == "agent") {
             let mut targets = [Some(false); LABEL_COUNT];
@@ -343,7 +343,7 @@ pub fn run_conversations(classifier: &Classifier, policy: &Policy, conversations
         let customer: Vec<&GoldTurn> = c.turns.iter().filter(|t| t.speaker == "customer").collect();
         let scores: Vec<LabelScores> = next.by_ref().take(customer.len()).collect();
         let mut state = ConversationState::default();
-        let lang = crate::model::head::base_language(&c.locale);
+        let lang = crate::domain::lang::base_language(&c.locale);
         for (i, (turn, s)) in customer.iter().zip(&scores).enumerate() {
             let flags = classifier.head.flags(
                 s,

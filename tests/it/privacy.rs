@@ -93,6 +93,12 @@ fn no_text_reaches_logs_or_metrics_at_trace_level() {
     assert!(log.contains("\"level\":\"TRACE\""), "trace logging was not on");
     assert!(log.contains("SERVING"));
     assert!(metrics.contains("calmline_requests_total"));
+    // What was detected is counted, by label and language only, for live turns and transcripts
+    // alike (the pipeline counts served turns; the domain knows nothing of metrics).
+    // ("אתה אידיוט" is too short to tell its language: "und".)
+    assert!(metrics.contains("calmline_detections_total{label=\"insult\",language=\"und\"}"), "{metrics}");
+    assert!(metrics.contains("calmline_guidance_total{action=\"ACKNOWLEDGE\"} 1"), "{metrics}");
+    assert!(metrics.contains("calmline_guidance_total{action=\"NONE\"}"), "{metrics}");
     for (place, text) in [("logs", &log), ("metrics", &metrics)] {
         assert!(!text.contains(CANARY), "input text reached the {place}: {}", text.lines().find(|l| l.contains(CANARY)).unwrap());
         for word in ["idiot", "router", "courier", "אידיוט"] {
