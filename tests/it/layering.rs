@@ -230,7 +230,7 @@ fn import_levels_do_not_grow() {
     // The longest chain of file imports, `main` counted as one more level on top (it reaches
     // the commands through the library's name, `calmline::cli`, which the graph does not see).
     // 12 on 2026-12-05 (`--nocapture` prints the chain): cli::serve → server → http::routes →
-    // http::json → grpc → infer → domain::conversation → metrics → domain::lang → model::head →
+    // http::json → grpc → infer → domain::conversation → domain::text → error → model →
     // domain::labels; 13 before the span head's word scores moved to domain::spans. (The chain
     // printed on 2026-12-04 ran through
     // model::gemm → model, which was `super::` inside gemm's inline `mod avx512`: the checker
