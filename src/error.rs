@@ -1,7 +1,7 @@
 //! The one error type of calmline's core. The gRPC layer maps each variant to a status code
 //! (`grpc::status`), exhaustively.
 
-use crate::model::ModelError;
+use crate::model::error::ModelError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -5,12 +5,13 @@
 //! [rank, in] and `.lora_b` [out, rank]) with `adapters.json`. At load they are merged into the
 //! dequantised weights, `W += alpha/rank · B·A`, so a fine-tuned model costs no more than the base.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use super::encoder::{Encoder, EncoderError};
+use super::encoder::Encoder;
+pub use super::error::AdapterError;
 
 /// The projections that get adapters, named as in the blob.
 pub const PROJECTIONS: [&str; 6] = ["q", "k", "v", "ao", "fi", "fo"];
@@ -28,26 +29,6 @@ impl LoraConfig {
     pub fn scale(&self) -> f64 {
         self.alpha / self.rank as f64
     }
-}
-
-/// Why a folder's adapters could not be merged or read; each keeps its cause, where there is
-/// one, as its `source()`.
-#[derive(Debug, thiserror::Error)]
-pub enum AdapterError {
-    #[error("adapters: reading {}", .path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("adapters: {} is not valid adapter settings", .path.display())]
-    Settings { path: PathBuf, source: serde_json::Error },
-    #[error("adapters: {}: rank must be at least 1", .path.display())]
-    Rank { path: PathBuf },
-    #[error("adapters: reading the tensors of {}", .path.display())]
-    Tensors { path: PathBuf, source: candle_core::Error },
-    #[error("adapters: l{layer}.{projection}.{part} is missing")]
-    Missing { layer: usize, projection: &'static str, part: &'static str },
-    #[error("adapters: l{layer}.{projection}: B·A")]
-    Product { layer: usize, projection: &'static str, source: candle_core::Error },
-    #[error("adapters: merging into l{layer}.{projection}")]
-    Merge { layer: usize, projection: &'static str, source: EncoderError },
 }
 
 /// Merges saved adapters into an encoder's weights (`W += α/r · B·A`). Returns false when the

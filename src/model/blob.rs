@@ -13,26 +13,12 @@ use std::path::Path;
 
 use half::f16;
 
+pub use super::error::BlobError;
+
 pub const MAGIC: &[u8; 4] = b"E5S1";
 /// Weights per `Q4_0` block and bytes per block.
 pub const Q4_BLOCK: usize = 32;
 pub const Q4_BLOCK_BYTES: usize = 18;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BlobError {
-    #[error("cannot open model blob {path}: {source}")]
-    Open { path: String, source: std::io::Error },
-    #[error("not an E5S1 model blob (magic bytes are {0:?})")]
-    BadMagic([u8; 4]),
-    #[error("model blob is truncated: {what} needs bytes {start}..{end} but the file has {len}")]
-    Truncated { what: String, start: usize, end: usize, len: usize },
-    #[error("model blob header is invalid: {0}")]
-    BadHeader(String),
-    #[error("model blob tensor `{name}` is invalid: {reason}")]
-    BadTensor { name: String, reason: String },
-    #[error("model blob has no tensor `{0}`")]
-    MissingTensor(String),
-}
 
 /// Model dimensions from the blob header.
 #[derive(Debug, Clone, PartialEq)]

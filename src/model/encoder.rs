@@ -10,8 +10,9 @@ use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear};
 
 use super::attention::{Span, attend};
-use super::blob::{Blob, BlobError, Encoding, Q4_BLOCK, Q4_BLOCK_BYTES, dequantize_q4_0};
+use super::blob::{Blob, Encoding, Q4_BLOCK, Q4_BLOCK_BYTES, dequantize_q4_0};
 use super::dense::Dense;
+pub use super::error::EncoderError;
 use super::gemm::{Activation, with_values};
 
 /// Layers whose mean-pooled outputs, averaged, form the "upper" half of the classifier features.
@@ -22,20 +23,6 @@ pub const UPPER_LAYERS: std::ops::Range<usize> = 8..11;
 /// default's adapters since judgement-18 adapt every layer, so the conduct thresholds are tuned
 /// for each set of adapters (`calmline eval-conduct --tune`, `models/conduct.toml`).
 pub const STABLE_LAYERS: usize = 6;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EncoderError {
-    #[error(transparent)]
-    Blob(#[from] BlobError),
-    #[error("model shape mismatch: {0}")]
-    Shape(String),
-    #[error("token id {id} is outside the vocabulary of {vocab}")]
-    TokenOutOfRange { id: u32, vocab: usize },
-    #[error("sequence of {len} tokens exceeds the {max} positions of the model")]
-    TooLong { len: usize, max: usize },
-    #[error("candle: {0}")]
-    Candle(#[from] candle_core::Error),
-}
 
 /// One transformer layer's weights (public for the fine-tuning code, which runs the same
 /// computation with differentiable operations and adapters).

@@ -12,13 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::labels::{LABEL_COUNT, Label, LabelScores};
 use crate::domain::lang::base_language;
 
-#[derive(Debug, thiserror::Error)]
-pub enum HeadError {
-    #[error("head file {path}: {reason}")]
-    File { path: String, reason: String },
-    #[error("head is invalid: {0}")]
-    Invalid(String),
-}
+pub use super::error::HeadError;
 
 /// `head.json`: everything about the head that is not a weight.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod blob;
 pub mod dense;
 pub mod encoder;
+pub mod error;
 pub mod gemm;
 pub mod gemm_int8;
 pub mod head;
@@ -17,9 +18,10 @@ use std::sync::Arc;
 
 use blob::Blob;
 use encoder::{Encoder, EncoderError, Pooled, l2_normalize};
+pub use error::ModelError;
 use head::{Head, HeadError};
 use sha2::{Digest, Sha256};
-use tokenizer::{TextTokenizer, TokenizeError};
+use tokenizer::TextTokenizer;
 
 use crate::domain::labels::LabelScores;
 
@@ -38,30 +40,6 @@ pub const ENCODER_LANGUAGES: &[&str] = &[
 /// File names inside the base model folder (`models/base/`, filled by `models/fetch.sh`).
 pub const BLOB_FILE: &str = "e5-small-q4.bin";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error("{path} is missing: run `make setup` (models/fetch.sh) to fetch the model files")]
-    Missing { path: String },
-    #[error(transparent)]
-    Blob(#[from] blob::BlobError),
-    #[error(transparent)]
-    Encoder(#[from] EncoderError),
-    #[error(transparent)]
-    Tokenize(#[from] TokenizeError),
-    #[error(transparent)]
-    Head(#[from] HeadError),
-    #[error(transparent)]
-    Adapters(#[from] adapters::AdapterError),
-    #[error(transparent)]
-    Spans(#[from] spans::SpanHeadError),
-    /// `--precision int8` asked of a CPU without the instructions its kernels use.
-    #[error("int8 needs a CPU with AVX-512 VNNI, and this one has none: use --precision f32 (or auto)")]
-    NoInt8,
-    /// The int8 weights replace the f32 ones, so the f32 path cannot be restored in place.
-    #[error("an int8 encoder cannot go back to f32; load it again")]
-    NoWayBackToF32,
-}
 
 /// Limits on one encoder batch: sequences are sorted by length and packed until either is hit.
 /// The encoder runs packed sequences (no padding), so tokens are the sum of the lengths.

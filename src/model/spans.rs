@@ -9,26 +9,14 @@
 //! of 0.39 against the span head's (see the model card) — a rude sentence stays rude without
 //! any one of its words.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use unicode_segmentation::UnicodeSegmentation;
 
+pub use super::error::SpanHeadError;
 use super::{Classifier, ModelError};
 use crate::domain::spans::{SpanCut, WordScore};
-
-/// Why a span head cannot be used; each keeps its cause, where there is one, as its `source()`.
-#[derive(Debug, thiserror::Error)]
-pub enum SpanHeadError {
-    #[error("span head: reading {}", .path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("span head: {} is not a span head", .path.display())]
-    Parse { path: PathBuf, source: serde_json::Error },
-    #[error("span head: {}: {reason}", .path.display())]
-    Invalid { path: PathBuf, reason: &'static str },
-    #[error("span head: expects {expects} features per token, the encoder gives {gives}")]
-    Width { expects: usize, gives: usize },
-}
 
 /// The span head's file, beside the label head.
 pub const SPAN_HEAD_FILE: &str = "span-head.json";

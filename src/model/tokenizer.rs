@@ -14,13 +14,7 @@
 
 use std::path::Path;
 
-#[derive(Debug, thiserror::Error)]
-pub enum TokenizeError {
-    #[error("cannot load tokenizer {path}: {reason}")]
-    Load { path: String, reason: String },
-    #[error("tokenizer failed: {0}")]
-    Encode(String),
-}
+pub use super::error::TokenizeError;
 
 /// e5 was trained with a task prefix; "query: " is the one for classification-like use.
 pub const PREFIX: &str = "query: ";
