@@ -1,8 +1,16 @@
 //! QA throughput: the batch scorer (`calmline score`) against the service, on the same turns.
 //!
-//! Transcripts are assembled here from ConvAbuse (`../shared/data/convabuse_en`, CC-BY-4.0; no
-//! data is committed): each row's `prev_agent`, `prev_user`, `agent`, `user` become a four-turn
-//! conversation, until `QA_BENCH_TURNS` turns (10,000 by default). Then, in one run:
+//! Transcripts are assembled here, until `QA_BENCH_TURNS` turns (10,000 by default), from one of
+//! two sources (`QA_BENCH_SOURCE`):
+//!
+//! - `convabuse` (the default): ConvAbuse (`../shared/data/convabuse_en`, CC-BY-4.0; no data is
+//!   committed): each row's `prev_agent`, `prev_user`, `agent`, `user` become a four-turn
+//!   conversation. Its turns are short (median 14 characters).
+//! - `support`: the project's gold conversations (`data/conversations/`, six languages, both
+//!   speakers, each with its locale), repeated as often as needed: support-chat turns of one to
+//!   three sentences (median 74 characters), the lengths a contact center sends.
+//!
+//! Then, in one run:
 //!
 //! 1. batch: the release `calmline score FILE --out DIR` (its own report of scoring time, the
 //!    model load excluded);
@@ -10,7 +18,10 @@
 //!    16 conversations at once, each turn awaited before the next (as a platform does);
 //! 3. QA over gRPC: one `ScoreTranscripts` stream with every conversation.
 //!
-//!     cargo bench --bench qa_throughput            # QA_BENCH_TURNS=2000 for a quick look
+//! ```sh
+//! cargo bench --bench qa_throughput            # QA_BENCH_TURNS=2000 for a quick look
+//! QA_BENCH_SOURCE=support cargo bench --bench qa_throughput
+//! ```
 //!
 //! `QA_BENCH_SAVE=FILE` keeps the assembled transcripts (for batch-size studies by hand).
 //!
@@ -28,39 +39,73 @@ use tokio::sync::Semaphore;
 const DATA: &str = "../shared/data/convabuse_en/ConvAbuseEMNLPtrain.csv";
 const LIVE_CONVERSATIONS_AT_ONCE: usize = 16;
 
+const SUPPORT: &str = "data/conversations";
+
+#[derive(Clone)]
 struct Conversation {
+    locale: String,
     turns: Vec<(bool, String)>, // (is_customer, text)
 }
 
-fn assemble(target_turns: usize) -> Vec<Conversation> {
+/// Whole conversations from `source`, cycled, the last one cut so that there are exactly
+/// `target_turns` turns.
+fn take_turns(source: impl Iterator<Item = Conversation>, target_turns: usize) -> Vec<Conversation> {
+    let mut conversations = Vec::new();
+    let mut total = 0;
+    for mut c in source {
+        if total == target_turns {
+            break;
+        }
+        c.turns.truncate(target_turns - total);
+        total += c.turns.len();
+        if !c.turns.is_empty() {
+            conversations.push(c);
+        }
+    }
+    conversations
+}
+
+fn assemble(source: &str, target_turns: usize) -> Vec<Conversation> {
+    match source {
+        "convabuse" => take_turns(convabuse().into_iter().cycle(), target_turns),
+        "support" => take_turns(support().into_iter().cycle(), target_turns),
+        other => panic!("QA_BENCH_SOURCE is `convabuse` or `support`, not {other:?}"),
+    }
+}
+
+/// The project's gold conversations, every split, both speakers.
+fn support() -> Vec<Conversation> {
+    let mut files: Vec<_> = std::fs::read_dir(SUPPORT).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jsonl")).collect();
+    files.sort();
+    let mut conversations = Vec::new();
+    for file in files {
+        for line in std::fs::read_to_string(&file).unwrap().lines() {
+            let c: serde_json::Value = serde_json::from_str(line).unwrap();
+            let turns = c["turns"].as_array().unwrap().iter().map(|t| (t["speaker"] == "customer", t["text"].as_str().unwrap().to_string())).collect();
+            conversations.push(Conversation { locale: c["locale"].as_str().unwrap().to_string(), turns });
+        }
+    }
+    conversations
+}
+
+fn convabuse() -> Vec<Conversation> {
     let mut reader = csv::Reader::from_path(DATA).expect("ConvAbuse in ../shared/data (see MANIFEST.md)");
     let header = reader.headers().unwrap().clone();
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
     let (pa, pu, a, u) = (col("prev_agent"), col("prev_user"), col("agent"), col("user"));
-    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    let mut conversations = Vec::new();
-    let mut total = 0;
-    // Cycle through the rows if more turns are asked for than one pass gives.
-    'fill: for row in rows.iter().cycle().take(rows.len() * 8) {
-        let turns: Vec<(bool, String)> = [(false, pa), (true, pu), (false, a), (true, u)]
-            .into_iter()
-            .map(|(customer, i)| (customer, row.get(i).unwrap_or("").trim().to_string()))
-            .filter(|(_, t)| !t.is_empty())
-            .collect();
-        for _ in 0..turns.len() {
-            if total == target_turns {
-                break 'fill;
-            }
-            total += 1;
-        }
-        let keep = turns.len().min(target_turns - (total - turns.len().min(total)));
-        conversations.push(Conversation { turns: turns.into_iter().take(keep).collect() });
-        if total >= target_turns {
-            break;
-        }
-    }
-    conversations.retain(|c| !c.turns.is_empty());
-    conversations
+    reader
+        .records()
+        .map(Result::unwrap)
+        .map(|row| Conversation {
+            locale: "en".into(),
+            turns: [(false, pa), (true, pu), (false, a), (true, u)]
+                .into_iter()
+                .map(|(customer, i)| (customer, row.get(i).unwrap_or("").trim().to_string()))
+                .filter(|(_, t)| !t.is_empty())
+                .collect(),
+        })
+        .filter(|c| !c.turns.is_empty())
+        .collect()
 }
 
 fn write_jsonl(conversations: &[Conversation], path: &Path) {
@@ -69,7 +114,7 @@ fn write_jsonl(conversations: &[Conversation], path: &Path) {
     for (i, c) in conversations.iter().enumerate() {
         let turns: Vec<_> =
             c.turns.iter().map(|(customer, text)| serde_json::json!({"speaker": if *customer { "customer" } else { "agent" }, "text": text})).collect();
-        writeln!(out, "{}", serde_json::json!({"id": format!("convabuse-{i}"), "locale": "en", "agent_id": format!("a{}", i % 20), "turns": turns})).unwrap();
+        writeln!(out, "{}", serde_json::json!({"id": format!("bench-{i}"), "locale": c.locale, "agent_id": format!("a{}", i % 20), "turns": turns})).unwrap();
     }
 }
 
@@ -79,11 +124,12 @@ fn turn(customer: bool, text: &str) -> pb::Turn {
 
 fn main() {
     let target: usize = std::env::var("QA_BENCH_TURNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let conversations = Arc::new(assemble(target));
+    let source = std::env::var("QA_BENCH_SOURCE").unwrap_or_else(|_| "convabuse".into());
+    let conversations = Arc::new(assemble(&source, target));
     let turns: usize = conversations.iter().map(|c| c.turns.len()).sum();
-    println!("{} conversations, {turns} turns assembled from ConvAbuse", conversations.len());
+    println!("{} conversations, {turns} turns assembled from {source}", conversations.len());
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("convabuse.jsonl");
+    let input = dir.path().join("transcripts.jsonl");
     write_jsonl(&conversations, &input);
     if let Ok(keep) = std::env::var("QA_BENCH_SAVE") {
         // The assembled transcripts, for batch-size studies with `calmline score` by hand.
@@ -137,7 +183,7 @@ fn main() {
                 let (tx, rx) = tokio::sync::mpsc::channel(1);
                 let mut replies = client.converse(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
                 for (customer, text) in &conversations[i].turns {
-                    tx.send(pb::ConverseRequest { turn: Some(turn(*customer, text)), locale: "en".into() }).await.unwrap();
+                    tx.send(pb::ConverseRequest { turn: Some(turn(*customer, text)), locale: conversations[i].locale.clone() }).await.unwrap();
                     replies.message().await.unwrap().expect("one assessment per turn");
                 }
                 drop(permit);
@@ -155,7 +201,7 @@ fn main() {
             .enumerate()
             .map(|(i, c)| pb::Transcript {
                 id: i.to_string(),
-                locale: "en".into(),
+                locale: c.locale.clone(),
                 agent_id: String::new(),
                 turns: c.turns.iter().map(|(cu, t)| turn(*cu, t)).collect(),
             })
