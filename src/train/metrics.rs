@@ -146,7 +146,7 @@ pub fn best_budgeted_threshold(groups: &[&Scored], budget: f64, beta: f64) -> Op
     if with.is_empty() {
         return None;
     }
-    Some(best_smoothed_threshold(|t| {
+    Some(best_threshold(|t| {
         let f1 = with.iter().map(|(s, truth)| f_beta(&binary_metrics(s, truth, t), beta)).sum::<f64>() / with.len() as f64;
         let fpr = if without.is_empty() {
             0.0
@@ -155,27 +155,6 @@ pub fn best_budgeted_threshold(groups: &[&Scored], budget: f64, beta: f64) -> Op
         };
         f1 - NEUTRAL_PENALTY * (fpr - budget).max(0.0)
     }))
-}
-
-/// Grid points on each side over which `best_smoothed_threshold` averages the objective.
-pub fn threshold_smoothing() -> usize {
-    std::env::var("CALMLINE_EXP_SMOOTH").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-/// The point of the 0.02 grid where the objective averaged over `threshold_smoothing()` points
-/// on each side (fewer at the ends) is highest (ties: the lower one).
-fn best_smoothed_threshold(objective: impl Fn(f32) -> f64) -> f32 {
-    let k = threshold_smoothing();
-    let values: Vec<f64> = (1..50).map(|i| objective(i as f32 * 0.02)).collect();
-    let mut best = (0.02, f64::NEG_INFINITY);
-    for i in 0..values.len() {
-        let window = &values[i.saturating_sub(k)..(i + k + 1).min(values.len())];
-        let value = window.iter().sum::<f64>() / window.len() as f64;
-        if value > best.1 {
-            best = ((i + 1) as f32 * 0.02, value);
-        }
-    }
-    best.0
 }
 
 /// The point of the 0.02 grid in 0.02..=0.98 where `objective` is highest (ties: the lower one).
