@@ -9,8 +9,7 @@ use serde::Serialize;
 
 use crate::config::AnalyzeArgs;
 use crate::domain::policy::Policy;
-use crate::domain::text::{Analysis, MAX_TEXT_BYTES, Reading, Scores, TextInput, validate};
-use crate::error::Error;
+use crate::domain::text::{Analysis, MAX_TEXT_BYTES, TextInput, analyze, validate};
 use crate::lines::{Line, read_bounded_line};
 use crate::model::Classifier;
 
@@ -42,25 +41,6 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-}
-
-/// Analyses valid texts in one model call (callers validate first): the classifier's scores, read
-/// as every turn of a conversation is (`Reading`), with the evidence spans of the flags.
-fn analyze(classifier: &Classifier, policy: &Policy, inputs: &[TextInput]) -> Result<Vec<Analysis>, Error> {
-    let texts: Vec<&str> = inputs.iter().map(|i| i.text).collect();
-    let scores = classifier.scores(&texts)?;
-    inputs
-        .iter()
-        .zip(scores)
-        .map(|(input, scores)| {
-            let Reading { language, language_measured, flags, severity, .. } = Reading::of(&classifier.head, policy, input.text, input.lang, "", &scores);
-            let spans = match (&classifier.spans, crate::domain::spans::span_label(&flags, &scores)) {
-                (Some(head), Some(label)) => crate::domain::spans::select(input.text, &classifier.word_scores(input.text)?, head.cut(), label),
-                _ => Vec::new(),
-            };
-            Ok(Analysis { language, language_measured, severity, scores: Scores(scores), spans, flags })
-        })
-        .collect()
 }
 
 fn print_readable(classifier: &Classifier, a: &Analysis) {

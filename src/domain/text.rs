@@ -1,6 +1,6 @@
-//! One text: the limits and checks it meets before the model sees it, and how its scores read —
-//! its language, flags and severity (the `Analyze` RPC's and `calmline analyze`'s result; format:
-//! DESIGN.md, "Texts").
+//! One text: the limits and checks it meets before the model sees it, and its analysis — its
+//! language, label scores, flags and severity (the `Analyze` RPC's and `calmline analyze`'s
+//! result; format: DESIGN.md, "Texts").
 
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -8,6 +8,7 @@ use serde::ser::SerializeMap;
 use crate::domain::labels::{Label, LabelScores};
 use crate::domain::policy::{Policy, Severity};
 use crate::error::Error;
+use crate::model::Classifier;
 use crate::model::head::Head;
 
 /// Texts longer than this are refused: windowing handles any length, but one megabyte-sized
@@ -83,4 +84,22 @@ impl Reading {
         let flags = head.flags(scores, &thresholds_language);
         Reading { language_measured: head.is_measured(&language), severity: policy.severity_of(&flags, scores), language, thresholds_language, flags }
     }
+}
+
+/// Analyses valid texts in one model call (callers validate first).
+pub fn analyze(classifier: &Classifier, policy: &Policy, inputs: &[TextInput]) -> Result<Vec<Analysis>, Error> {
+    let texts: Vec<&str> = inputs.iter().map(|i| i.text).collect();
+    let scores = classifier.scores(&texts)?;
+    inputs
+        .iter()
+        .zip(scores)
+        .map(|(input, scores)| {
+            let Reading { language, language_measured, flags, severity, .. } = Reading::of(&classifier.head, policy, input.text, input.lang, "", &scores);
+            let spans = match (&classifier.spans, crate::domain::spans::span_label(&flags, &scores)) {
+                (Some(head), Some(label)) => crate::domain::spans::select(input.text, &classifier.word_scores(input.text)?, head.cut(), label),
+                _ => Vec::new(),
+            };
+            Ok(Analysis { language, language_measured, severity, scores: Scores(scores), spans, flags })
+        })
+        .collect()
 }
