@@ -394,7 +394,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub compare: Option<PathBuf>,
     /// How the thresholds are chosen on the dev splits.
-    #[arg(long, value_enum, default_value_t = ThresholdRuleChoice::PerLanguage)]
+    #[arg(long, value_enum, default_value_t = ThresholdRuleChoice::PooledNeutralUnion)]
     pub threshold_rule: ThresholdRuleChoice,
 }
 
@@ -503,6 +503,9 @@ pub enum ThresholdRuleChoice {
     /// `per-language`, then each language's neutral dev text held to a budget for all labels
     /// together where the dev F-beta it costs is worth it.
     PerLanguageNeutralUnion,
+    /// One threshold per label for every language; a language gets its own only where its
+    /// neutral dev text is flagged over the budget.
+    PooledNeutralUnion,
 }
 
 impl From<ThresholdRuleChoice> for crate::train::ThresholdRule {
@@ -513,6 +516,7 @@ impl From<ThresholdRuleChoice> for crate::train::ThresholdRule {
             ThresholdRuleChoice::MeanOverSources => ThresholdRule::MeanOverSources,
             ThresholdRuleChoice::PerLanguage => ThresholdRule::PerLanguage,
             ThresholdRuleChoice::PerLanguageNeutralUnion => ThresholdRule::PerLanguageNeutralUnion,
+            ThresholdRuleChoice::PooledNeutralUnion => ThresholdRule::PooledNeutralUnion,
         }
     }
 }

@@ -266,13 +266,19 @@ pub enum ThresholdRule {
     /// all labels together where the dev F-beta it costs is worth it (`hold_neutral_union`;
     /// experiment 9 in the model card).
     PerLanguageNeutralUnion,
+    /// The pooled thresholds of `calibrate` for every language, then each language's neutral dev
+    /// text held to `NEUTRAL_UNION_BUDGET` as `PerLanguageNeutralUnion` does: a language gets a
+    /// threshold of its own only where its everyday text shows it needs one (experiment 21 in
+    /// the model card: fitting each language's F-beta on its few hundred dev turns chose cuts
+    /// that cost the behaviour suite and the conversations more than they saved).
+    PooledNeutralUnion,
 }
 
 /// The head with thresholds chosen on the dev splits by `rule`.
 pub fn apply_threshold_rule(head: Head, data: &Featurised, rule: ThresholdRule) -> Result<Head> {
     Ok(match rule {
-        ThresholdRule::PerLanguage | ThresholdRule::PerLanguageNeutralUnion => {
-            let (pooled, by_language) = calibrate(&head, data, rule == ThresholdRule::PerLanguageNeutralUnion);
+        ThresholdRule::PerLanguage | ThresholdRule::PerLanguageNeutralUnion | ThresholdRule::PooledNeutralUnion => {
+            let (pooled, by_language) = calibrate(&head, data, rule);
             head.with_calibration(pooled, by_language)?
         }
         other => {
@@ -305,7 +311,7 @@ pub fn tune_thresholds(head: &Head, data: &Featurised, rule: ThresholdRule) -> B
     for (label, groups) in Label::ALL.into_iter().zip(dev_groups(head, data)) {
         let best = match rule {
             ThresholdRule::MeanOverSources => metrics::best_mean_f1_threshold(&groups.into_values().collect::<Vec<_>>()),
-            ThresholdRule::Pooled | ThresholdRule::PerLanguage | ThresholdRule::PerLanguageNeutralUnion => {
+            ThresholdRule::Pooled | ThresholdRule::PerLanguage | ThresholdRule::PerLanguageNeutralUnion | ThresholdRule::PooledNeutralUnion => {
                 let (scores, truth): (Vec<f32>, Vec<bool>) = groups.into_values().flat_map(|(s, t)| s.into_iter().zip(t)).unzip();
                 best_f1_threshold(&scores, &truth)
             }
@@ -333,8 +339,9 @@ pub const MIN_CLASS: usize = 15;
 /// penalty for every point the groups without positives (neutral text) are flagged over
 /// `NEUTRAL_BUDGET`. A language gets its own threshold where its dev data has
 /// `MIN_LANGUAGE_DEV` annotated examples with `MIN_CLASS` of each class; elsewhere the pooled one
-/// holds.
-pub fn calibrate(head: &Head, data: &Featurised, hold_union: bool) -> (BTreeMap<Label, f32>, BTreeMap<String, BTreeMap<Label, f32>>) {
+/// holds. `PooledNeutralUnion` skips the per-language fits; both `…NeutralUnion` rules then hold
+/// each language's neutral text to its budget.
+pub fn calibrate(head: &Head, data: &Featurised, rule: ThresholdRule) -> (BTreeMap<Label, f32>, BTreeMap<String, BTreeMap<Label, f32>>) {
     let mut pooled = BTreeMap::new();
     let mut by_language: BTreeMap<String, BTreeMap<Label, f32>> = BTreeMap::new();
     let groups_by_label = dev_groups(head, data);
@@ -342,6 +349,9 @@ pub fn calibrate(head: &Head, data: &Featurised, hold_union: bool) -> (BTreeMap<
         let beta = if judgement::ABUSE.contains(&label) { ABUSE_BETA } else { 1.0 };
         let all: Vec<&metrics::Scored> = groups.values().collect();
         pooled.insert(label, metrics::best_budgeted_threshold(&all, NEUTRAL_BUDGET, beta).unwrap_or(0.5));
+        if rule == ThresholdRule::PooledNeutralUnion {
+            continue;
+        }
         let mut languages: Vec<&str> = groups.keys().map(|(_, l)| *l).collect();
         languages.sort();
         languages.dedup();
@@ -358,7 +368,7 @@ pub fn calibrate(head: &Head, data: &Featurised, hold_union: bool) -> (BTreeMap<
             }
         }
     }
-    if hold_union {
+    if matches!(rule, ThresholdRule::PerLanguageNeutralUnion | ThresholdRule::PooledNeutralUnion) {
         hold_neutral_union(head, data, &groups_by_label, &pooled, &mut by_language);
     }
     (pooled, by_language)
@@ -367,6 +377,11 @@ pub fn calibrate(head: &Head, data: &Featurised, hold_union: bool) -> (BTreeMap<
 /// The share of a language's neutral dev text that may carry any wrong flag (the judgement
 /// issue's bar is 3% on the test splits; this leaves a margin for the difference).
 pub const NEUTRAL_UNION_BUDGET: f64 = 0.02;
+
+/// Over this share the budget is a hard limit, not a trade: the cheapest step is taken whatever
+/// it costs (the 3% is a bar every language must pass; Hebrew's neutral text stayed at
+/// 3.1% on dev and 3.2% on test when every further step cost more than the exchange rate).
+pub const NEUTRAL_UNION_CAP: f64 = 0.025;
 
 /// Holds each language's neutral dev text to `NEUTRAL_UNION_BUDGET` for all labels together.
 /// Each label's threshold keeps its own budget, but those add up: French neutral text carried a
@@ -433,7 +448,9 @@ fn hold_neutral_union(
             // worth NEUTRAL_PENALTY / n F-beta points. One that clears no text on its own (another
             // label flags it too) is taken only when it costs nothing.
             let worth = metrics::NEUTRAL_PENALTY / texts.len() as f64;
-            let cheapest = steps.iter().filter(|s| s.3 > 0 && s.4 <= worth * s.3 as f64).min_by(|a, b| (a.4 / a.3 as f64).total_cmp(&(b.4 / b.3 as f64)));
+            let over_cap = now as f64 > NEUTRAL_UNION_CAP * texts.len() as f64;
+            let cheapest =
+                steps.iter().filter(|s| s.3 > 0 && (over_cap || s.4 <= worth * s.3 as f64)).min_by(|a, b| (a.4 / a.3 as f64).total_cmp(&(b.4 / b.3 as f64)));
             let free = || steps.iter().filter(|s| s.4 <= 0.0).max_by_key(|s| s.2);
             let Some(&(label, t, ..)) = cheapest.or_else(free) else { break };
             thresholds[label.index()] = t;
@@ -480,6 +497,10 @@ impl ThresholdRule {
             ThresholdRule::PerLanguage => per_language,
             ThresholdRule::PerLanguageNeutralUnion => format!(
                 "{per_language}; then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, a non-severe label's threshold is raised just above its lowest wrong flag: the one costing least of the language's dev F-beta per neutral text cleared, while that is within the same exchange rate"
+            ),
+            ThresholdRule::PooledNeutralUnion => format!(
+                "per label, one for every language: max of the mean F-beta over the dev groups (a data set's or the gold conversations' dev turns, per language) with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less {} x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}; then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, a non-severe label's threshold of its own is raised just above its lowest wrong flag: the one costing least of the language's dev F-beta per neutral text cleared, while that is within the same exchange rate",
+                metrics::NEUTRAL_PENALTY
             ),
             other => format!("per label on the dev splits, rule {other:?}"),
         }
@@ -619,10 +640,8 @@ pub fn train_head(extractor: &FeatureExtractor, opts: &TrainOptions, model_versi
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_language_whose_neutral_text_is_flagged_too_often_gets_stricter_thresholds_of_its_own() {
-        // One feature; every label scores sigmoid(x). Neutral text annotates frustration and
-        // rudeness as absent and leaves the rest open.
+    /// One feature; every label scores sigmoid(x).
+    fn one_feature_head() -> Head {
         let meta = HeadMeta {
             model_version: "test".into(),
             features: "test".into(),
@@ -633,11 +652,79 @@ mod tests {
             measured_languages: Vec::new(),
             trained: serde_json::Value::Null,
         };
-        let head = Head::new(meta, vec![1.0; LABEL_COUNT], [0.0; LABEL_COUNT]).unwrap();
+        Head::new(meta, vec![1.0; LABEL_COUNT], [0.0; LABEL_COUNT]).unwrap()
+    }
+
+    fn logit(p: f32) -> f32 {
+        (p / (1.0 - p)).ln()
+    }
+
+    /// Dev examples of one label in one language from `source`: (score, truth) pairs.
+    fn labelled_dev(source: &'static str, lang: &'static str, label: Label, pairs: &[(f32, bool)], data: &mut Featurised) {
+        for &(score, truth) in pairs {
+            let mut targets = [None; LABEL_COUNT];
+            targets[label.index()] = Some(truth);
+            data.examples.push(Example { source, lang, split: Split::Dev, text: String::new(), targets });
+            data.features.push(vec![logit(score)]);
+        }
+    }
+
+    #[test]
+    fn the_pooled_rule_gives_a_language_its_own_threshold_only_where_its_neutral_text_asks() {
+        // German insults are best cut at 0.9 on German dev data, English ones at 0.3: the
+        // per-language rule gives German its own cut; the pooled rule gives both one cut.
+        let head = one_feature_head();
+        let mut data = Featurised { examples: Vec::new(), features: Vec::new() };
+        let german: Vec<(f32, bool)> = (0..240)
+            .map(|i| {
+                if i < 40 {
+                    (0.95, true)
+                } else if i < 80 {
+                    (0.8, false)
+                } else {
+                    (0.1, false)
+                }
+            })
+            .collect();
+        let english: Vec<(f32, bool)> = (0..400).map(|i| if i < 80 { (0.4, true) } else { (0.1, false) }).collect();
+        labelled_dev("calmline_behaviour", "de", Label::Insult, &german, &mut data);
+        labelled_dev("calmline_behaviour", "en", Label::Insult, &english, &mut data);
+        // French neutral text: 4 of 100 flagged insult at 0.7, over the 2% budget.
+        let neutral: Vec<(f32, bool)> = (0..100).map(|i| (if i < 4 { 0.7 } else { 0.1 }, false)).collect();
+        labelled_dev("ud_sentences_multi", "fr", Label::Insult, &neutral, &mut data);
+
+        let (_, per_language) = calibrate(&head, &data, ThresholdRule::PerLanguage);
+        assert!(per_language.get("de").is_some_and(|own| own[&Label::Insult] > 0.8), "{per_language:?}");
+        let (pooled, by_language) = calibrate(&head, &data, ThresholdRule::PooledNeutralUnion);
+        assert_eq!(by_language.keys().collect::<Vec<_>>(), ["fr"], "{by_language:?}");
+        assert!(by_language["fr"][&Label::Insult] > 0.7 && pooled[&Label::Insult] <= 0.7, "{pooled:?} {by_language:?}");
+    }
+
+    #[test]
+    fn over_the_cap_neutral_text_is_held_whatever_it_costs() {
+        // Hebrew neutral text: 5 of 100 flagged insult at 0.6; Hebrew insults score 0.61. Clearing
+        // the neutral texts costs every Hebrew insult, more than the exchange rate allows, but 5%
+        // is over the cap, so the cut goes up all the same.
+        let head = one_feature_head();
+        let mut data = Featurised { examples: Vec::new(), features: Vec::new() };
+        let neutral: Vec<(f32, bool)> = (0..100).map(|i| (if i < 5 { 0.6 } else { 0.1 }, false)).collect();
+        labelled_dev("ud_sentences_multi", "he", Label::Insult, &neutral, &mut data);
+        let insults: Vec<(f32, bool)> = (0..40).map(|i| if i < 20 { (0.61, true) } else { (0.1, false) }).collect();
+        labelled_dev("calmline_behaviour", "he", Label::Insult, &insults, &mut data);
+        let pooled: BTreeMap<Label, f32> = Label::ALL.into_iter().map(|l| (l, 0.5)).collect();
+        let mut by_language = BTreeMap::new();
+        let groups = dev_groups(&head, &data);
+        hold_neutral_union(&head, &data, &groups, &pooled, &mut by_language);
+        assert!(by_language["he"][&Label::Insult] > 0.61, "{by_language:?}");
+    }
+
+    #[test]
+    fn a_language_whose_neutral_text_is_flagged_too_often_gets_stricter_thresholds_of_its_own() {
+        // Neutral text annotates frustration and rudeness as absent and leaves the rest open.
+        let head = one_feature_head();
         let mut targets = [None; LABEL_COUNT];
         targets[Label::Frustration.index()] = Some(false);
         targets[Label::Rudeness.index()] = Some(false);
-        let logit = |p: f32| (p / (1.0 - p)).ln();
         let mut examples = Vec::new();
         let mut features = Vec::new();
         // French: 10 of 100 texts over 0.5 (at 0.60 to 0.69); Danish: 1 of 100, within budget.
