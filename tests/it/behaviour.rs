@@ -42,14 +42,17 @@ fn the_seed_paragraphs_carry_no_abuse_flag() {
     let refs: Vec<&str> = paragraphs.iter().map(String::as_str).collect();
     let flagged: Vec<(String, Vec<Label>)> =
         refs.iter().zip(flags(&refs)).filter(|(_, f)| f.iter().any(|l| ABUSE.contains(l))).map(|(p, f)| (p.chars().take(80).collect(), f)).collect();
-    // judgement-19 flags two (the model card's known weaknesses: text *about* abuse): a Hungarian
-    // paragraph about departments ("leave the engineers in their dark pits", customer service
-    // "does the dirty work", "profit-eating evil") gets rudeness and insult, as it did under
-    // judgement-18; a Hebrew one on where to draw the line ("never tolerate verbal abuse, you
-    // are not a punching bag") gets insult (0.77 against Hebrew's threshold 0.36). judgement-6
-    // flagged a 6,500-character Hebrew paragraph about customers who belittle staff. One more
-    // fails this test.
-    assert!(flagged.len() <= 2, "{} of {} seed paragraphs flagged as abuse: {flagged:?}", flagged.len(), refs.len());
+    // judgement-22 flags three, all Hungarian, all long (550–800 characters; the model card's
+    // known weaknesses: text *about* customer service read as abuse): one about departments
+    // ("leave the engineers in their dark pits", "profit-eating evil") gets insult and identity
+    // attack; one on how hard work with customers is gets rudeness and insult; and one on
+    // customer service being everyone's job ("a few talented, enthusiastic young people") gets
+    // threat 0.90 against the 0.88 every language now shares, where Hungarian had its own 0.98
+    // under judgement-21's per-language cuts, a cut that missed real threats at 0.93–0.97. The
+    // Hebrew paragraph judgement-19 flagged ("never tolerate verbal abuse, you are not a
+    // punching bag") is clean now. judgement-6 flagged a 6,500-character Hebrew paragraph about
+    // customers who belittle staff. One more fails this test.
+    assert!(flagged.len() <= 3, "{} of {} seed paragraphs flagged as abuse: {flagged:?}", flagged.len(), refs.len());
 }
 
 fn expect(cases: &[(&str, &[Label], &[Label])]) {
@@ -123,20 +126,20 @@ use calmline::domain::policy::Policy;
 use calmline::train::datasets::Split;
 use calmline::train::judgement;
 
-// What the default (`e5-small-q4+lora0-18+judgement-19`, 2026-12-05) measured on the test splits,
+// What the default (`e5-small-q4+lora0-20+judgement-22`, 2026-12-05) measured on the test splits,
 // less a small margin (models/eval-judgement.md, f32; int8 in models/eval-judgement-int8.md):
-// labels 82.7% (int8 82.5%), actions 84.8% (84.6%) on the suite's 1,830 test cases, neutral
-// turns 75% or more in every language (Arabic 6 of 8: no margin left), conversation accuracy
-// 84.9% (both), false alarms 1.8% (9 of 491), SET_BOUNDARY or worse right 79% (37 of 47) of the
-// time. judgement-18 measured 80.3% / 82.5%, 82.3%, 1.8% and 79% (38 calls); judgement-6
-// 76.6% / 79.7%, 82.5%, 2.0% and 79%; judgement-5 75.5% / 79.2%, 78.1%, 3.9% and 82%;
-// judgement-2 57.4% / 63.1% on the same cases.
-const SUITE_LABEL_FLOOR: f64 = 0.81;
-const SUITE_ACTION_FLOOR: f64 = 0.83;
-const NEUTRAL_FLOOR: f64 = 0.75;
-const CONVERSATION_ACCURACY_FLOOR: f64 = 0.83;
-const CONVERSATION_FALSE_ALARM_CEILING: f64 = 0.025;
-const BOUNDARY_PRECISION_FLOOR: f64 = 0.76;
+// labels 84.5% (int8 84.2%), actions 86.1% (86.0%) on the suite's 1,830 test cases, neutral
+// turns 87% or more in every language (Spanish 7 of 8), conversation accuracy 86.3% (both),
+// false alarms 1.6% (8 of 491), SET_BOUNDARY or worse right 85% (39 of 46) of the time.
+// judgement-19 measured 82.7% / 84.8%, 84.9%, 1.8% and 79% (47 calls); judgement-18 80.3% /
+// 82.5%, 82.3%, 1.8% and 79%; judgement-6 76.6% / 79.7%, 82.5%, 2.0% and 79%; judgement-2
+// 57.4% / 63.1% on the same cases.
+const SUITE_LABEL_FLOOR: f64 = 0.83;
+const SUITE_ACTION_FLOOR: f64 = 0.85;
+const NEUTRAL_FLOOR: f64 = 0.85;
+const CONVERSATION_ACCURACY_FLOOR: f64 = 0.85;
+const CONVERSATION_FALSE_ALARM_CEILING: f64 = 0.02;
+const BOUNDARY_PRECISION_FLOOR: f64 = 0.80;
 
 fn suite() -> judgement::SuiteReport {
     let cases = judgement::load_cases(Path::new("data/behaviour")).expect("data/behaviour");
