@@ -390,8 +390,8 @@ pub const NEUTRAL_UNION_CAP: f64 = 0.025;
 /// the label whose step costs least of that language's dev F-beta per neutral text it clears (a
 /// label the language has no labelled dev data for costs nothing to measure, and is taken
 /// first), as long as it costs no more than calibration's exchange rate (`NEUTRAL_PENALTY`)
-/// allows; where no single step clears a text (several labels flag it), a free step of the label
-/// with the most wrong flags. Hungarian "neutral" sentences such as "Olyan éjfél óta várok" (I've
+/// allows, or at any cost while the language is over `NEUTRAL_UNION_CAP`; where no single step
+/// clears a text (several labels flag it), a free step of the label with the most wrong flags. Hungarian "neutral" sentences such as "Olyan éjfél óta várok" (I've
 /// been waiting since midnight) read as complaints: bought at any price, the budget cost
 /// Hungarian frustration a quarter of its recall on the suite. Severe labels are left as
 /// calibrated: the strictest of their thresholds is every uncalibrated language's fallback
@@ -489,19 +489,20 @@ pub fn measured_languages(data: &Featurised) -> Vec<String> {
 impl ThresholdRule {
     /// How head.json describes thresholds chosen by this rule.
     pub fn describe(self) -> String {
-        let per_language = format!(
-            "per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): max of the mean F-beta over the dev groups (a data set's or the gold conversations' dev turns, in that language) with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less {} x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}",
+        let objective = format!(
+            "max of the mean F-beta over the dev groups (a data set's or the gold conversations' dev turns, per language) with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less {} x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}",
             metrics::NEUTRAL_PENALTY
+        );
+        let per_language = format!(
+            "per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): {objective}"
+        );
+        let hold = format!(
+            "then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, a non-severe label's threshold of its own is raised just above its lowest wrong flag: the one costing least of the language's dev F-beta per neutral text cleared, while that is within the same exchange rate, or whatever it costs while more than {NEUTRAL_UNION_CAP} is flagged"
         );
         match self {
             ThresholdRule::PerLanguage => per_language,
-            ThresholdRule::PerLanguageNeutralUnion => format!(
-                "{per_language}; then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, a non-severe label's threshold is raised just above its lowest wrong flag: the one costing least of the language's dev F-beta per neutral text cleared, while that is within the same exchange rate"
-            ),
-            ThresholdRule::PooledNeutralUnion => format!(
-                "per label, one for every language: max of the mean F-beta over the dev groups (a data set's or the gold conversations' dev turns, per language) with positives (beta {ABUSE_BETA} for rudeness, insult, threat, identity_attack, sexual_harassment; 1 otherwise), less {} x every point that neutral dev text is flagged over {NEUTRAL_BUDGET}; then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, a non-severe label's threshold of its own is raised just above its lowest wrong flag: the one costing least of the language's dev F-beta per neutral text cleared, while that is within the same exchange rate",
-                metrics::NEUTRAL_PENALTY
-            ),
+            ThresholdRule::PerLanguageNeutralUnion => format!("{per_language}; {hold}"),
+            ThresholdRule::PooledNeutralUnion => format!("per label, one for every language: {objective}; {hold}"),
             other => format!("per label on the dev splits, rule {other:?}"),
         }
     }
@@ -671,7 +672,7 @@ mod tests {
 
     #[test]
     fn the_pooled_rule_gives_a_language_its_own_threshold_only_where_its_neutral_text_asks() {
-        // German insults are best cut at 0.9 on German dev data, English ones at 0.3: the
+        // German insults are best cut above 0.8 on German dev data, English ones under 0.4: the
         // per-language rule gives German its own cut; the pooled rule gives both one cut.
         let head = one_feature_head();
         let mut data = Featurised { examples: Vec::new(), features: Vec::new() };
