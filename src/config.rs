@@ -125,6 +125,11 @@ pub struct BatchArgs {
     /// Leave out the evidence spans (the words behind each flag of a flagged customer turn).
     #[arg(long, env = "CALMLINE_NO_SPANS")]
     pub no_spans: bool,
+    /// Batches run at once, each by its own inference thread on the shared encoder threads:
+    /// with two, one batch's serial steps (quantizing rows, layer norms, the heads) overlap the
+    /// other's parallel products instead of leaving cores idle.
+    #[arg(long, env = "CALMLINE_INFERENCE_THREADS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub inference_threads: u32,
 }
 
 impl BatchArgs {
@@ -138,6 +143,7 @@ impl BatchArgs {
             max_wait,
             evidence_spans: !self.no_spans,
             max_turn_windows: self.max_turn_windows as usize,
+            inference_threads: self.inference_threads as usize,
         }
     }
 }
@@ -586,8 +592,8 @@ mod tests {
     #[test]
     fn serve_and_score_take_the_same_batching_flags() {
         for command in ["serve", "score"] {
-            let config = batching(&["calmline", command, "--max-batch-texts", "7", "--max-batch-tokens", "1024", "--max-turn-windows", "3", "--no-spans"]);
-            assert_eq!((config.max_batch_texts, config.max_batch_tokens, config.max_turn_windows, config.evidence_spans), (7, 1024, 3, false), "{command}");
+            let config = batching(&["calmline", command, "--max-batch-texts", "7", "--max-batch-tokens", "1024", "--max-turn-windows", "3", "--no-spans", "--inference-threads", "3"]);
+            assert_eq!((config.max_batch_texts, config.max_batch_tokens, config.max_turn_windows, config.evidence_spans, config.inference_threads), (7, 1024, 3, false, 3), "{command}");
         }
         let refused = Cli::try_parse_from(["calmline", "score", "--max-batch-texts", "0"]).unwrap_err().to_string();
         assert!(refused.contains("0 is not in 1..=1024"), "{refused}");
@@ -601,6 +607,7 @@ mod tests {
                 ("max_batch_tokens", "CALMLINE_MAX_BATCH_TOKENS"),
                 ("max_turn_windows", "CALMLINE_MAX_TURN_WINDOWS"),
                 ("no_spans", "CALMLINE_NO_SPANS"),
+                ("inference_threads", "CALMLINE_INFERENCE_THREADS"),
             ] {
                 assert_eq!(env(id).as_deref(), Some(var), "{command} --{id}");
             }

@@ -67,6 +67,8 @@ pub struct PipelineConfig {
     /// Encoder windows one text may take (each up to 512 tokens, a quarter overlapping the
     /// previous one); a longer text is refused as invalid input.
     pub max_turn_windows: usize,
+    /// Inference threads, each gathering and running its own batches from the one queue.
+    pub inference_threads: usize,
 }
 
 impl Default for PipelineConfig {
@@ -79,6 +81,7 @@ impl Default for PipelineConfig {
             max_wait: Duration::from_millis(2),
             evidence_spans: true,
             max_turn_windows: 32,
+            inference_threads: 2,
         }
     }
 }
@@ -139,13 +142,14 @@ impl Pipeline {
                 .spawn(move || tokenize_loop(&shared.extractor.tokenizer, max_windows, rx, tx, &count))
                 .expect("spawning a tokenizer thread");
         }
-        let worker_classifier = Arc::clone(&classifier);
-        let worker_config = config.clone();
-        let on_the_way = Arc::clone(&tokenizing);
-        std::thread::Builder::new()
-            .name("calmline-infer".into())
-            .spawn(move || inference_loop(&worker_classifier, &worker_config, batch_rx, &on_the_way))
-            .expect("spawning the inference thread");
+        for i in 0..config.inference_threads.max(1) {
+            let (worker_classifier, worker_config) = (Arc::clone(&classifier), config.clone());
+            let (queue, on_the_way) = (batch_rx.clone(), Arc::clone(&tokenizing));
+            std::thread::Builder::new()
+                .name(format!("calmline-infer-{i}"))
+                .spawn(move || inference_loop(&worker_classifier, &worker_config, queue, &on_the_way))
+                .expect("spawning an inference thread");
+        }
         Pipeline { admission: Arc::new(Semaphore::new(config.max_in_flight)), to_tokenizers, tokenizing, classifier, conduct, config }
     }
 

@@ -83,9 +83,8 @@ unsafe fn attend_one(p: &Projections, span: Span, head: usize, out: OutPtr, scra
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn attend_one_avx512(p: &Projections, span: Span, head: usize, out: OutPtr, scratch: &mut Scratch) {
-    // SAFETY (both): the caller's contract. The model's heads are 32 wide: a constant width keeps
-    // a row's context in registers.
-    if p.dim == 32 { unsafe { attend_one_body::<32>(p, span, head, out, scratch) } } else { unsafe { attend_one_body::<0>(p, span, head, out, scratch) } }
+    // SAFETY (both): the caller's contract. The model's heads are 32 wide: two registers.
+    if p.dim == avx512::DIM { unsafe { avx512::attend_one(p, span, head, out, scratch) } } else { unsafe { attend_one_body::<0>(p, span, head, out, scratch) } }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -148,6 +147,163 @@ unsafe fn attend_one_body<const WIDTH: usize>(p: &Projections, span: Span, head:
         }
         // SAFETY: row i of this span, this head's `dim` columns: inside `out`, ours alone.
         unsafe { std::ptr::copy_nonoverlapping(context.as_ptr(), out.0.add(first + i * hidden), dim) };
+    }
+}
+
+/// The 32-wide heads in AVX-512 intrinsics. The plain loops of `attend_one_body` compiled to
+/// scalar multiplies here: the scores and the transposed keys are two buffers of one scratch
+/// struct, and the compiler could not rule out that they overlap (a third of the CPU time at 32
+/// callers went to attention, measured with `perf`).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{OutPtr, Projections, Scratch, Span};
+
+    /// The head width these kernels are written for.
+    pub const DIM: usize = 32;
+    /// Query rows scored together: they share each load of the keys and values, and their
+    /// sums are independent chains of multiply-adds.
+    const ROWS: usize = 4;
+
+    /// As `super::attend_one_body` for heads `DIM` wide.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `p.dim == DIM`; otherwise as `super::attend_one`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn attend_one(p: &Projections, span: Span, head: usize, out: OutPtr, scratch: &mut Scratch) {
+        let (len, hidden) = (span.len, p.hidden);
+        assert!(p.dim == DIM && (span.start + len) * hidden <= p.q.len(), "the span or head lies outside the projections");
+        let first = span.start * hidden + head * DIM;
+        let chunks = len.div_ceil(16);
+        let padded = chunks * 16;
+        // keysᵀ, `DIM` rows of `padded` (zero past `len`), and `ROWS` rows of scores.
+        scratch.keys_t.clear();
+        scratch.keys_t.resize(DIM * padded, 0.0);
+        scratch.scores.resize(ROWS * padded, 0.0);
+        let keys_t = scratch.keys_t.as_mut_ptr();
+        let scores = scratch.scores.as_mut_ptr();
+        // SAFETY (the whole body): rows `first + j·hidden .. + DIM` for j < len lie inside q, k,
+        // v and out (asserted above); `keys_t` holds DIM × padded floats and `scores` ROWS ×
+        // padded; this span's rows in this head's columns of `out` are ours alone.
+        unsafe {
+            for j in 0..len {
+                let key = p.k.as_ptr().add(first + j * hidden);
+                for d in 0..DIM {
+                    *keys_t.add(d * padded + j) = *key.add(d);
+                }
+            }
+            let tail = match len % 16 {
+                0 => 0xFFFF,
+                n => (1u16 << n) - 1,
+            };
+            let rows = Rows { q: p.q.as_ptr(), v: p.v.as_ptr(), out: out.0, first, hidden, len, chunks, padded, tail, keys_t, scores };
+            let mut i = 0;
+            while i + ROWS <= len {
+                rows.attend::<ROWS>(i);
+                i += ROWS;
+            }
+            while i < len {
+                rows.attend::<1>(i);
+                i += 1;
+            }
+        }
+    }
+
+    /// One (text, head) pair's operands, as raw pointers into the checked buffers.
+    struct Rows {
+        q: *const f32,
+        v: *const f32,
+        out: *mut f32,
+        first: usize,
+        hidden: usize,
+        len: usize,
+        chunks: usize,
+        padded: usize,
+        /// The valid lanes of the last chunk of 16 keys.
+        tail: u16,
+        keys_t: *const f32,
+        scores: *mut f32,
+    }
+
+    impl Rows {
+        /// Query rows `i .. i + R`: scores, softmax, context.
+        ///
+        /// # Safety
+        /// As `attend_one`'s body; `i + R ≤ len`, `R ≤ ROWS`.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn attend<const R: usize>(&self, i: usize) {
+            let scale = _mm512_set1_ps(1.0 / (DIM as f32).sqrt());
+            let row = |r: usize| self.first + (i + r) * self.hidden;
+            // SAFETY: as this function's contract.
+            unsafe {
+                let mut max = [_mm512_set1_ps(f32::NEG_INFINITY); R];
+                for c in 0..self.chunks {
+                    let lanes = if c + 1 == self.chunks { self.tail } else { 0xFFFF };
+                    let mut acc = [_mm512_setzero_ps(); R];
+                    for d in 0..DIM {
+                        let keys = _mm512_loadu_ps(self.keys_t.add(d * self.padded + c * 16));
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            *acc = _mm512_fmadd_ps(_mm512_set1_ps(*self.q.add(row(r) + d)), keys, *acc);
+                        }
+                    }
+                    for r in 0..R {
+                        let s = _mm512_mul_ps(acc[r], scale);
+                        max[r] = _mm512_mask_max_ps(max[r], lanes, max[r], s);
+                        _mm512_storeu_ps(self.scores.add(r * self.padded + c * 16), s);
+                    }
+                }
+                let mut inverse = [0f32; R];
+                for r in 0..R {
+                    let top = _mm512_set1_ps(_mm512_reduce_max_ps(max[r]));
+                    let mut sum = _mm512_setzero_ps();
+                    for c in 0..self.chunks {
+                        let lanes = if c + 1 == self.chunks { self.tail } else { 0xFFFF };
+                        let at = self.scores.add(r * self.padded + c * 16);
+                        let e = _mm512_maskz_mov_ps(lanes, exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(at), top)));
+                        sum = _mm512_add_ps(sum, e);
+                        _mm512_storeu_ps(at, e);
+                    }
+                    inverse[r] = 1.0 / _mm512_reduce_add_ps(sum);
+                }
+                let mut context = [[_mm512_setzero_ps(); 2]; R];
+                for j in 0..self.len {
+                    let value = self.v.add(self.first + j * self.hidden);
+                    let (low, high) = (_mm512_loadu_ps(value), _mm512_loadu_ps(value.add(16)));
+                    for (r, [low_sum, high_sum]) in context.iter_mut().enumerate() {
+                        let weight = _mm512_set1_ps(*self.scores.add(r * self.padded + j));
+                        *low_sum = _mm512_fmadd_ps(weight, low, *low_sum);
+                        *high_sum = _mm512_fmadd_ps(weight, high, *high_sum);
+                    }
+                }
+                for r in 0..R {
+                    let (to, inverse) = (self.out.add(row(r)), _mm512_set1_ps(inverse[r]));
+                    _mm512_storeu_ps(to, _mm512_mul_ps(context[r][0], inverse));
+                    _mm512_storeu_ps(to.add(16), _mm512_mul_ps(context[r][1], inverse));
+                }
+            }
+        }
+    }
+
+    /// `super::super::gemm::exp_nonpositive` on 16 lanes: the same range reduction, polynomial and
+    /// exponent bits.
+    #[target_feature(enable = "avx512f")]
+    fn exp_nonpositive(y: __m512) -> __m512 {
+        const LN2_HI: f32 = 0.693_145_75;
+        const LN2_LO: f32 = 1.428_606_8e-6;
+        const ROUND: f32 = 12_582_912.0;
+        let y = _mm512_max_ps(y, _mm512_set1_ps(-87.0));
+        let round = _mm512_set1_ps(ROUND);
+        let shifted = _mm512_fmadd_ps(y, _mm512_set1_ps(std::f32::consts::LOG2_E), round);
+        let n = _mm512_sub_ps(shifted, round);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), y));
+        let mut p = _mm512_set1_ps(1.0 / 720.0);
+        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let n_bits = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(ROUND.to_bits() as i32));
+        let two_to_n = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n_bits, _mm512_set1_epi32(127))));
+        _mm512_mul_ps(p, two_to_n)
     }
 }
 
