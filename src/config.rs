@@ -592,8 +592,24 @@ mod tests {
     #[test]
     fn serve_and_score_take_the_same_batching_flags() {
         for command in ["serve", "score"] {
-            let config = batching(&["calmline", command, "--max-batch-texts", "7", "--max-batch-tokens", "1024", "--max-turn-windows", "3", "--no-spans", "--inference-threads", "3"]);
-            assert_eq!((config.max_batch_texts, config.max_batch_tokens, config.max_turn_windows, config.evidence_spans, config.inference_threads), (7, 1024, 3, false, 3), "{command}");
+            let config = batching(&[
+                "calmline",
+                command,
+                "--max-batch-texts",
+                "7",
+                "--max-batch-tokens",
+                "1024",
+                "--max-turn-windows",
+                "3",
+                "--no-spans",
+                "--inference-threads",
+                "3",
+            ]);
+            assert_eq!(
+                (config.max_batch_texts, config.max_batch_tokens, config.max_turn_windows, config.evidence_spans, config.inference_threads),
+                (7, 1024, 3, false, 3),
+                "{command}"
+            );
         }
         let refused = Cli::try_parse_from(["calmline", "score", "--max-batch-texts", "0"]).unwrap_err().to_string();
         assert!(refused.contains("0 is not in 1..=1024"), "{refused}");

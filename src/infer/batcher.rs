@@ -68,7 +68,8 @@ impl InProgress {
 pub(super) fn inference_loop(classifier: &Classifier, config: &PipelineConfig, queue: Receiver<Tokenized>, tokenizing: &AtomicUsize) {
     let piece_tokens = |t: &Tokenized| t.windows.iter().take(WINDOWS_PER_PIECE).map(Vec::len).sum::<usize>();
     let span_head = classifier.spans.as_ref().filter(|_| config.evidence_spans);
-    let probe = span_head.map(|head| move |features: &[f32]| head.probability(features));
+    let token_probe = span_head.map(|head| head.token_probe());
+    let probe = token_probe.as_ref().map(|p| move |features: &[f32], rows: usize| p.probabilities(features, rows));
     // Long texts with windows left, the longest-waiting first.
     let mut continuing: VecDeque<InProgress> = VecDeque::new();
     let mut last_had_piece = false;

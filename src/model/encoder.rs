@@ -82,7 +82,7 @@ pub struct Encoder {
     word_row_bytes: usize,
     positions: Tensor,
     token_type0: Tensor,
-    embedding_norm: LayerNorm,
+    embedding_norm: Norm,
     layers: Vec<Layer>,
     device: Device,
 }
@@ -115,7 +115,7 @@ impl Encoder {
         }
         let positions = tensor("emb.pos", &[h.max_positions, h.hidden])?;
         let token_type0 = Tensor::from_vec(blob.f32_prefix("emb.type", h.hidden)?, h.hidden, &device)?;
-        let embedding_norm = norm("emb.ln")?;
+        let embedding_norm = layer_norm("emb.ln")?;
         let layers = (0..h.layers)
             .map(|i| {
                 Ok(Layer {
@@ -270,16 +270,18 @@ impl Encoder {
         self.pool(&p, &out)
     }
 
-    /// `forward`, and from the same pass each token's value of `probe` over its
-    /// `token_features` row — the span head's probability, so evidence spans cost no second
-    /// pass.
-    pub fn forward_probing_tokens(&self, sequences: &[Vec<u32>], probe: &dyn Fn(&[f32]) -> f32) -> Result<Vec<(Pooled, Vec<f32>)>, EncoderError> {
+    /// `forward`, and from the same pass each token's value of `probe` — the span head's
+    /// probability, so evidence spans cost no second pass. `probe` gets the batch's
+    /// `token_features` rows side by side and their number, and gives one value per row.
+    pub fn forward_probing_tokens(&self, sequences: &[Vec<u32>], probe: &dyn Fn(&[f32], usize) -> Vec<f32>) -> Result<Vec<(Pooled, Vec<f32>)>, EncoderError> {
         if sequences.is_empty() {
             return Ok(Vec::new());
         }
         let p = self.pack(sequences)?;
         let out = self.run_packed(&p)?;
-        let probed = self.per_token(&p, &out, |features| probe(&features))?;
+        let values = probe(&self.token_feature_rows(&out), p.total);
+        assert_eq!(values.len(), p.total, "the probe gave one value per token");
+        let probed = p.spans.iter().map(|s| values[s.start..s.start + s.len].to_vec());
         Ok(self.pool(&p, &out)?.into_iter().zip(probed).collect())
     }
 
@@ -292,53 +294,50 @@ impl Encoder {
         }
         let p = self.pack(sequences)?;
         let out = self.run_packed(&p)?;
-        self.per_token(&p, &out, |features| features)
+        let width = 2 * self.hidden;
+        let rows = self.token_feature_rows(&out);
+        Ok(p.spans.iter().map(|s| rows[s.start * width..(s.start + s.len) * width].chunks_exact(width).map(<[f32]>::to_vec).collect()).collect())
     }
 
     /// Each sequence's pooled outputs.
     fn pool(&self, p: &Packed, out: &LayerOutputs) -> Result<Vec<Pooled>, EncoderError> {
-        let stable = self.span_means(&out.stable, &p.spans, 1.0)?;
-        let upper = self.span_means(&out.upper_sum, &p.spans, 1.0 / UPPER_LAYERS.len() as f32)?;
-        let last = self.span_means(&out.last, &p.spans, 1.0)?;
+        let stable = self.span_means(&out.stable, &p.spans, 1.0);
+        let upper = self.span_means(&out.upper_sum, &p.spans, 1.0 / UPPER_LAYERS.len() as f32);
+        let last = self.span_means(&out.last, &p.spans, 1.0);
         Ok(last.into_iter().zip(upper).zip(stable).map(|((last, upper), stable)| Pooled { last, upper, stable }).collect())
     }
 
-    /// `each` of every token's features (see `token_features`), per sequence.
-    fn per_token<T>(&self, p: &Packed, out: &LayerOutputs, each: impl Fn(Vec<f32>) -> T) -> Result<Vec<Vec<T>>, EncoderError> {
+    /// Every token's features (see `token_features`), `[total, 2 × hidden]`.
+    fn token_feature_rows(&self, out: &LayerOutputs) -> Vec<f32> {
         let hidden = self.hidden;
         // The mean of the upper layers, not their sum: the scale goes with the normalisation.
-        let (last, upper) = (with_values(&out.last, |v| v.to_vec())?, with_values(&out.upper_sum, |v| v.to_vec())?);
-        Ok(p.spans
-            .iter()
-            .map(|span| {
-                (span.start..span.start + span.len)
-                    .map(|row| {
-                        let mut a = last[row * hidden..(row + 1) * hidden].to_vec();
-                        let mut b = upper[row * hidden..(row + 1) * hidden].to_vec();
-                        l2_normalize(&mut a);
-                        l2_normalize(&mut b);
-                        a.extend_from_slice(&b);
-                        each(a)
-                    })
-                    .collect()
-            })
-            .collect())
+        let mut rows = Vec::with_capacity(2 * out.last.len());
+        for (last, upper) in out.last.chunks_exact(hidden).zip(out.upper_sum.chunks_exact(hidden)) {
+            for part in [last, upper] {
+                let at = rows.len();
+                rows.extend_from_slice(part);
+                l2_normalize(&mut rows[at..]);
+            }
+        }
+        rows
     }
 
     /// Every layer over the packed rows (pooling and the per-token outputs read the same outputs).
     fn run_packed(&self, p: &Packed) -> Result<LayerOutputs, EncoderError> {
-        let mut x = p.x.clone();
-        let (mut stable, mut upper_sum): (Option<Tensor>, Option<Tensor>) = (None, None);
+        let mut x = self.packed_layer(&self.layers[0], p, &p.x);
+        let (mut stable, mut upper_sum): (Option<Vec<f32>>, Option<Vec<f32>>) = (None, None);
         for (i, layer) in self.layers.iter().enumerate() {
-            x = self.packed_layer(layer, p, &x)?;
+            if i > 0 {
+                x = self.packed_layer(layer, p, &x);
+            }
             if i + 1 == STABLE_LAYERS {
                 stable = Some(x.clone());
             }
             if UPPER_LAYERS.contains(&i) {
-                upper_sum = Some(match upper_sum {
-                    None => x.clone(),
-                    Some(sum) => (sum + &x)?,
-                });
+                match &mut upper_sum {
+                    None => upper_sum = Some(x.clone()),
+                    Some(sum) => sum.iter_mut().zip(&x).for_each(|(s, v)| *s += v),
+                }
             }
         }
         let stable = stable.ok_or_else(|| EncoderError::Shape("no stable layer was pooled".into()))?;
@@ -347,22 +346,20 @@ impl Encoder {
     }
 
     /// Each text's mean over its own rows of `x` ([total, hidden]), times `scale`.
-    fn span_means(&self, x: &Tensor, spans: &[Span], scale: f32) -> Result<Vec<Vec<f32>>, EncoderError> {
+    fn span_means(&self, rows: &[f32], spans: &[Span], scale: f32) -> Vec<Vec<f32>> {
         let hidden = self.hidden;
-        Ok(with_values(x, |rows| {
-            spans
-                .iter()
-                .map(|span| {
-                    let mut mean = vec![0f32; hidden];
-                    for row in rows[span.start * hidden..(span.start + span.len) * hidden].chunks_exact(hidden) {
-                        mean.iter_mut().zip(row).for_each(|(m, v)| *m += v);
-                    }
-                    let factor = scale / span.len as f32;
-                    mean.iter_mut().for_each(|m| *m *= factor);
-                    mean
-                })
-                .collect()
-        })?)
+        spans
+            .iter()
+            .map(|span| {
+                let mut mean = vec![0f32; hidden];
+                for row in rows[span.start * hidden..(span.start + span.len) * hidden].chunks_exact(hidden) {
+                    mean.iter_mut().zip(row).for_each(|(m, v)| *m += v);
+                }
+                let factor = scale / span.len as f32;
+                mean.iter_mut().for_each(|m| *m *= factor);
+                mean
+            })
+            .collect()
     }
 
     /// The embedding layer over the batch's tokens, one after another, and each text's span of
@@ -377,34 +374,36 @@ impl Encoder {
         if ids.is_empty() || sequences.iter().any(Vec::is_empty) {
             return Err(EncoderError::Shape("an empty sequence in a batch".into()));
         }
-        let total = ids.len();
-        let (mut positions, mut spans) = (Vec::with_capacity(total), Vec::with_capacity(batch));
-        for seq in sequences {
-            spans.push(Span { start: positions.len(), len: seq.len() });
-            positions.extend(0..seq.len() as u32);
-        }
-        let device = &self.device;
-        let words = Tensor::from_vec(self.word_embeddings(&ids)?, (total, self.hidden), device)?;
-        let positions = self.positions.index_select(&Tensor::from_vec(positions, total, device)?, 0)?;
-        let x = self.embedding_norm.forward(&(words + positions)?.broadcast_add(&self.token_type0)?)?;
+        let (total, hidden) = (ids.len(), self.hidden);
+        let mut spans = Vec::with_capacity(batch);
+        let mut x = self.word_embeddings(&ids)?;
+        with_values(&self.positions, |positions| {
+            with_values(&self.token_type0, |token_type| {
+                let mut rows = x.chunks_exact_mut(hidden);
+                for seq in sequences {
+                    spans.push(Span { start: total - rows.len(), len: seq.len() });
+                    for (position, row) in positions.chunks_exact(hidden).zip(rows.by_ref().take(seq.len())) {
+                        row.iter_mut().zip(position).zip(token_type).for_each(|((v, p), t)| *v += p + t);
+                    }
+                }
+            })
+        })??;
+        self.embedding_norm.normalize(&mut x);
         Ok(Packed { x, total, spans })
     }
 
     /// One transformer layer on packed rows, on plain slices from end to end: candle's
     /// element-wise operations hand every add and norm to its thread pool, whose workers spin
     /// while they wait (a fifth of the CPU time at 32 callers, measured with `perf`).
-    fn packed_layer(&self, layer: &Layer, p: &Packed, x: &Tensor) -> Result<Tensor, EncoderError> {
-        let out = with_values(x, |rows| {
-            let total = p.total;
-            let project = |dense: &Dense, input: &[f32]| dense.apply(input, total, Activation::None);
-            let context = attend(&project(&layer.query, rows), &project(&layer.key, rows), &project(&layer.value, rows), &p.spans, self.heads, self.hidden);
-            let mut attended = project(&layer.attention_out, &context);
-            layer.attention_norm.add_and_normalize(&mut attended, rows);
-            let mut out = layer.ffn_out.apply(&layer.ffn_in.apply(&attended, total, Activation::Gelu), total, Activation::None);
-            layer.output_norm.add_and_normalize(&mut out, &attended);
-            out
-        })?;
-        Ok(Tensor::from_vec(out, (p.total, self.hidden), &self.device)?)
+    fn packed_layer(&self, layer: &Layer, p: &Packed, rows: &[f32]) -> Vec<f32> {
+        let total = p.total;
+        let project = |dense: &Dense, input: &[f32]| dense.apply(input, total, Activation::None);
+        let context = attend(&project(&layer.query, rows), &project(&layer.key, rows), &project(&layer.value, rows), &p.spans, self.heads, self.hidden);
+        let mut attended = project(&layer.attention_out, &context);
+        layer.attention_norm.add_and_normalize(&mut attended, rows);
+        let mut out = layer.ffn_out.apply(&layer.ffn_in.apply(&attended, total, Activation::Gelu), total, Activation::None);
+        layer.output_norm.add_and_normalize(&mut out, &attended);
+        out
     }
 
     /// The padded forward pass of the fine-tuning code's layout (`embed` + `run_layers`), kept
@@ -444,10 +443,15 @@ impl Norm {
 
     /// `x = norm(x + residual)` row by row, for rows as wide as the norm.
     fn add_and_normalize(&self, x: &mut [f32], residual: &[f32]) {
-        let width = self.weight.len();
         assert_eq!(x.len(), residual.len(), "x and the residual differ in size");
-        for (row, skip) in x.chunks_exact_mut(width).zip(residual.chunks_exact(width)) {
-            row.iter_mut().zip(skip).for_each(|(v, s)| *v += s);
+        x.iter_mut().zip(residual).for_each(|(v, s)| *v += s);
+        self.normalize(x);
+    }
+
+    /// `x = norm(x)` row by row, for rows as wide as the norm.
+    fn normalize(&self, x: &mut [f32]) {
+        let width = self.weight.len();
+        for row in x.chunks_exact_mut(width) {
             let mean = lane_sum(row, |v| v) / width as f32;
             let variance = lane_sum(row, |v| (v - mean) * (v - mean)) / width as f32;
             let inverse = 1.0 / (variance + self.eps).sqrt();
@@ -476,14 +480,14 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 /// What `run_packed` keeps of a pass, each `[total, hidden]`: the last layer's output, the sum
 /// of the `UPPER_LAYERS`' outputs, and the output of layer `STABLE_LAYERS`.
 struct LayerOutputs {
-    last: Tensor,
-    upper_sum: Tensor,
-    stable: Tensor,
+    last: Vec<f32>,
+    upper_sum: Vec<f32>,
+    stable: Vec<f32>,
 }
 
 struct Packed {
     /// [total tokens, hidden] after the embedding layer.
-    x: Tensor,
+    x: Vec<f32>,
     total: usize,
     /// Each text's rows.
     spans: Vec<Span>,

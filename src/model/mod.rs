@@ -197,7 +197,7 @@ impl FeatureExtractor {
         &self,
         windows: &[Vec<u32>],
         limits: BatchLimits,
-        probe: &dyn Fn(&[f32]) -> f32,
+        probe: &dyn Fn(&[f32], usize) -> Vec<f32>,
     ) -> Result<Vec<(Pooled, Vec<f32>)>, ModelError> {
         self.in_batches(windows, limits, |sequences| self.encoder.forward_probing_tokens(sequences, probe))
     }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use unicode_segmentation::UnicodeSegmentation;
 
 pub use super::error::SpanHeadError;
+use super::gemm::{Activation, PackedWeights};
 use super::{Classifier, ModelError};
 use crate::domain::spans::{SpanCut, WordScore};
 
@@ -93,6 +94,12 @@ impl SpanHead {
         SpanCut { threshold: self.threshold, min_peak: self.min_peak }
     }
 
+    /// The head ready for whole batches of tokens: its hidden layer packed for calmline's GEMM.
+    pub fn token_probe(&self) -> TokenProbe<'_> {
+        let hidden = self.hidden.as_ref().map(|h| PackedWeights::pack(&h.weight, Some(&h.bias), h.units, h.weight.len() / h.units));
+        TokenProbe { head: self, hidden }
+    }
+
     /// The probability that a token with these features is toxic.
     pub fn probability(&self, features: &[f32]) -> f32 {
         let logit = match &self.hidden {
@@ -104,6 +111,31 @@ impl SpanHead {
             }
         };
         1.0 / (1.0 + (-logit).exp())
+    }
+}
+
+/// A span head over a batch's tokens at once: the hidden layer as one product over every
+/// token's features (done token by token, its dot products were 4% of the service's time at 32
+/// callers, measured with `perf`).
+pub struct TokenProbe<'a> {
+    head: &'a SpanHead,
+    hidden: Option<PackedWeights>,
+}
+
+impl TokenProbe<'_> {
+    /// `SpanHead::probability` of each of `rows` tokens, their features side by side in `features`.
+    pub fn probabilities(&self, features: &[f32], rows: usize) -> Vec<f32> {
+        let head = self.head;
+        let logit = |output: &[f32]| head.bias + dot(&head.weight, output);
+        let logits: Vec<f32> = match &self.hidden {
+            None => features.chunks_exact(head.weight.len()).take(rows).map(logit).collect(),
+            Some(packed) => {
+                let mut units = packed.apply(features, rows, Activation::None);
+                units.iter_mut().for_each(|u| *u = u.max(0.0));
+                units.chunks_exact(packed.outer()).map(logit).collect()
+            }
+        };
+        logits.into_iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect()
     }
 }
 
@@ -206,6 +238,32 @@ mod tests {
         // x = (0, −3, 2): u = (0, 2); logit = −1 + 6 = 5.
         let expected = 1.0 / (1.0 + (-5.0f32).exp());
         assert!((head.probability(&[0.0, -3.0, 2.0]) - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_batch_of_tokens_gets_each_tokens_own_probability() {
+        // The model's shapes (768 features, 128 units) and a head without a hidden layer, on
+        // enough tokens that the product splits over threads.
+        let value = |i: usize| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.2;
+        let (width, units, rows) = (768, 128, 300);
+        let features: Vec<f32> = (0..rows * width).map(|i| value(i * 3 + 1)).collect();
+        let with_hidden = SpanHead {
+            model_version: String::new(),
+            trained: serde_json::Value::Null,
+            threshold: 0.5,
+            min_peak: 0.0,
+            bias: 0.1,
+            weight: (0..units).map(value).collect(),
+            hidden: Some(HiddenLayer { units, weight: (0..units * width).map(|i| value(i + 5)).collect(), bias: (0..units).map(|i| value(i + 11)).collect() }),
+        };
+        let linear = SpanHead { weight: (0..width).map(|i| value(i + 3)).collect(), hidden: None, ..with_hidden.clone() };
+        for head in [with_hidden, linear] {
+            let batch = head.token_probe().probabilities(&features, rows);
+            assert_eq!(batch.len(), rows);
+            for (p, row) in batch.iter().zip(features.chunks_exact(width)) {
+                assert!((p - head.probability(row)).abs() < 1e-5, "{p} vs {}", head.probability(row));
+            }
+        }
     }
 
     fn texts(text: &str) -> Vec<&str> {
