@@ -15,16 +15,20 @@ pub struct Span {
     pub len: usize,
 }
 
-/// `softmax(q·kᵀ/√d)·v` per text and head. `q`, `k`, `v` and the result are `[total, hidden]`,
-/// row-major, heads side by side in each row (BERT's layout).
-pub fn attend(q: &[f32], k: &[f32], v: &[f32], spans: &[Span], heads: usize, hidden: usize) -> Vec<f32> {
+/// `softmax(q·kᵀ/√d)·v` per text and head. The result is `[total, hidden]`, row-major, heads
+/// side by side in each row (BERT's layout); `q`, `k` and `v` are laid out the same but with
+/// rows `stride` apart, so they can be three column blocks of one `[total, 3·hidden]` product
+/// (`stride` = 3·hidden, `k` and `v` starting `hidden` and `2·hidden` in) or three separate
+/// `[total, hidden]` ones (`stride` = hidden).
+pub fn attend(q: &[f32], k: &[f32], v: &[f32], stride: usize, spans: &[Span], heads: usize, hidden: usize) -> Vec<f32> {
     let total = spans.iter().map(|s| s.len).sum::<usize>();
-    assert!(q.len() == total * hidden && k.len() == q.len() && v.len() == q.len(), "q, k, v are not [total, hidden]");
+    let needed = if total == 0 { 0 } else { (total - 1) * stride + hidden };
+    assert!(stride >= hidden && [q, k, v].iter().all(|x| x.len() >= needed), "q, k, v do not hold [total, hidden] rows {stride} apart");
     assert!(hidden.is_multiple_of(heads), "hidden is not a multiple of heads");
     let mut out = vec![0f32; total * hidden];
     let shared = OutPtr(out.as_mut_ptr());
     let pairs: Vec<(Span, usize)> = spans.iter().flat_map(|&s| (0..heads).map(move |h| (s, h))).collect();
-    let projections = Projections { q, k, v, hidden, dim: hidden / heads };
+    let projections = Projections { q, k, v, stride, hidden, dim: hidden / heads };
     // A few pairs per task (one short turn's head is a few microseconds of work, about what
     // rayon spends handing it out), and scratch buffers reused across a task's pairs.
     pairs.par_iter().with_min_len(4).for_each_init(Scratch::default, |scratch, &(span, head)| {
@@ -35,11 +39,12 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], spans: &[Span], heads: usize, hid
     out
 }
 
-/// One layer's projections of the batch, `[total, hidden]` each, heads `dim` wide.
+/// One layer's projections of the batch, rows `stride` apart, heads `dim` wide.
 struct Projections<'a> {
     q: &'a [f32],
     k: &'a [f32],
     v: &'a [f32],
+    stride: usize,
     hidden: usize,
     dim: usize,
 }
@@ -64,6 +69,9 @@ unsafe impl Sync for OutPtr {}
 /// `out` points to `[total, hidden]` floats of which no other thread writes this span's rows
 /// in this head's columns.
 unsafe fn attend_one(p: &Projections, span: Span, head: usize, out: OutPtr, scratch: &mut Scratch) {
+    if span.len == 0 {
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if super::gemm::has_avx512() {
         // SAFETY: the CPU has AVX-512F; the rest is this function's contract.
@@ -105,11 +113,12 @@ unsafe fn attend_one_avx2(p: &Projections, span: Span, head: usize, out: OutPtr,
 /// As `attend_one`.
 #[inline(always)]
 unsafe fn attend_one_body<const WIDTH: usize>(p: &Projections, span: Span, head: usize, out: OutPtr, scratch: &mut Scratch) {
-    let (q, k, v, hidden) = (p.q, p.k, p.v, p.hidden);
+    let (q, k, v, stride, hidden) = (p.q, p.k, p.v, p.stride, p.hidden);
     let dim = if WIDTH == 0 { p.dim } else { WIDTH };
     let len = span.len;
     let scale = 1.0 / (dim as f32).sqrt();
-    let first = span.start * hidden + head * dim; // row j of this head starts at first + j·hidden
+    // Row j of this head starts at first + j·stride in q, k and v, at written + j·hidden in out.
+    let (first, written) = (span.start * stride + head * dim, span.start * hidden + head * dim);
     // The keys padded with zero columns to whole registers of 16, so the score loop has no
     // scalar remainder (on support-chat turns of 10–40 tokens it was most of the loop); the
     // padded scores are never used.
@@ -121,11 +130,11 @@ unsafe fn attend_one_body<const WIDTH: usize>(p: &Projections, span: Span, head:
     context.resize(dim, 0.0);
     for j in 0..len {
         for d in 0..dim {
-            keys_t[d * padded + j] = k[first + j * hidden + d];
+            keys_t[d * padded + j] = k[first + j * stride + d];
         }
     }
     for i in 0..len {
-        let qi = &q[first + i * hidden..first + i * hidden + dim];
+        let qi = &q[first + i * stride..first + i * stride + dim];
         scores.fill(0.0);
         for d in 0..dim {
             let qd = qi[d] * scale;
@@ -140,13 +149,13 @@ unsafe fn attend_one_body<const WIDTH: usize>(p: &Projections, span: Span, head:
         softmax_in_place(scores);
         context.fill(0.0);
         for j in 0..len {
-            let (p, vj) = (scores[j], &v[first + j * hidden..first + j * hidden + dim]);
+            let (p, vj) = (scores[j], &v[first + j * stride..first + j * stride + dim]);
             for c in 0..dim {
                 context[c] += p * vj[c];
             }
         }
         // SAFETY: row i of this span, this head's `dim` columns: inside `out`, ours alone.
-        unsafe { std::ptr::copy_nonoverlapping(context.as_ptr(), out.0.add(first + i * hidden), dim) };
+        unsafe { std::ptr::copy_nonoverlapping(context.as_ptr(), out.0.add(written + i * hidden), dim) };
     }
 }
 
@@ -158,6 +167,7 @@ unsafe fn attend_one_body<const WIDTH: usize>(p: &Projections, span: Span, head:
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use super::super::gemm::avx512::exp_nonpositive;
     use super::{OutPtr, Projections, Scratch, Span};
 
     /// The head width these kernels are written for.
@@ -172,9 +182,12 @@ mod avx512 {
     /// The CPU has AVX-512F; `p.dim == DIM`; otherwise as `super::attend_one`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn attend_one(p: &Projections, span: Span, head: usize, out: OutPtr, scratch: &mut Scratch) {
-        let (len, hidden) = (span.len, p.hidden);
-        assert!(p.dim == DIM && (span.start + len) * hidden <= p.q.len(), "the span or head lies outside the projections");
-        let first = span.start * hidden + head * DIM;
+        if span.len == 0 {
+            return;
+        }
+        let (len, stride, hidden) = (span.len, p.stride, p.hidden);
+        assert!(p.dim == DIM && (span.start + len - 1) * stride + hidden <= p.q.len().min(p.k.len()).min(p.v.len()), "the span lies outside the projections");
+        let (first, written) = (span.start * stride + head * DIM, span.start * hidden + head * DIM);
         let chunks = len.div_ceil(16);
         let padded = chunks * 16;
         // keysᵀ, `DIM` rows of `padded` (zero past `len`), and `ROWS` rows of scores.
@@ -183,12 +196,12 @@ mod avx512 {
         scratch.scores.resize(ROWS * padded, 0.0);
         let keys_t = scratch.keys_t.as_mut_ptr();
         let scores = scratch.scores.as_mut_ptr();
-        // SAFETY (the whole body): rows `first + j·hidden .. + DIM` for j < len lie inside q, k,
-        // v and out (asserted above); `keys_t` holds DIM × padded floats and `scores` ROWS ×
+        // SAFETY (the whole body): rows `first + j·stride .. + DIM` for j < len lie inside q, k
+        // and v (asserted above), rows `written + j·hidden .. + DIM` inside out (`attend`'s); `keys_t` holds DIM × padded floats and `scores` ROWS ×
         // padded; this span's rows in this head's columns of `out` are ours alone.
         unsafe {
             for j in 0..len {
-                let key = p.k.as_ptr().add(first + j * hidden);
+                let key = p.k.as_ptr().add(first + j * stride);
                 for d in 0..DIM {
                     *keys_t.add(d * padded + j) = *key.add(d);
                 }
@@ -197,7 +210,7 @@ mod avx512 {
                 0 => 0xFFFF,
                 n => (1u16 << n) - 1,
             };
-            let rows = Rows { q: p.q.as_ptr(), v: p.v.as_ptr(), out: out.0, first, hidden, len, chunks, padded, tail, keys_t, scores };
+            let rows = Rows { q: p.q.as_ptr(), v: p.v.as_ptr(), out: out.0, first, written, stride, hidden, len, chunks, padded, tail, keys_t, scores };
             let mut i = 0;
             while i + ROWS <= len {
                 rows.attend::<ROWS>(i);
@@ -215,7 +228,11 @@ mod avx512 {
         q: *const f32,
         v: *const f32,
         out: *mut f32,
+        /// Where this pair's first row starts in q and v (rows `stride` apart) and in out
+        /// (rows `hidden` apart).
         first: usize,
+        written: usize,
+        stride: usize,
         hidden: usize,
         len: usize,
         chunks: usize,
@@ -234,7 +251,7 @@ mod avx512 {
         #[target_feature(enable = "avx512f")]
         unsafe fn attend<const R: usize>(&self, i: usize) {
             let scale = _mm512_set1_ps(1.0 / (DIM as f32).sqrt());
-            let row = |r: usize| self.first + (i + r) * self.hidden;
+            let row = |r: usize| self.first + (i + r) * self.stride;
             // SAFETY: as this function's contract.
             unsafe {
                 let mut max = [_mm512_set1_ps(f32::NEG_INFINITY); R];
@@ -268,7 +285,7 @@ mod avx512 {
                 }
                 let mut context = [[_mm512_setzero_ps(); 2]; R];
                 for j in 0..self.len {
-                    let value = self.v.add(self.first + j * self.hidden);
+                    let value = self.v.add(self.first + j * self.stride);
                     let (low, high) = (_mm512_loadu_ps(value), _mm512_loadu_ps(value.add(16)));
                     for (r, [low_sum, high_sum]) in context.iter_mut().enumerate() {
                         let weight = _mm512_set1_ps(*self.scores.add(r * self.padded + j));
@@ -277,33 +294,12 @@ mod avx512 {
                     }
                 }
                 for r in 0..R {
-                    let (to, inverse) = (self.out.add(row(r)), _mm512_set1_ps(inverse[r]));
+                    let (to, inverse) = (self.out.add(self.written + (i + r) * self.hidden), _mm512_set1_ps(inverse[r]));
                     _mm512_storeu_ps(to, _mm512_mul_ps(context[r][0], inverse));
                     _mm512_storeu_ps(to.add(16), _mm512_mul_ps(context[r][1], inverse));
                 }
             }
         }
-    }
-
-    /// `super::super::gemm::exp_nonpositive` on 16 lanes: the same range reduction, polynomial and
-    /// exponent bits.
-    #[target_feature(enable = "avx512f")]
-    fn exp_nonpositive(y: __m512) -> __m512 {
-        const LN2_HI: f32 = 0.693_145_75;
-        const LN2_LO: f32 = 1.428_606_8e-6;
-        const ROUND: f32 = 12_582_912.0;
-        let y = _mm512_max_ps(y, _mm512_set1_ps(-87.0));
-        let round = _mm512_set1_ps(ROUND);
-        let shifted = _mm512_fmadd_ps(y, _mm512_set1_ps(std::f32::consts::LOG2_E), round);
-        let n = _mm512_sub_ps(shifted, round);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), y));
-        let mut p = _mm512_set1_ps(1.0 / 720.0);
-        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-        }
-        let n_bits = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(ROUND.to_bits() as i32));
-        let two_to_n = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n_bits, _mm512_set1_epi32(127))));
-        _mm512_mul_ps(p, two_to_n)
     }
 }
 
@@ -370,7 +366,11 @@ mod tests {
                 spans.push(Span { start, len });
                 start += len;
             }
-            let ours = attend(&q, &k, &v, &spans, heads, hidden);
+            let ours = attend(&q, &k, &v, hidden, &spans, heads, hidden);
+            // The same projections as column blocks of one product, rows 3·hidden apart.
+            let stacked: Vec<f32> = (0..total).flat_map(|r| [&q, &k, &v].map(|x| &x[r * hidden..(r + 1) * hidden]).concat()).collect();
+            let strided = attend(&stacked, &stacked[hidden..], &stacked[2 * hidden..], 3 * hidden, &spans, heads, hidden);
+            assert_eq!(ours, strided, "rows {} apart", 3 * hidden);
             for span in spans {
                 let rows = span.start * hidden..(span.start + span.len) * hidden;
                 let expected = reference(&q[rows.clone()], &k[rows.clone()], &v[rows.clone()], span.len, heads, hidden);

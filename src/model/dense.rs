@@ -36,6 +36,29 @@ impl Dense {
         }
     }
 
+    /// `parts` (each over the same inputs) as one layer whose outputs are theirs side by side:
+    /// one product, and in int8 one quantization of the inputs, instead of one each. `None`
+    /// where they differ in precision or inputs, or int8 layers do not fill whole panels.
+    pub fn stacked(parts: &[&Dense]) -> Option<Dense> {
+        let weights = match parts.first()?.weights {
+            Weights::F32(_) => {
+                let packed: Vec<&PackedWeights> = parts.iter().map(|d| d.packed()).collect::<Option<_>>()?;
+                let inner = packed[0].inner();
+                if packed.iter().any(|p| p.inner() != inner) {
+                    return None;
+                }
+                let weight: Vec<f32> = packed.iter().flat_map(|p| p.weight_rows()).collect();
+                let bias: Vec<f32> = packed.iter().flat_map(|p| p.bias().iter().copied()).collect();
+                Weights::F32(PackedWeights::pack(&weight, Some(&bias), bias.len(), inner))
+            }
+            Weights::Int8(_) => {
+                let int8: Vec<&Int8Weights> = parts.iter().map(|d| if let Weights::Int8(w) = &d.weights { Some(w) } else { None }).collect::<Option<_>>()?;
+                Weights::Int8(Int8Weights::stack(&int8)?)
+            }
+        };
+        Some(Dense { weights, linear: OnceLock::new() })
+    }
+
     pub fn inner(&self) -> usize {
         match &self.weights {
             Weights::F32(packed) => packed.inner(),

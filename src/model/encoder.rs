@@ -4,7 +4,7 @@
 //! embedding table stays in its `Q4_0` blocks (54 MB instead of 384 MB in f32) and only the rows a
 //! batch looks up are expanded. Run in f32: with f16, BERT's masked attention yields NaN.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear};
@@ -35,6 +35,9 @@ pub struct Layer {
     pub ffn_in: Dense,
     pub ffn_out: Dense,
     pub output_norm: Norm,
+    /// `query`, `key` and `value` stacked into one product for the packed pass, made on first
+    /// use (after adapters are merged and the layers quantized; either empties it).
+    qkv: OnceLock<Option<Dense>>,
 }
 
 impl Layer {
@@ -127,6 +130,7 @@ impl Encoder {
                     ffn_in: linear(&format!("l{i}.fi"), h.ffn, h.hidden)?,
                     ffn_out: linear(&format!("l{i}.fo"), h.hidden, h.ffn)?,
                     output_norm: layer_norm(&format!("l{i}.oln"))?,
+                    qkv: OnceLock::new(),
                 })
             })
             .collect::<Result<Vec<_>, EncoderError>>()?;
@@ -181,17 +185,16 @@ impl Encoder {
             for dense in [&mut layer.query, &mut layer.key, &mut layer.value, &mut layer.attention_out, &mut layer.ffn_in, &mut layer.ffn_out] {
                 dense.quantize_int8();
             }
+            layer.qkv = OnceLock::new();
         }
     }
 
     /// Adds a low-rank update to one projection's weight: W += delta (an adapter merged in, so
     /// inference with adapters costs nothing extra).
     pub fn add_to_weight(&mut self, layer: usize, projection: &str, delta: &Tensor) -> Result<(), EncoderError> {
-        let dense = self
-            .layers
-            .get_mut(layer)
-            .and_then(|l| l.projection_mut(projection))
-            .ok_or_else(|| EncoderError::Shape(format!("no projection l{layer}.{projection}")))?;
+        let at = self.layers.get_mut(layer).ok_or_else(|| EncoderError::Shape(format!("no layer {layer}")))?;
+        at.qkv = OnceLock::new();
+        let dense = at.projection_mut(projection).ok_or_else(|| EncoderError::Shape(format!("no projection l{layer}.{projection}")))?;
         let weight_dims = [dense.outer(), dense.inner()];
         if delta.dims() != weight_dims {
             return Err(EncoderError::Shape(format!("l{layer}.{projection}: update {:?} vs weight {:?}", delta.dims(), weight_dims)));
@@ -397,8 +400,15 @@ impl Encoder {
     /// while they wait (a fifth of the CPU time at 32 callers, measured with `perf`).
     fn packed_layer(&self, layer: &Layer, p: &Packed, rows: &[f32]) -> Vec<f32> {
         let total = p.total;
+        let (hidden, heads) = (self.hidden, self.heads);
         let project = |dense: &Dense, input: &[f32]| dense.apply(input, total, Activation::None);
-        let context = attend(&project(&layer.query, rows), &project(&layer.key, rows), &project(&layer.value, rows), &p.spans, self.heads, self.hidden);
+        let context = match layer.qkv.get_or_init(|| Dense::stacked(&[&layer.query, &layer.key, &layer.value])) {
+            Some(qkv) => {
+                let stacked = project(qkv, rows);
+                attend(&stacked, &stacked[hidden..], &stacked[2 * hidden..], 3 * hidden, &p.spans, heads, hidden)
+            }
+            None => attend(&project(&layer.query, rows), &project(&layer.key, rows), &project(&layer.value, rows), hidden, &p.spans, heads, hidden),
+        };
         let mut attended = project(&layer.attention_out, &context);
         layer.attention_norm.add_and_normalize(&mut attended, rows);
         let mut out = layer.ffn_out.apply(&layer.ffn_in.apply(&attended, total, Activation::Gelu), total, Activation::None);

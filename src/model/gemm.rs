@@ -422,18 +422,64 @@ unsafe fn portable_gemm(w: &PackedWeights, x: &[f32], rows: usize, out: *mut f32
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use std::arch::x86_64::*;
     use std::sync::OnceLock;
 
     use super::{PANEL, PackedWeights, ROW_CHUNK};
 
-    /// The same loop as the portable one, compiled for AVX-512 so it runs 16 values at a time.
+    /// `super::gelu` on 16 values at a time. Written out rather than left to the compiler, which
+    /// divided for `t` (`vdivps`, several times the cost of the rest): here it is the reciprocal
+    /// estimate refined by one Newton step (relative error below 1e-7).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn gelu_in_place(values: &mut [f32]) {
-        for v in values.iter_mut() {
+        const P: f32 = 0.327_591_1;
+        const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152, 1.061_405_4];
+        let one = _mm512_set1_ps(1.0);
+        let sign = _mm512_set1_epi32(i32::MIN);
+        let mut chunks = values.chunks_exact_mut(16);
+        for chunk in &mut chunks {
+            // SAFETY: the chunk holds 16 floats.
+            let x = unsafe { _mm512_loadu_ps(chunk.as_ptr()) };
+            let z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+            let d = _mm512_fmadd_ps(_mm512_set1_ps(P), z, one);
+            let estimate = _mm512_rcp14_ps(d);
+            let t = _mm512_mul_ps(estimate, _mm512_fnmadd_ps(d, estimate, _mm512_set1_ps(2.0)));
+            let mut poly = _mm512_set1_ps(A[4]);
+            for a in [A[3], A[2], A[1], A[0]] {
+                poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(a));
+            }
+            poly = _mm512_mul_ps(poly, t);
+            let erf_abs = _mm512_fnmadd_ps(poly, exp_nonpositive(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))), one);
+            let erf = _mm512_castsi512_ps(_mm512_or_epi32(_mm512_castps_si512(erf_abs), _mm512_and_epi32(_mm512_castps_si512(x), sign)));
+            let gelu = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), x), _mm512_add_ps(one, erf));
+            // SAFETY: as the load.
+            unsafe { _mm512_storeu_ps(chunk.as_mut_ptr(), gelu) };
+        }
+        for v in chunks.into_remainder() {
             *v = super::gelu(*v);
         }
+    }
+
+    /// `super::exp_nonpositive` on 16 lanes: the same range reduction, polynomial and exponent
+    /// bits.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn exp_nonpositive(y: __m512) -> __m512 {
+        const LN2_HI: f32 = 0.693_145_75;
+        const LN2_LO: f32 = 1.428_606_8e-6;
+        const ROUND: f32 = 12_582_912.0;
+        let y = _mm512_max_ps(y, _mm512_set1_ps(-87.0));
+        let round = _mm512_set1_ps(ROUND);
+        let shifted = _mm512_fmadd_ps(y, _mm512_set1_ps(std::f32::consts::LOG2_E), round);
+        let n = _mm512_sub_ps(shifted, round);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), y));
+        let mut p = _mm512_set1_ps(1.0 / 720.0);
+        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let n_bits = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(ROUND.to_bits() as i32));
+        let two_to_n = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n_bits, _mm512_set1_epi32(127))));
+        _mm512_mul_ps(p, two_to_n)
     }
 
     pub fn available() -> bool {

@@ -79,6 +79,26 @@ impl Int8Weights {
         Int8Weights { inner, outer, groups, panels, scales, sums, bias }
     }
 
+    /// The weights of `parts` (each over the same inputs) side by side, as one product whose
+    /// outputs are theirs in order — `None` unless each fills whole panels, whose quantized
+    /// values, scales and sums then carry over as they are.
+    pub fn stack(parts: &[&Int8Weights]) -> Option<Int8Weights> {
+        let first = parts.first()?;
+        if parts.iter().any(|w| w.inner != first.inner || !w.outer.is_multiple_of(PANEL)) {
+            return None;
+        }
+        let join = |field: fn(&Int8Weights) -> &[f32]| parts.iter().flat_map(|w| field(w).iter().copied()).collect::<Vec<f32>>();
+        Some(Int8Weights {
+            inner: first.inner,
+            outer: parts.iter().map(|w| w.outer).sum(),
+            groups: first.groups,
+            panels: parts.iter().flat_map(|w| w.panels.iter().copied()).collect(),
+            scales: join(|w| &w.scales),
+            sums: parts.iter().flat_map(|w| w.sums.iter().copied()).collect(),
+            bias: join(|w| &w.bias),
+        })
+    }
+
     pub fn inner(&self) -> usize {
         self.inner
     }
@@ -429,6 +449,24 @@ mod tests {
                 assert!(fast[2 * out..3 * out].iter().all(|v| v.is_finite()), "a tiny row stays finite");
             }
         }
+    }
+
+    #[test]
+    fn stacked_weights_give_each_parts_outputs_side_by_side() {
+        // Query, key and value of the model's shape over the same 19 rows.
+        let (rows, inner, out) = (19, 384, 384);
+        let (x, _, _) = layer(rows, inner, out);
+        let parts: Vec<Int8Weights> = (0..3).map(|_| Int8Weights::quantize(&layer(rows, inner, out).1)).collect();
+        let stacked = Int8Weights::stack(&parts.iter().collect::<Vec<_>>()).expect("whole panels stack");
+        let together = stacked.apply(&x, rows, Activation::None);
+        let apart: Vec<Vec<f32>> = parts.iter().map(|w| w.apply(&x, rows, Activation::None)).collect();
+        for r in 0..rows {
+            let expected: Vec<f32> = apart.iter().flat_map(|a| a[r * out..(r + 1) * out].iter().copied()).collect();
+            assert_eq!(together[r * 3 * out..(r + 1) * 3 * out], expected[..], "row {r}");
+        }
+        // A part that leaves a panel half full does not stack.
+        let odd = Int8Weights::quantize(&layer(rows, inner, 50).1);
+        assert!(Int8Weights::stack(&[&parts[0], &odd]).is_none());
     }
 
     #[test]
