@@ -7,6 +7,7 @@ use clap::Parser;
 use calmline::config::Cli;
 
 fn main() -> ExitCode {
+    calmline::heap::use_one_arena();
     match calmline::cli::run(Cli::parse().command) {
         Ok(code) => code,
         Err(e) => {
