@@ -131,11 +131,11 @@ fn long_texts_are_windowed_not_cut() {
 
     let scores = c.scores(&[&abusive_end, &polite_end]).unwrap();
     // Were the text cut at 512 tokens, both would score the same: the end must be seen. (How
-    // much it moves depends on the model: the insult is a few tokens in a 512-token window, and
-    // mean pooling dilutes it — judgement-19 gives 0.0118 against 0.0058, judgement-6 gave 0.026
-    // against 0.010, judgement-5 more.)
+    // much it moves depends on the model and the arithmetic: the insult is a few tokens in a
+    // 512-token window, and mean pooling dilutes it — judgement-22 in int8 gives 0.0106 against
+    // 0.0054, judgement-19 gave 0.0118 against 0.0058, judgement-6 0.026 against 0.010.)
     let (abusive, polite) = (scores[0].get(Label::Insult), scores[1].get(Label::Insult));
-    assert!(abusive > 2.0 * polite && abusive > polite + 0.005, "insult {abusive} vs {polite}");
+    assert!(abusive > 1.5 * polite && abusive > polite + 0.004, "insult {abusive} vs {polite}");
     // The text's score is the highest of its windows', and it is the last window, the one with
     // the insult, that scores highest.
     let per_window: Vec<f32> = c.extractor.features(&[&abusive_end]).unwrap().remove(0).iter().map(|f| c.head.scores(f).get(Label::Insult)).collect();
