@@ -13,7 +13,7 @@ pub fn release_free_heap() {
 
 /// One malloc arena for every thread, set before any thread starts. glibc gives each thread
 /// that allocates at once its own arena, and each keeps its own high-water mark: with two
-/// inference threads the service held 157 MB after a 32-caller burst, against 123 MB with one
+/// inference threads the service held 157 MB after a 32-caller burst, against 122 MB with one
 /// arena at the same turns/s (BENCHMARKS.md, "Memory and start-up").
 pub fn use_one_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -1,4 +1,4 @@
-//! The inference thread: gathers tokenized texts into packed batches (limits from the
+//! An inference thread (`--inference-threads` of them share the queue): gathers tokenized texts into packed batches (limits from the
 //! pipeline's config), runs the encoder and the heads, and answers each caller; long texts are
 //! scored a piece at a time, taking turns with the others.
 
@@ -26,7 +26,7 @@ const WINDOWS_PER_PIECE: usize = 1;
 /// One window's result: label scores, the stable embedding, the span head's token scores.
 type WindowResult = (LabelScores, Vec<f32>, Vec<f32>);
 
-/// A text on the inference thread, with its windows scored so far.
+/// A text on an inference thread, with its windows scored so far.
 struct InProgress {
     text: Tokenized,
     scored: Vec<WindowResult>,
@@ -88,7 +88,8 @@ pub(super) fn inference_loop(classifier: &Classifier, config: &PipelineConfig, q
         while fresh.len() < config.max_batch_texts && batch_tokens < config.max_batch_tokens {
             let next = match queue.try_recv() {
                 Ok(t) => t,
-                Err(TryRecvError::Disconnected) if continuing.is_empty() => return,
+                // Nothing more will come: stop only once the texts already taken are answered.
+                Err(TryRecvError::Disconnected) if continuing.is_empty() && fresh.is_empty() => return,
                 Err(TryRecvError::Disconnected) => break,
                 // Nothing waiting and nothing being tokenized (or a piece is due): run now.
                 Err(TryRecvError::Empty) if tokenizing.load(Ordering::SeqCst) == 0 || !continuing.is_empty() => break,

@@ -125,7 +125,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the tokenizer workers and the inference thread. They stop when every handle is
+    /// Starts the tokenizer workers and the inference threads. They stop when every handle is
     /// dropped and the queues are drained.
     pub fn start(classifier: Arc<Classifier>, conduct: Arc<ConductModel>, config: PipelineConfig) -> Pipeline {
         let (to_tokenizers, tokenizer_rx) = bounded::<Job>(config.max_in_flight.max(1) * TEXTS_PER_REQUEST_IN_QUEUE);

@@ -1,6 +1,6 @@
 //! Self-attention on packed rows: each text attends only over its own rows of the batch's
-//! `[total tokens, hidden]` projections, one (text, head) pair at a time, spread over rayon's
-//! threads. No padding, no mask, no gathering into a `[batch, heads, seq, head]` view — with
+//! projections (`[total tokens, hidden]` each, or column blocks of one stacked product), one
+//! (text, head) pair at a time, spread over rayon's threads. No padding, no mask, no gathering into a `[batch, heads, seq, head]` view — with
 //! candle's batched matmuls and softmax that view cost more than all the dense layers of a
 //! batch of 128-token texts (BENCHMARKS.md).
 
@@ -25,6 +25,9 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], stride: usize, spans: &[Span], he
     let needed = if total == 0 { 0 } else { (total - 1) * stride + hidden };
     assert!(stride >= hidden && [q, k, v].iter().all(|x| x.len() >= needed), "q, k, v do not hold [total, hidden] rows {stride} apart");
     assert!(hidden.is_multiple_of(heads), "hidden is not a multiple of heads");
+    // The pairs' disjoint writes (below) need the spans to tile the rows: one after another from 0.
+    let tiled = spans.iter().try_fold(0, |at, s| (s.start == at).then_some(at + s.len));
+    assert_eq!(tiled, Some(total), "the spans do not tile the rows one after another");
     let mut out = vec![0f32; total * hidden];
     let shared = OutPtr(out.as_mut_ptr());
     let pairs: Vec<(Span, usize)> = spans.iter().flat_map(|&s| (0..heads).map(move |h| (s, h))).collect();
@@ -49,7 +52,8 @@ struct Projections<'a> {
     dim: usize,
 }
 
-/// One task's working memory: the keys transposed, a row's scores, a row's context.
+/// One task's working memory: the keys transposed, the scores of the rows being attended (one,
+/// or `avx512::ROWS`), a row's context (the generic loop's).
 #[derive(Default)]
 struct Scratch {
     keys_t: Vec<f32>,
@@ -277,6 +281,8 @@ mod avx512 {
                     for c in 0..self.chunks {
                         let lanes = if c + 1 == self.chunks { self.tail } else { 0xFFFF };
                         let at = self.scores.add(r * self.padded + c * 16);
+                        // Padding lanes (past `len`) may hold anything, even scores above `top`; the
+                        // mask drops whatever their exp gives.
                         let e = _mm512_maskz_mov_ps(lanes, exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(at), top)));
                         sum = _mm512_add_ps(sum, e);
                         _mm512_storeu_ps(at, e);
@@ -356,7 +362,9 @@ mod tests {
     fn each_text_attends_over_its_own_rows_only() {
         // Heads 8 wide (the generic path) and 32 wide (the model's, a constant in the kernel).
         for (heads, hidden) in [(4, 32), (3, 96)] {
-            let lens = [5usize, 1, 17, 3, 40];
+            // Lengths that fill whole chunks of 16 keys (16, 32) and that leave one partly
+            // full, and row counts around the kernel's four rows at a time.
+            let lens = [5usize, 1, 17, 3, 40, 16, 32, 4];
             let total: usize = lens.iter().sum();
             let random = || Tensor::randn(0f32, 1.5, total * hidden, &Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
             let (q, k, v) = (random(), random(), random());

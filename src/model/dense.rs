@@ -10,8 +10,10 @@ use super::gemm::{Activation, PackedWeights, with_values};
 use super::gemm_int8::Int8Weights;
 
 /// A dense layer as the encoder holds it: packed for inference, in f32 or (`quantize_int8`) in
-/// int8 — one copy of the weights either way. candle's `Linear` (for code whose products must be
-/// differentiable) is unpacked from the f32 panels on first use and kept.
+/// int8 — one copy of the weights either way (a layer's query, key and value are also kept
+/// stacked, `stacked`: 1.8 MB more in int8 for the whole encoder, 21 MB in f32). candle's
+/// `Linear` (for code whose products must be differentiable) is unpacked from the f32 panels on
+/// first use and kept.
 pub struct Dense {
     weights: Weights,
     linear: OnceLock<Linear>,

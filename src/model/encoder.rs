@@ -36,7 +36,8 @@ pub struct Layer {
     pub ffn_out: Dense,
     pub output_norm: Norm,
     /// `query`, `key` and `value` stacked into one product for the packed pass, made on first
-    /// use (after adapters are merged and the layers quantized; either empties it).
+    /// use — the service's warm-up batch, before it reports SERVING — after adapters are merged
+    /// and the layers quantized (either empties it).
     qkv: OnceLock<Option<Dense>>,
 }
 
@@ -327,12 +328,9 @@ impl Encoder {
 
     /// Every layer over the packed rows (pooling and the per-token outputs read the same outputs).
     fn run_packed(&self, p: &Packed) -> Result<LayerOutputs, EncoderError> {
-        let mut x = self.packed_layer(&self.layers[0], p, &p.x);
-        let (mut stable, mut upper_sum): (Option<Vec<f32>>, Option<Vec<f32>>) = (None, None);
+        let (mut last, mut stable, mut upper_sum) = (None::<Vec<f32>>, None::<Vec<f32>>, None::<Vec<f32>>);
         for (i, layer) in self.layers.iter().enumerate() {
-            if i > 0 {
-                x = self.packed_layer(layer, p, &x);
-            }
+            let x = self.packed_layer(layer, p, last.as_deref().unwrap_or(&p.x));
             if i + 1 == STABLE_LAYERS {
                 stable = Some(x.clone());
             }
@@ -342,10 +340,14 @@ impl Encoder {
                     Some(sum) => sum.iter_mut().zip(&x).for_each(|(s, v)| *s += v),
                 }
             }
+            last = Some(x);
         }
-        let stable = stable.ok_or_else(|| EncoderError::Shape("no stable layer was pooled".into()))?;
-        let upper_sum = upper_sum.ok_or_else(|| EncoderError::Shape("no upper layers were pooled".into()))?;
-        Ok(LayerOutputs { last: x, upper_sum, stable })
+        let missing = |what: &str| EncoderError::Shape(format!("no {what} was pooled"));
+        Ok(LayerOutputs {
+            last: last.ok_or_else(|| missing("last layer"))?,
+            upper_sum: upper_sum.ok_or_else(|| missing("upper layer"))?,
+            stable: stable.ok_or_else(|| missing("stable layer"))?,
+        })
     }
 
     /// Each text's mean over its own rows of `x` ([total, hidden]), times `scale`.

@@ -451,7 +451,9 @@ pub(crate) mod avx512 {
             }
             poly = _mm512_mul_ps(poly, t);
             let erf_abs = _mm512_fnmadd_ps(poly, exp_nonpositive(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))), one);
-            let erf = _mm512_castsi512_ps(_mm512_or_epi32(_mm512_castps_si512(erf_abs), _mm512_and_epi32(_mm512_castps_si512(x), sign)));
+            // copysign: erf_abs's magnitude (it can round to about −6e-8 near 0), x's sign.
+            let erf =
+                _mm512_castsi512_ps(_mm512_or_epi32(_mm512_andnot_epi32(sign, _mm512_castps_si512(erf_abs)), _mm512_and_epi32(_mm512_castps_si512(x), sign)));
             let gelu = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), x), _mm512_add_ps(one, erf));
             // SAFETY: as the load.
             unsafe { _mm512_storeu_ps(chunk.as_mut_ptr(), gelu) };
