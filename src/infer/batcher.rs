@@ -23,6 +23,9 @@ use crate::model::{Classifier, features_of};
 /// here), not for the whole text, and a long text stops at its next piece when its caller goes.
 const WINDOWS_PER_PIECE: usize = 1;
 
+/// How long a batch waits for company before it looks again whether any is still on its way.
+const GATHER_POLL: Duration = Duration::from_millis(1);
+
 /// One window's result: label scores, the stable embedding, the span head's token scores.
 type WindowResult = (LabelScores, Vec<f32>, Vec<f32>);
 
@@ -93,8 +96,11 @@ pub(super) fn inference_loop(classifier: &Classifier, config: &PipelineConfig, q
                 Err(TryRecvError::Disconnected) => break,
                 // Nothing waiting and nothing being tokenized (or a piece is due): run now.
                 Err(TryRecvError::Empty) if tokenizing.load(Ordering::SeqCst) == 0 || !continuing.is_empty() => break,
-                Err(TryRecvError::Empty) => match queue.recv_deadline(gather_until) {
+                // Wait briefly, then look again: the texts on their way may go to another
+                // inference thread, and this one must not sleep out `max_wait` once none are left.
+                Err(TryRecvError::Empty) => match queue.recv_deadline(gather_until.min(Instant::now() + GATHER_POLL)) {
                     Ok(t) => t,
+                    Err(RecvTimeoutError::Timeout) if Instant::now() < gather_until => continue,
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                 },
             };
