@@ -341,25 +341,31 @@ pub fn gelu_in_place(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = gelu(*v));
 }
 
+/// Abramowitz & Stegun 7.1.26: `erf(z) ≈ 1 − t·(A₀ + t·(A₁ + …)) · e^(−z²)` with `t = 1/(1 + P·z)`.
+const ERF_P: f32 = 0.327_591_1;
+const ERF_A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152, 1.061_405_4];
+
 #[inline(always)]
 fn gelu(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152, 1.061_405_4];
+    let (p, a) = (ERF_P, ERF_A);
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
-    let t = 1.0 / (1.0 + P * z);
-    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let t = 1.0 / (1.0 + p * z);
+    let poly = t * (a[0] + t * (a[1] + t * (a[2] + t * (a[3] + t * a[4]))));
     let erf_abs = 1.0 - poly * exp_nonpositive(-z * z);
     0.5 * x * (1.0 + erf_abs.copysign(x))
 }
+
+/// ln 2 split so n·LN2_HI is exact (Cody & Waite), for `exp_nonpositive`.
+const LN2_HI: f32 = 0.693_145_75;
+const LN2_LO: f32 = 1.428_606_8e-6;
+/// 1.5 · 2^23: adding it rounds to an integer in the low bits.
+const ROUND: f32 = 12_582_912.0;
 
 /// `e^y` for `y ≤ 0` (below −87 it returns ~1e-38, as good as 0 here): `y = n·ln2 + r` with
 /// `|r| ≤ ln2/2`, `e^r` by its Taylor polynomial to r⁶ (relative error < 2e-7), `2^n` built in
 /// the exponent bits. No branches and no libm, so it vectorises.
 #[inline(always)]
 pub(crate) fn exp_nonpositive(y: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_145_75; // ln 2 split so n·LN2_HI is exact (Cody & Waite)
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer in the low bits
     let y = y.max(-87.0);
     let shifted = y * std::f32::consts::LOG2_E + ROUND;
     let n = shifted - ROUND;
@@ -433,8 +439,7 @@ pub(crate) mod avx512 {
     /// estimate refined by one Newton step (relative error below 1e-7).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn gelu_in_place(values: &mut [f32]) {
-        const P: f32 = 0.327_591_1;
-        const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152, 1.061_405_4];
+        use super::{ERF_A as A, ERF_P as P};
         let one = _mm512_set1_ps(1.0);
         let sign = _mm512_set1_epi32(i32::MIN);
         let mut chunks = values.chunks_exact_mut(16);
@@ -467,9 +472,7 @@ pub(crate) mod avx512 {
     /// bits.
     #[target_feature(enable = "avx512f")]
     pub(crate) fn exp_nonpositive(y: __m512) -> __m512 {
-        const LN2_HI: f32 = 0.693_145_75;
-        const LN2_LO: f32 = 1.428_606_8e-6;
-        const ROUND: f32 = 12_582_912.0;
+        use super::{LN2_HI, LN2_LO, ROUND};
         let y = _mm512_max_ps(y, _mm512_set1_ps(-87.0));
         let round = _mm512_set1_ps(ROUND);
         let shifted = _mm512_fmadd_ps(y, _mm512_set1_ps(std::f32::consts::LOG2_E), round);

@@ -102,15 +102,19 @@ impl SpanHead {
 
     /// The probability that a token with these features is toxic.
     pub fn probability(&self, features: &[f32]) -> f32 {
-        let logit = match &self.hidden {
-            None => self.bias + dot(&self.weight, features),
+        match &self.hidden {
+            None => self.output(features),
             Some(h) => {
                 let width = h.weight.len() / h.units;
-                let units = h.weight.chunks_exact(width).zip(&h.bias).map(|(row, b)| (b + dot(row, features)).max(0.0));
-                self.bias + self.weight.iter().zip(units).map(|(w, u)| w * u).sum::<f32>()
+                let units: Vec<f32> = h.weight.chunks_exact(width).zip(&h.bias).map(|(row, b)| (b + dot(row, features)).max(0.0)).collect();
+                self.output(&units)
             }
-        };
-        1.0 / (1.0 + (-logit).exp())
+        }
+    }
+
+    /// The logistic output over what it reads: the features, or the hidden layer's units.
+    fn output(&self, input: &[f32]) -> f32 {
+        1.0 / (1.0 + (-(self.bias + dot(&self.weight, input))).exp())
     }
 }
 
@@ -126,16 +130,14 @@ impl TokenProbe<'_> {
     /// `SpanHead::probability` of each of `rows` tokens, their features side by side in `features`.
     pub fn probabilities(&self, features: &[f32], rows: usize) -> Vec<f32> {
         let head = self.head;
-        let logit = |output: &[f32]| head.bias + dot(&head.weight, output);
-        let logits: Vec<f32> = match &self.hidden {
-            None => features.chunks_exact(head.weight.len()).take(rows).map(logit).collect(),
+        match &self.hidden {
+            None => features.chunks_exact(head.weight.len()).take(rows).map(|row| head.output(row)).collect(),
             Some(packed) => {
                 let mut units = packed.apply(features, rows, Activation::None);
                 units.iter_mut().for_each(|u| *u = u.max(0.0));
-                units.chunks_exact(packed.outer()).map(logit).collect()
+                units.chunks_exact(packed.outer()).map(|row| head.output(row)).collect()
             }
-        };
-        logits.into_iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect()
+        }
     }
 }
 
