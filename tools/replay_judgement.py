@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Replay `calmline eval-judgement` from saved scores, to try thresholds without re-embedding.
+
+    python3 tools/replay_judgement.py dump MODELS SCORES.jsonl [--base models/base]
+        # every behaviour-suite case and conversation customer turn through `calmline analyze
+        # --jsonl --precision f32` (the case's language, or the conversation's locale, as hint)
+    python3 tools/replay_judgement.py report SCORES.jsonl HEAD.json [--split test]
+        # suite labels/actions, conversation accuracy, SET_BOUNDARY+ precision and false alarms
+        # with HEAD.json's thresholds: the same figures eval-judgement gives
+    python3 tools/replay_judgement.py ceiling SCORES.jsonl HEAD.json [--split test]
+        # one cut per label chosen on the split itself (coordinate ascent): an upper bound on
+        # what any single set of thresholds could give this encoder, to compare encoders
+        # without their calibration in the way. Not a method: it fits the split it reports.
+
+The ladder below is models/policy.toml's (src/domain/policy/mod.rs `customer_turn`; the gold
+actions follow the same rules, data/conversations/README.md); severity only matters through
+boundary_severity = "high", which needs a harm flag, and harm goes to INVOLVE_MANAGER first.
+"""
+import argparse, json, os, subprocess, sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LABELS = ["frustration", "rudeness", "insult", "profanity", "threat", "identity_attack", "sexual_harassment"]
+ABUSE, HARM = {"rudeness", "insult"}, {"threat", "identity_attack", "sexual_harassment"}
+ORDER = ["NONE", "ACKNOWLEDGE", "LET_IT_PASS", "STAY_CALM", "SET_BOUNDARY", "INVOLVE_MANAGER", "END_CONTACT"]
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def items():
+    """(key, text, lang hint, record) for every suite case and every gold customer turn."""
+    for name in sorted(os.listdir(os.path.join(ROOT, "data/behaviour"))):
+        if name.endswith(".jsonl"):
+            for case in read_jsonl(os.path.join(ROOT, "data/behaviour", name)):
+                yield "case:" + case["id"], case["text"], case["lang"], {"kind": "case", **{k: case[k] for k in ("split", "lang", "functionality", "must", "must_not", "actions")}}
+    for name in sorted(os.listdir(os.path.join(ROOT, "data/conversations"))):
+        if name.endswith(".jsonl"):
+            for conv in read_jsonl(os.path.join(ROOT, "data/conversations", name)):
+                customer = [t for t in conv["turns"] if t["speaker"] == "customer"]
+                for i, turn in enumerate(customer):
+                    yield f"turn:{conv['id']}:{i}", turn["text"], conv["locale"], {
+                        "kind": "turn", "conversation": conv["id"], "index": i, "split": conv["split"],
+                        "lang": conv["locale"].split("-")[0], "conv_kind": conv["kind"], "gold": turn.get("gold")}
+
+
+def dump(args):
+    rows = list(items())
+    lines = "".join(json.dumps({"id": key, "text": text, "lang": lang}, ensure_ascii=False) + "\n" for key, text, lang, _ in rows)
+    cmd = [args.calmline, "analyze", "--jsonl", "--precision", "f32", "--models", args.models, "--base", args.base]
+    out = subprocess.run(cmd, input=lines, capture_output=True, text=True, check=True).stdout.splitlines()
+    results = {r["id"]: r for r in map(json.loads, out)}
+    with open(args.out, "w", encoding="utf-8") as f:
+        for key, _, _, record in rows:
+            r = results[key]
+            f.write(json.dumps({"id": key, "scores": r["scores"], "thresholds_language": r["language"], **record}, ensure_ascii=False) + "\n")
+    print(f"{len(rows)} scored into {args.out}", file=sys.stderr)
+
+
+def cuts_for(head, lang):
+    cuts = dict(head["thresholds"])
+    cuts.update(head.get("thresholds_by_language", {}).get(lang, {}))
+    return cuts
+
+
+def ladder(flags, state):
+    abuse, harm = flags & ABUSE, flags & HARM
+    if not abuse:
+        state["calm"] += 1
+        if state["calm"] >= 3 and state["heated"] > 0:
+            state["heated"] -= 1
+            state["calm"] = 0
+    else:
+        state["calm"] = 0
+        state["heated"] += 1
+    if harm or abuse:
+        if state["manager"]:
+            action = "END_CONTACT"
+        elif harm or state["boundary"]:
+            action = "INVOLVE_MANAGER"
+        elif state["heated"] >= 3 and "insult" in abuse:
+            action = "SET_BOUNDARY"
+        elif state["heated"] >= 2:
+            action = "STAY_CALM"
+        else:
+            action = "LET_IT_PASS"
+        state["boundary"] |= action == "SET_BOUNDARY"
+        state["manager"] |= action == "INVOLVE_MANAGER"
+        return action
+    return "ACKNOWLEDGE" if "frustration" in flags else "NONE"
+
+
+def fresh():
+    return {"calm": 0, "heated": 0, "boundary": False, "manager": False}
+
+
+def evaluate(rows, cut_of):
+    """cut_of(row) -> {label: cut}. Returns the eval-judgement figures for these rows."""
+    labels = actions = cases = 0
+    turns = right = sb = sb_ok = no_abuse = alarmed = 0
+    state, current = None, None
+    for r in rows:
+        cuts = cut_of(r)
+        flags = {l for l in LABELS if r["scores"][l] >= cuts[l]}
+        if r["kind"] == "case":
+            cases += 1
+            labels += all(l in flags for l in r["must"]) and not any(l in flags for l in r["must_not"])
+            actions += ladder(flags, fresh()) in r["actions"]
+            continue
+        if r["conversation"] != current:
+            current, state = r["conversation"], fresh()
+        action = ladder(flags, state)
+        gold = r["gold"]
+        if gold is None:
+            continue
+        turns += 1
+        right += action == gold["action"]
+        if ORDER.index(action) >= ORDER.index("SET_BOUNDARY"):
+            sb += 1
+            sb_ok += ORDER.index(gold["action"]) >= ORDER.index("SET_BOUNDARY")
+        if not set(gold["labels"]) & (ABUSE | HARM):
+            no_abuse += 1
+            alarmed += ORDER.index(action) >= ORDER.index("LET_IT_PASS")
+    pct = lambda a, b: 100.0 * a / b if b else 0.0
+    return {"suite_labels": pct(labels, cases), "suite_actions": pct(actions, cases), "conversations": pct(right, turns),
+            "boundary_calls": sb, "boundary_precision": pct(sb_ok, sb), "false_alarms": pct(alarmed, no_abuse), "cases": cases, "turns": turns}
+
+
+def chosen(args):
+    return [r for r in read_jsonl(args.scores) if r["split"] == args.split]
+
+
+def report(args):
+    head = json.load(open(args.head))
+    print(json.dumps(evaluate(chosen(args), lambda r: cuts_for(head, r["thresholds_language"])), indent=1))
+
+
+def ceiling(args):
+    rows = chosen(args)
+    head = json.load(open(args.head))
+    cuts = {l: head["thresholds"][l] for l in LABELS}
+    objective = lambda m: m["suite_labels"] + m["suite_actions"] + m["conversations"]
+    best = objective(evaluate(rows, lambda r: cuts))
+    grid = [i / 100 for i in range(1, 100)]
+    for _ in range(3):
+        for label in LABELS:
+            for c in grid:
+                trial = dict(cuts, **{label: c})
+                score = objective(evaluate(rows, lambda r: trial))
+                if score > best + 1e-9:
+                    best, cuts = score, trial
+    print(json.dumps({"cuts": cuts, **evaluate(rows, lambda r: cuts)}, indent=1))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("dump")
+    d.add_argument("models")
+    d.add_argument("out")
+    d.add_argument("--base", default=os.path.join(ROOT, "models/base"))
+    d.add_argument("--calmline", default=os.path.join(ROOT, "target/release/calmline"))
+    for name in ("report", "ceiling"):
+        s = sub.add_parser(name)
+        s.add_argument("scores")
+        s.add_argument("head")
+        s.add_argument("--split", default="test")
+    args = p.parse_args()
+    {"dump": dump, "report": report, "ceiling": ceiling}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Average several fine-tuned adapter sets into one (a "model soup" of low-rank adapters).
+
+    python trainer/soup.py --out models/experiments/soup-a models/experiments/lora0-20 models/experiments/lora0-20s2
+
+Each input merges at load as W + (alpha_i / rank_i) * B_i @ A_i. Their average,
+W + (1/n) * sum_i (alpha_i / rank_i) * B_i @ A_i, is itself one low-rank adapter: stack the A_i
+as rows and the B_i as columns, each B_i scaled by (alpha_i / rank_i) / n, and give the stack
+alpha = rank so that its own scale is 1. calmline merges adapters into the weights when it loads
+them, so the soup serves at exactly the cost of one adapter set; only the file grows (n times).
+
+Why average: runs of one recipe with different seeds differ by as much as recipes do (model card,
+experiments 20 and 22); averaging fine-tuned weights that share a starting point tends to rank
+better than either run alone (Wortsman et al. 2022, "Model soups", arXiv:2203.05482).
+
+The head in each input (head.safetensors) is averaged as well, for the record; `calmline train`
+fits the served head on the soup's own features afterwards.
+"""
+import argparse, json, os, sys
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+
+def read_adapters(folder):
+    with open(os.path.join(folder, "adapters.json")) as f:
+        settings = json.load(f)
+    return settings, load_file(os.path.join(folder, "adapters.safetensors"))
+
+
+def soup(adapter_sets):
+    """adapter_sets: [(settings, tensors)]. Returns (settings, tensors) of the averaged adapter."""
+    first_layers = {s["first_layer"] for s, _ in adapter_sets}
+    if len(first_layers) != 1:
+        raise SystemExit(f"the inputs adapt different layers (first_layer {sorted(first_layers)})")
+    names = [set(t) for _, t in adapter_sets]
+    if any(n != names[0] for n in names):
+        raise SystemExit("the inputs adapt different projections")
+    n = len(adapter_sets)
+    out = {}
+    for a_name in sorted(k for k in names[0] if k.endswith(".lora_a")):
+        b_name = a_name[: -len("lora_a")] + "lora_b"
+        a_parts, b_parts = [], []
+        for settings, tensors in adapter_sets:
+            scale = settings["alpha"] / settings["rank"] / n
+            a_parts.append(tensors[a_name].astype(np.float32))
+            b_parts.append(tensors[b_name].astype(np.float32) * np.float32(scale))
+        out[a_name] = np.ascontiguousarray(np.concatenate(a_parts, axis=0))
+        out[b_name] = np.ascontiguousarray(np.concatenate(b_parts, axis=1))
+    rank = sum(s["rank"] for s, _ in adapter_sets)
+    return {"rank": rank, "alpha": float(rank), "first_layer": first_layers.pop()}, out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="folder to write adapters.safetensors, adapters.json, head.* and soup.json")
+    p.add_argument("inputs", nargs="+", help="folders written by trainer/finetune.py")
+    args = p.parse_args(argv)
+    if len(args.inputs) < 2:
+        raise SystemExit("a soup needs at least two adapter sets")
+    settings, tensors = soup([read_adapters(folder) for folder in args.inputs])
+    os.makedirs(args.out, exist_ok=True)
+    save_file(tensors, os.path.join(args.out, "adapters.safetensors"))
+    with open(os.path.join(args.out, "adapters.json"), "w") as f:
+        json.dump(settings, f, indent=2)
+        f.write("\n")
+    heads = [load_file(os.path.join(folder, "head.safetensors")) for folder in args.inputs]
+    save_file({k: np.mean([h[k] for h in heads], axis=0).astype(np.float32) for k in heads[0]},
+              os.path.join(args.out, "head.safetensors"))
+    with open(os.path.join(args.inputs[0], "head.json")) as f:
+        head_meta = json.load(f)
+    head_meta["soup_of"] = args.inputs
+    with open(os.path.join(args.out, "head.json"), "w") as f:
+        json.dump(head_meta, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(args.out, "soup.json"), "w") as f:
+        json.dump({"inputs": args.inputs, "rank": settings["rank"]}, f, indent=2)
+        f.write("\n")
+    print(f"{len(args.inputs)} adapter sets averaged into {args.out} (rank {settings['rank']})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
