@@ -49,25 +49,34 @@ def evaluation_texts(lang: str) -> list[tuple[str, str]]:
     return texts
 
 
+def too_close(text: str, evaluation: list[str]) -> list[int]:
+    """Indices of the (normalised) evaluation texts that `text` repeats or lightly rewords."""
+    mine = normalise(text)
+    # The training text is sequence b, which SequenceMatcher indexes once; each evaluation text
+    # becomes sequence a in turn. (Passing it as a and then calling set_seq1 left b empty and
+    # every ratio 0 until 2026-12-05: only exact repeats were caught.)
+    matcher = difflib.SequenceMatcher(None, "", mine, autojunk=False)
+    found = []
+    for n, theirs in enumerate(evaluation):
+        matcher.set_seq1(theirs)
+        if mine == theirs or (matcher.real_quick_ratio() > LIMIT and matcher.quick_ratio() > LIMIT and matcher.ratio() > LIMIT):
+            found.append(n)
+    return found
+
+
 def main(paths: list[str]) -> int:
     files = [pathlib.Path(p) for p in paths] or sorted((DATA / "training").glob("*.jsonl"))
     found = 0
     for path in files:
         cases = read_jsonl(path)
         lang = cases[0]["lang"] if cases else path.stem.split("-")[0]
-        evaluation = [(where, text, normalise(text)) for where, text in evaluation_texts(lang)]
+        evaluation = evaluation_texts(lang)
+        normalised = [normalise(text) for _, text in evaluation]
         for case in cases:
-            mine = normalise(case["text"])
-            matcher = difflib.SequenceMatcher(None, mine, autojunk=False)
-            for where, text, theirs in evaluation:
-                matcher.set_seq1(theirs)
-                if mine == theirs or (
-                    matcher.real_quick_ratio() > LIMIT
-                    and matcher.quick_ratio() > LIMIT
-                    and matcher.ratio() > LIMIT
-                ):
-                    found += 1
-                    print(f"{case['id']} ~ {where}: {case['text']!r} ~ {text!r}")
+            for n in too_close(case["text"], normalised):
+                where, text = evaluation[n]
+                found += 1
+                print(f"{case['id']} ~ {where}: {case['text']!r} ~ {text!r}")
     print(f"{found} training turns too close to an evaluation text", file=sys.stderr)
     return 1 if found else 0
 
