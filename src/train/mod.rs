@@ -383,6 +383,13 @@ pub const NEUTRAL_UNION_BUDGET: f64 = 0.02;
 /// 3.1% on dev and 3.2% on test when every further step cost more than the exchange rate).
 pub const NEUTRAL_UNION_CAP: f64 = 0.025;
 
+/// What the hold may cost one label of one language at most, in that language's own dev F-beta,
+/// over the cap or not. Without a limit, a head trained with round 13 of the training turns had
+/// Hungarian frustration raised 0.52 → 1.00 (never flagged) to clear a few grammar-book sentences
+/// that read as complaints: the suite's Hungarian complaints lost their ACKNOWLEDGE. A language
+/// the limit leaves over its budget is printed, and the neutral figures report it.
+pub const NEUTRAL_UNION_MAX_LOSS: f64 = 0.05;
+
 /// Holds each language's neutral dev text to `NEUTRAL_UNION_BUDGET` for all labels together.
 /// Each label's threshold keeps its own budget, but those add up: French neutral text carried a
 /// wrong flag 8% of the time with every label within budget. While a language is over, one
@@ -390,7 +397,8 @@ pub const NEUTRAL_UNION_CAP: f64 = 0.025;
 /// the label whose step costs least of that language's dev F-beta per neutral text it clears (a
 /// label the language has no labelled dev data for costs nothing to measure, and is taken
 /// first), as long as it costs no more than calibration's exchange rate (`NEUTRAL_PENALTY`)
-/// allows, or at any cost while the language is over `NEUTRAL_UNION_CAP`; where no single step
+/// allows, or at any cost while the language is over `NEUTRAL_UNION_CAP` (up to
+/// `NEUTRAL_UNION_MAX_LOSS` per label); where no single step
 /// clears a text (several labels flag it), a free step of the label with the most wrong flags. Hungarian "neutral" sentences such as "Olyan éjfél óta várok" (I've
 /// been waiting since midnight) read as complaints: bought at any price, the budget cost
 /// Hungarian frustration a quarter of its recall on the suite. Severe labels are left as
@@ -425,6 +433,7 @@ fn hold_neutral_union(
         let wrong =
             |t: &[f32; LABEL_COUNT], (scores, targets): &Text, label: Label| targets[label.index()] == Some(false) && scores.get(label) >= t[label.index()];
         let flagged = |t: &[f32; LABEL_COUNT]| texts.iter().filter(|text| Label::ALL.into_iter().any(|l| wrong(t, text, l))).count();
+        let calibrated: [f64; LABEL_COUNT] = std::array::from_fn(|i| quality(Label::ALL[i], thresholds[i]));
         let first = flagged(&thresholds);
         let mut now = first;
         let mut raised = Vec::new();
@@ -441,7 +450,14 @@ fn hold_neutral_union(
                     let mut next = thresholds;
                     next[l.index()] = t;
                     let cleared = now - flagged(&next);
-                    Some((l, t, scores.len(), cleared, quality(l, thresholds[l.index()]) - quality(l, t)))
+                    let after = quality(l, t);
+                    (calibrated[l.index()] - after <= NEUTRAL_UNION_MAX_LOSS).then_some((
+                        l,
+                        t,
+                        scores.len(),
+                        cleared,
+                        quality(l, thresholds[l.index()]) - after,
+                    ))
                 })
                 .collect();
             // A step is worth taking at the exchange rate calibration uses: a text cleared is
@@ -456,6 +472,12 @@ fn hold_neutral_union(
             thresholds[label.index()] = t;
             raised.push(label);
             now = flagged(&thresholds);
+        }
+        if now as f64 > NEUTRAL_UNION_BUDGET * texts.len() as f64 {
+            let share = 100.0 * now as f64 / texts.len() as f64;
+            eprintln!(
+                "{lang}: neutral dev text still {share:.1}% flagged: every further step costs a label more than {NEUTRAL_UNION_MAX_LOSS} of its dev F-beta"
+            );
         }
         if raised.is_empty() {
             continue;
@@ -497,7 +519,7 @@ impl ThresholdRule {
             "per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): {objective}"
         );
         let hold = format!(
-            "then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, a non-severe label's threshold of its own is raised just above its lowest wrong flag: the one costing least of the language's dev F-beta per neutral text cleared, while that is within the same exchange rate, or whatever it costs while more than {NEUTRAL_UNION_CAP} is flagged"
+            "then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, a non-severe label's threshold of its own is raised just above its lowest wrong flag: the one costing least of the language's dev F-beta per neutral text cleared, while that is within the same exchange rate, or whatever it costs while more than {NEUTRAL_UNION_CAP} is flagged, never costing a label more than {NEUTRAL_UNION_MAX_LOSS} of the language's dev F-beta"
         );
         match self {
             ThresholdRule::PerLanguage => per_language,
@@ -701,22 +723,44 @@ mod tests {
         assert!(by_language["fr"][&Label::Insult] > 0.7 && pooled[&Label::Insult] <= 0.7, "{pooled:?} {by_language:?}");
     }
 
-    #[test]
-    fn over_the_cap_neutral_text_is_held_whatever_it_costs() {
-        // Hebrew neutral text: 5 of 100 flagged insult at 0.6; Hebrew insults score 0.61. Clearing
-        // the neutral texts costs every Hebrew insult, more than the exchange rate allows, but 5%
-        // is over the cap, so the cut goes up all the same.
+    /// Hebrew neutral dev text: 3 of 100 flagged insult (at 0.60, 0.62, 0.64: 3%, over the cap);
+    /// Hebrew insults: `lost` of 100 score 0.61, the rest 0.9. The held insult cut, if any.
+    fn hebrew_insult_cut_after_the_hold(lost: usize) -> Option<f32> {
         let head = one_feature_head();
         let mut data = Featurised { examples: Vec::new(), features: Vec::new() };
-        let neutral: Vec<(f32, bool)> = (0..100).map(|i| (if i < 5 { 0.6 } else { 0.1 }, false)).collect();
+        let neutral: Vec<(f32, bool)> = (0..100).map(|i| (if i < 3 { 0.6 + 0.02 * i as f32 } else { 0.1 }, false)).collect();
         labelled_dev("ud_sentences_multi", "he", Label::Insult, &neutral, &mut data);
-        let insults: Vec<(f32, bool)> = (0..40).map(|i| if i < 20 { (0.61, true) } else { (0.1, false) }).collect();
+        let insults: Vec<(f32, bool)> = (0..200)
+            .map(|i| {
+                if i < lost {
+                    (0.61, true)
+                } else if i < 100 {
+                    (0.9, true)
+                } else {
+                    (0.1, false)
+                }
+            })
+            .collect();
         labelled_dev("calmline_behaviour", "he", Label::Insult, &insults, &mut data);
         let pooled: BTreeMap<Label, f32> = Label::ALL.into_iter().map(|l| (l, 0.5)).collect();
         let mut by_language = BTreeMap::new();
         let groups = dev_groups(&head, &data);
         hold_neutral_union(&head, &data, &groups, &pooled, &mut by_language);
-        assert!(by_language["he"][&Label::Insult] > 0.61, "{by_language:?}");
+        by_language.get("he").and_then(|own| own.get(&Label::Insult)).copied()
+    }
+
+    #[test]
+    fn over_the_cap_neutral_text_is_held_beyond_the_exchange_rate() {
+        // Clearing the text at 0.60 loses 20 of 100 insults: 0.048 of F0.5, more than one text is
+        // worth at the exchange rate (0.04) but within the loss limit; 3% is over the cap.
+        assert!(hebrew_insult_cut_after_the_hold(20).is_some_and(|t| t > 0.61));
+    }
+
+    #[test]
+    fn the_hold_never_costs_a_label_more_than_the_loss_limit() {
+        // Losing 40 of 100 insults costs 0.12 of F0.5: Hebrew keeps the pooled cut and stays over
+        // budget (printed), rather than losing its insults.
+        assert_eq!(hebrew_insult_cut_after_the_hold(40), None);
     }
 
     #[test]
