@@ -12,15 +12,20 @@
         # what any single set of thresholds could give this encoder, to compare encoders
         # without their calibration in the way. Not a method: it fits the split it reports.
 
-The ladder below is models/policy.toml's (src/domain/policy/mod.rs `customer_turn`; the gold
-actions follow the same rules, data/conversations/README.md); severity only matters through
-boundary_severity = "high", which needs a harm flag, and harm goes to INVOLVE_MANAGER first.
+The ladder below is src/domain/policy/mod.rs `customer_turn` with its settings read from
+models/policy.toml's [ladder] (the gold actions follow the same rules, data/conversations/README.md).
+Severity only matters there through boundary_severity = "high", which needs a harm flag, and harm
+goes to INVOLVE_MANAGER first, so it is left out.
 """
-import argparse, json, os, subprocess, sys
+import argparse, json, os, subprocess, sys, tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELS = ["frustration", "rudeness", "insult", "profanity", "threat", "identity_attack", "sexual_harassment"]
-ABUSE, HARM = {"rudeness", "insult"}, {"threat", "identity_attack", "sexual_harassment"}
+with open(os.path.join(ROOT, "models/policy.toml"), "rb") as f:
+    LADDER = tomllib.load(f)["ladder"]
+ABUSE, HARM, FRUSTRATION = set(LADDER["abuse"]), set(LADDER["harm"]), set(LADDER["frustration"])
+# A turn whose gold has none of these is "without abuse" for the false-alarm rate (src/train/judgement.rs ABUSE).
+ABUSIVE_GOLD = {"rudeness", "insult", "threat", "identity_attack", "sexual_harassment"}
 ORDER = ["NONE", "ACKNOWLEDGE", "LET_IT_PASS", "STAY_CALM", "SET_BOUNDARY", "INVOLVE_MANAGER", "END_CONTACT"]
 
 
@@ -68,7 +73,7 @@ def ladder(flags, state):
     abuse, harm = flags & ABUSE, flags & HARM
     if not abuse:
         state["calm"] += 1
-        if state["calm"] >= 3 and state["heated"] > 0:
+        if state["calm"] >= LADDER["cool_down_after"] and state["heated"] > 0:
             state["heated"] -= 1
             state["calm"] = 0
     else:
@@ -79,16 +84,16 @@ def ladder(flags, state):
             action = "END_CONTACT"
         elif harm or state["boundary"]:
             action = "INVOLVE_MANAGER"
-        elif state["heated"] >= 3 and "insult" in abuse:
+        elif state["heated"] >= LADDER["set_boundary_at"] and (not LADDER["boundary_needs"] or abuse & set(LADDER["boundary_needs"])):
             action = "SET_BOUNDARY"
-        elif state["heated"] >= 2:
+        elif state["heated"] >= LADDER["stay_calm_at"]:
             action = "STAY_CALM"
         else:
             action = "LET_IT_PASS"
         state["boundary"] |= action == "SET_BOUNDARY"
         state["manager"] |= action == "INVOLVE_MANAGER"
         return action
-    return "ACKNOWLEDGE" if "frustration" in flags else "NONE"
+    return "ACKNOWLEDGE" if flags & FRUSTRATION else "NONE"
 
 
 def fresh():
@@ -119,7 +124,7 @@ def evaluate(rows, cut_of):
         if ORDER.index(action) >= ORDER.index("SET_BOUNDARY"):
             sb += 1
             sb_ok += ORDER.index(gold["action"]) >= ORDER.index("SET_BOUNDARY")
-        if not set(gold["labels"]) & (ABUSE | HARM):
+        if not set(gold["labels"]) & ABUSIVE_GOLD:
             no_abuse += 1
             alarmed += ORDER.index(action) >= ORDER.index("LET_IT_PASS")
     pct = lambda a, b: 100.0 * a / b if b else 0.0

@@ -13,8 +13,8 @@ Why average: runs of one recipe with different seeds differ by as much as recipe
 experiments 20 and 22); averaging fine-tuned weights that share a starting point tends to rank
 better than either run alone (Wortsman et al. 2022, "Model soups", arXiv:2203.05482).
 
-The head in each input (head.safetensors) is averaged as well, for the record; `calmline train`
-fits the served head on the soup's own features afterwards.
+Only the adapters are written (and soup.json, what went in): `calmline train --adapters OUT` fits
+the served head and thresholds on the soup's own features.
 """
 import argparse, json, os, sys
 
@@ -53,7 +53,7 @@ def soup(adapter_sets):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="folder to write adapters.safetensors, adapters.json, head.* and soup.json")
+    p.add_argument("--out", required=True, help="folder to write adapters.safetensors, adapters.json and soup.json")
     p.add_argument("inputs", nargs="+", help="folders written by trainer/finetune.py")
     args = p.parse_args(argv)
     if len(args.inputs) < 2:
@@ -63,15 +63,6 @@ def main(argv=None):
     save_file(tensors, os.path.join(args.out, "adapters.safetensors"))
     with open(os.path.join(args.out, "adapters.json"), "w") as f:
         json.dump(settings, f, indent=2)
-        f.write("\n")
-    heads = [load_file(os.path.join(folder, "head.safetensors")) for folder in args.inputs]
-    save_file({k: np.mean([h[k] for h in heads], axis=0).astype(np.float32) for k in heads[0]},
-              os.path.join(args.out, "head.safetensors"))
-    with open(os.path.join(args.inputs[0], "head.json")) as f:
-        head_meta = json.load(f)
-    head_meta["soup_of"] = args.inputs
-    with open(os.path.join(args.out, "head.json"), "w") as f:
-        json.dump(head_meta, f, indent=2)
         f.write("\n")
     with open(os.path.join(args.out, "soup.json"), "w") as f:
         json.dump({"inputs": args.inputs, "rank": settings["rank"]}, f, indent=2)
