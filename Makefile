@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CALMLINE = ./target/release/calmline
 
-.PHONY: setup run console test python-test wheel train finetune eval judgement demo deploy-check
+.PHONY: setup run console test python-test wheel train finetune eval judgement promote demo deploy-check
 
 PYTHON ?= python3
 # Debian's Chromium, for the console's browser test (tests/console/).
@@ -157,6 +157,24 @@ eval: setup
 ## The behaviour suite, the gold conversations and the neutral flag rates (models/eval-judgement.json).
 judgement: setup
 	$(CARGO) run --release -- eval-judgement --precision f32 > models/eval-judgement.md
+
+## Make an experiment the default: its adapters and head into models/, then every served report
+## regenerated on them (the span head retrained, the public test splits and what users see, in f32
+## and int8). E.g. `make promote EXPERIMENT=models/experiments/judgement-27
+## ADAPTERS=models/experiments/soup-20-20s2`. The floors in tests/it/behaviour.rs and conduct.rs
+## and the model card's default section are then updated by hand from the new reports.
+promote: setup
+	@test -n "$(EXPERIMENT)" -a -n "$(ADAPTERS)" || { echo "usage: make promote EXPERIMENT=DIR ADAPTERS=DIR"; exit 2; }
+	$(CARGO) build --release
+	cp $(ADAPTERS)/adapters.safetensors $(ADAPTERS)/adapters.json models/
+	cp $(EXPERIMENT)/head.json $(EXPERIMENT)/head.safetensors models/
+	$(CALMLINE) train-spans --models models --posts 8000 --hidden 128 --precision f32
+	$(CALMLINE) eval --precision f32 > /dev/null
+	$(CALMLINE) eval --precision int8 --out models/eval-test-int8.json > /dev/null
+	$(CALMLINE) eval-judgement --precision f32 > models/eval-judgement.md
+	$(CALMLINE) eval-judgement --precision int8 --out models/eval-judgement-int8.json > models/eval-judgement-int8.md
+	$(CALMLINE) eval-conduct --precision f32
+	$(CALMLINE) eval-conduct --precision int8
 
 ## Check the deployment files without a cluster or a container engine: deploy/kubernetes/ against
 ## the Kubernetes schemas, the manifests against the Dockerfile, and the Dockerfile with hadolint
