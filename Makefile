@@ -158,23 +158,28 @@ eval: setup
 judgement: setup
 	$(CARGO) run --release -- eval-judgement --precision f32 > models/eval-judgement.md
 
-## Make an experiment the default: its adapters and head into models/, then every served report
-## regenerated on them (the span head retrained, the public test splits and what users see, in f32
-## and int8). E.g. `make promote EXPERIMENT=models/experiments/judgement-27
-## ADAPTERS=models/experiments/soup-20-20s2`. The floors in tests/it/behaviour.rs and conduct.rs
-## and the model card's default section are then updated by hand from the new reports.
-promote: setup
-	@test -n "$(EXPERIMENT)" -a -n "$(ADAPTERS)" || { echo "usage: make promote EXPERIMENT=DIR ADAPTERS=DIR"; exit 2; }
+## Make an experiment the default: its head and adapters (`calmline train --adapters` writes both
+## into the experiment's folder) overwrite models/head.* and models/adapters.*, then the span head
+## is retrained and the served reports regenerated: the public test splits and what users see, in
+## f32 and int8 (models/eval-*); agent conduct is printed into the experiment's folder
+## (eval-conduct*.md) for docs/AGENT-CONDUCT.md. E.g. `make promote
+## EXPERIMENT=models/experiments/judgement-27`. Then update the floors in tests/it/behaviour.rs and
+## conduct.rs and the model card's default section by hand. To undo a trial: `git checkout --
+## models/adapters.* models/head.* models/span-head.json models/eval-*`.
+PROMOTED = $(EXPERIMENT)/head.json $(EXPERIMENT)/head.safetensors $(EXPERIMENT)/adapters.json $(EXPERIMENT)/adapters.safetensors
+promote:
+	@[ -n "$(EXPERIMENT)" ] || { echo "usage: make promote EXPERIMENT=DIR (a folder written by calmline train --adapters)" >&2; exit 2; }
+	@for f in $(PROMOTED); do [ -f "$$f" ] || { echo "promote: $$f is missing" >&2; exit 2; }; done
+	@./models/fetch.sh
 	$(CARGO) build --release
-	cp $(ADAPTERS)/adapters.safetensors $(ADAPTERS)/adapters.json models/
-	cp $(EXPERIMENT)/head.json $(EXPERIMENT)/head.safetensors models/
+	cp $(PROMOTED) models/
 	$(CALMLINE) train-spans --models models --posts 8000 --hidden 128 --precision f32
-	$(CALMLINE) eval --precision f32 > /dev/null
-	$(CALMLINE) eval --precision int8 --out models/eval-test-int8.json > /dev/null
-	$(CALMLINE) eval-judgement --precision f32 > models/eval-judgement.md
-	$(CALMLINE) eval-judgement --precision int8 --out models/eval-judgement-int8.json > models/eval-judgement-int8.md
-	$(CALMLINE) eval-conduct --precision f32
-	$(CALMLINE) eval-conduct --precision int8
+	$(CALMLINE) eval --models models --precision f32 > /dev/null
+	$(CALMLINE) eval --models models --precision int8 --out models/eval-test-int8.json > /dev/null
+	$(CALMLINE) eval-judgement --models models --precision f32 > models/eval-judgement.md
+	$(CALMLINE) eval-judgement --models models --precision int8 --out models/eval-judgement-int8.json > models/eval-judgement-int8.md
+	$(CALMLINE) eval-conduct --models models --precision f32 > $(EXPERIMENT)/eval-conduct.md
+	$(CALMLINE) eval-conduct --models models --precision int8 > $(EXPERIMENT)/eval-conduct-int8.md
 
 ## Check the deployment files without a cluster or a container engine: deploy/kubernetes/ against
 ## the Kubernetes schemas, the manifests against the Dockerfile, and the Dockerfile with hadolint
