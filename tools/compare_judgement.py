@@ -62,8 +62,6 @@ def conversations_table(previous, new):
     print("|---|---:|---:|---:|")
     for group in ("by_language", "by_kind"):
         for key, n in new["conversations"][group].items():
-            if group == "by_kind" and key == "all":
-                continue
             p = previous["conversations"][group].get(key)
             if p is None:
                 continue
