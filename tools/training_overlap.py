@@ -2,9 +2,12 @@
 """Finds project training turns too close to an evaluation text of the same language.
 
 `data/training/*.jsonl` trains the model; the behaviour suite (`data/behaviour/<lang>.jsonl`) and
-the conversations (`data/conversations/<lang>.jsonl`) judge it. A training turn that repeats or
+the conversations (`data/conversations/<lang>.jsonl`) judge it, and the agent replies of the
+conversations and of `data/agent-conduct/turns.jsonl` judge agent conduct (`calmline eval-conduct`,
+which reads the classifier's rudeness on an agent's words). A training turn that repeats or
 lightly rewords an evaluation text would make the reported results flatter the model, so every
-training turn is compared with every dev and test suite case and customer turn of its language: texts equal
+training turn is compared with every dev and test suite case, conversation turn (customer's and
+agent's) and agent-conduct reply of its language: texts equal
 after normalising (case, accents, punctuation, spaces), or a similarity ratio (difflib) above the
 limit, are listed. Exit status 1 when any is found.
 
@@ -32,8 +35,8 @@ def read_jsonl(path: pathlib.Path) -> list[dict]:
 
 
 def evaluation_texts(lang: str) -> list[tuple[str, str]]:
-    """(where, text) for every dev and test suite case and customer turn in `lang` (their train
-    splits may be trained on anyway)."""
+    """(where, text) for every dev and test suite case, conversation turn and agent-conduct reply in
+    `lang` (their train splits may be trained on anyway)."""
     texts = []
     suite = DATA / "behaviour" / f"{lang}.jsonl"
     if suite.exists():
@@ -44,8 +47,10 @@ def evaluation_texts(lang: str) -> list[tuple[str, str]]:
             if conversation["split"] == "train":
                 continue
             for n, turn in enumerate(conversation["turns"]):
-                if turn["speaker"] == "customer":
-                    texts.append((f"{conversation['id']}#{n}", turn["text"]))
+                texts.append((f"{conversation['id']}#{n}", turn["text"]))
+    conduct = DATA / "agent-conduct" / "turns.jsonl"
+    if conduct.exists():
+        texts += [(reply["id"], reply["text"]) for reply in read_jsonl(conduct) if reply["lang"] == lang and reply["split"] != "train"]
     return texts
 
 
