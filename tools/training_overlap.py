@@ -11,7 +11,8 @@ agent's) and agent-conduct reply of its language: texts equal
 after normalising (case, accents, punctuation, spaces), or a similarity ratio (difflib) above the
 limit, are listed. Exit status 1 when any is found.
 
-    python3 tools/training_overlap.py [data/training/pt-r5.jsonl ...]   # default: every file
+    python3 tools/training_overlap.py [data/training/pt-r5.jsonl ...]
+        # default: every file of data/training and data/agent-replies
 """
 import difflib
 import json
@@ -70,7 +71,7 @@ def too_close(text: str, evaluation: list[str]) -> list[int]:
 
 
 def main(paths: list[str]) -> int:
-    files = [pathlib.Path(p) for p in paths] or sorted((DATA / "training").glob("*.jsonl"))
+    files = [pathlib.Path(p) for p in paths] or sorted((DATA / "training").glob("*.jsonl")) + sorted((DATA / "agent-replies").glob("*.jsonl"))
     found = 0
     for path in files:
         cases = read_jsonl(path)
