@@ -364,7 +364,7 @@ pub struct DataArgs {
     #[arg(long)]
     pub no_conversations: bool,
     /// Train the head with the dev conversations' agent replies as negatives for the labels
-    /// aimed at people and profanity (experiment 11 in the model card: fewer conduct false
+    /// aimed at people and profanity (experiment 10 in the model card: fewer conduct false
     /// alarms, more on customers' turns; not in the default recipe).
     #[arg(long)]
     pub agent_replies: bool,

@@ -11,6 +11,10 @@
         # one cut per label chosen on the split itself (coordinate ascent): an upper bound on
         # what any single set of thresholds could give this encoder, to compare encoders
         # without their calibration in the way. Not a method: it fits the split it reports.
+    python3 tools/replay_judgement.py fit-dev SCORES.jsonl HEAD.json
+        # one pooled cut per label chosen on the dev split (suite labels + actions + conversations
+        # + 1/4 boundary precision - 2 x false alarms; languages' own cuts kept), then dev and
+        # test with HEAD.json's cuts and with these (model card, experiment 36: not adopted)
 
 The ladder below is src/domain/policy/mod.rs `customer_turn` with its settings read from
 models/policy.toml's [ladder] (the gold actions follow the same rules, data/conversations/README.md).
@@ -158,6 +162,30 @@ def ceiling(args):
     print(json.dumps({"cuts": cuts, **evaluate(rows, lambda r: cuts)}, indent=1))
 
 
+def fit_dev(args):
+    rows = read_jsonl(args.scores)
+    head = json.load(open(args.head))
+    own = head.get("thresholds_by_language", {})
+    with_own = lambda pooled: lambda r: {**pooled, **own.get(r["thresholds_language"], {})}
+    dev = [r for r in rows if r["split"] == "dev"]
+    objective = lambda m: m["suite_labels"] + m["suite_actions"] + m["conversations"] + 0.25 * m["boundary_precision"] - 2 * m["false_alarms"]
+    calibrated = {l: head["thresholds"][l] for l in LABELS}
+    cuts = dict(calibrated)
+    best = objective(evaluate(dev, with_own(cuts)))
+    for _ in range(2):
+        for label in LABELS:
+            for c in (i / 50 for i in range(1, 50)):
+                trial = dict(cuts, **{label: c})
+                score = objective(evaluate(dev, with_own(trial)))
+                if score > best + 1e-9:
+                    best, cuts = score, trial
+    report = {"cuts": cuts}
+    for name, pooled in (("calibrated", calibrated), ("fitted", cuts)):
+        for split in ("dev", "test"):
+            report[f"{name} {split}"] = evaluate([r for r in rows if r["split"] == split], with_own(pooled))
+    print(json.dumps(report, indent=1))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -166,13 +194,13 @@ def main():
     d.add_argument("out")
     d.add_argument("--base", default=os.path.join(ROOT, "models/base"))
     d.add_argument("--calmline", default=os.path.join(ROOT, "target/release/calmline"))
-    for name in ("report", "ceiling"):
+    for name in ("report", "ceiling", "fit-dev"):
         s = sub.add_parser(name)
         s.add_argument("scores")
         s.add_argument("head")
         s.add_argument("--split", default="test")
     args = p.parse_args()
-    {"dump": dump, "report": report, "ceiling": ceiling}[args.command](args)
+    {"dump": dump, "report": report, "ceiling": ceiling, "fit-dev": fit_dev}[args.command](args)
 
 
 if __name__ == "__main__":
