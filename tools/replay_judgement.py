@@ -145,20 +145,26 @@ def report(args):
     print(json.dumps(evaluate(chosen(args), lambda r: cuts_for(head, r["thresholds_language"])), indent=1))
 
 
-def ceiling(args):
-    rows = chosen(args)
-    head = json.load(open(args.head))
-    cuts = {l: head["thresholds"][l] for l in LABELS}
-    objective = lambda m: m["suite_labels"] + m["suite_actions"] + m["conversations"]
-    best = objective(evaluate(rows, lambda r: cuts))
-    grid = [i / 100 for i in range(1, 100)]
-    for _ in range(3):
+def ascend(rows, cuts, cut_of, objective, grid, passes):
+    """Coordinate ascent: each label's pooled cut in turn set to the grid point that most raises
+    `objective` on `rows`, `passes` times over. `cut_of(pooled)` -> the per-row cut function."""
+    best = objective(evaluate(rows, cut_of(cuts)))
+    for _ in range(passes):
         for label in LABELS:
             for c in grid:
                 trial = dict(cuts, **{label: c})
-                score = objective(evaluate(rows, lambda r: trial))
+                score = objective(evaluate(rows, cut_of(trial)))
                 if score > best + 1e-9:
                     best, cuts = score, trial
+    return cuts
+
+
+def ceiling(args):
+    rows = chosen(args)
+    head = json.load(open(args.head))
+    pooled_only = lambda cuts: lambda r: cuts
+    objective = lambda m: m["suite_labels"] + m["suite_actions"] + m["conversations"]
+    cuts = ascend(rows, {l: head["thresholds"][l] for l in LABELS}, pooled_only, objective, [i / 100 for i in range(1, 100)], 3)
     print(json.dumps({"cuts": cuts, **evaluate(rows, lambda r: cuts)}, indent=1))
 
 
@@ -170,15 +176,7 @@ def fit_dev(args):
     dev = [r for r in rows if r["split"] == "dev"]
     objective = lambda m: m["suite_labels"] + m["suite_actions"] + m["conversations"] + 0.25 * m["boundary_precision"] - 2 * m["false_alarms"]
     calibrated = {l: head["thresholds"][l] for l in LABELS}
-    cuts = dict(calibrated)
-    best = objective(evaluate(dev, with_own(cuts)))
-    for _ in range(2):
-        for label in LABELS:
-            for c in (i / 50 for i in range(1, 50)):
-                trial = dict(cuts, **{label: c})
-                score = objective(evaluate(dev, with_own(trial)))
-                if score > best + 1e-9:
-                    best, cuts = score, trial
+    cuts = ascend(dev, calibrated, with_own, objective, [i / 50 for i in range(1, 50)], 2)
     report = {"cuts": cuts}
     for name, pooled in (("calibrated", calibrated), ("fitted", cuts)):
         for split in ("dev", "test"):
@@ -198,7 +196,8 @@ def main():
         s = sub.add_parser(name)
         s.add_argument("scores")
         s.add_argument("head")
-        s.add_argument("--split", default="test")
+        if name != "fit-dev":  # it reports dev and test both
+            s.add_argument("--split", default="test")
     args = p.parse_args()
     {"dump": dump, "report": report, "ceiling": ceiling, "fit-dev": fit_dev}[args.command](args)
 
