@@ -42,17 +42,17 @@ fn the_seed_paragraphs_carry_no_abuse_flag() {
     let refs: Vec<&str> = paragraphs.iter().map(String::as_str).collect();
     let flagged: Vec<(String, Vec<Label>)> =
         refs.iter().zip(flags(&refs)).filter(|(_, f)| f.iter().any(|l| ABUSE.contains(l))).map(|(p, f)| (p.chars().take(80).collect(), f)).collect();
-    // judgement-29 flags four, all Hungarian, all long (520–800 characters; the model card's
-    // known weaknesses: text *about* customer service read as abuse). Three are judgement-22's:
-    // one about departments ("leave the engineers in their dark pits", "profit-eating evil")
-    // gets insult and identity attack; one on how hard work with customers is gets rudeness 0.98
-    // and insult 0.96; one on customer service being everyone's job ("a few talented,
-    // enthusiastic young people") gets identity attack 0.86 where judgement-22 gave threat 0.90.
-    // The new one, a summary addressed to the reader that quotes what an agent must not say
-    // ("we bought this part from a supplier"), gets rudeness 0.95 against the 0.92 every language
-    // shares (judgement-22 gave Hungarian 0.98 of its own). judgement-19 flagged a Hebrew
-    // paragraph ("never tolerate verbal abuse, you are not a punching bag"), judgement-6 a
-    // 6,500-character Hebrew one about customers who belittle staff. One more fails this test.
+    // judgement-38 flags four, all Hungarian, all long (520–800 characters; the model card's
+    // known weaknesses: text *about* customer service read as abuse), the same four as
+    // judgement-29: one about departments ("leave the engineers in their dark pits",
+    // "profit-eating evil") gets insult and identity attack; one on how hard work with customers
+    // is gets rudeness 0.96 and insult 0.94; one on customer service being everyone's job ("a few
+    // talented, enthusiastic young people") gets identity attack 0.89 and now threat 0.76 (the
+    // threat cut fell from 0.90 to 0.74); a summary addressed to the reader that quotes what an
+    // agent must not say ("we bought this part from a supplier") gets rudeness 0.96 against
+    // Hungarian's own 0.82. judgement-22 flagged the first three, judgement-19 a Hebrew paragraph
+    // ("never tolerate verbal abuse, you are not a punching bag"), judgement-6 a 6,500-character
+    // Hebrew one about customers who belittle staff. One more fails this test.
     assert!(flagged.len() <= 4, "{} of {} seed paragraphs flagged as abuse: {flagged:?}", flagged.len(), refs.len());
 }
 
@@ -127,15 +127,15 @@ use calmline::domain::policy::Policy;
 use calmline::train::datasets::Split;
 use calmline::train::judgement;
 
-// What the default (`e5-small-q4+soup-20-20s2-28+judgement-29`, 2026-12-05) measured on the
+// What the default (`e5-small-q4+soup-20-20s2-28-32+judgement-38`, 2026-12-06) measured on the
 // test splits, less a small margin (models/eval-judgement.md, f32; int8 in
-// models/eval-judgement-int8.md): labels 85.0% (int8 84.9%), actions 86.4% (86.4%) on the
-// suite's 1,830 test cases, neutral turns 87% or more in every language (Spanish 7 of 8),
-// conversation accuracy 85.6% (86.1%), false alarms 0.8% (4 of 491), SET_BOUNDARY or worse
-// right 86% (38 of 44; int8 40 of 47) of the time. judgement-22 measured 84.5% / 86.1%, 86.3%,
-// 1.6% and 85% (46 calls); judgement-19 82.7% / 84.8%, 84.9%, 1.8% and 79%; judgement-18 80.3% /
-// 82.5%, 82.3%, 1.8% and 79%; judgement-6 76.6% / 79.7%, 82.5%, 2.0% and 79%; judgement-2
-// 57.4% / 63.1% on the same cases.
+// models/eval-judgement-int8.md): labels 85.5% (int8 85.4%), actions 86.5% (86.5%) on the
+// suite's 1,830 test cases, neutral turns 88% or more in every language (Spanish 7 of 8),
+// conversation accuracy 86.1% (86.3%), false alarms 1.6% (8 of 491; int8 6), SET_BOUNDARY or
+// worse right 85% (39 of 46; int8 39 of 45) of the time. judgement-29 measured 85.0% / 86.4%,
+// 85.6%, 0.8% and 86% (44 calls); judgement-22 84.5% / 86.1%, 86.3%, 1.6% and 85% (46 calls);
+// judgement-19 82.7% / 84.8%, 84.9%, 1.8% and 79%; judgement-18 80.3% / 82.5%, 82.3%, 1.8% and
+// 79%; judgement-6 76.6% / 79.7%, 82.5%, 2.0% and 79%; judgement-2 57.4% / 63.1% on the same cases.
 const SUITE_LABEL_FLOOR: f64 = 0.84;
 const SUITE_ACTION_FLOOR: f64 = 0.85;
 const NEUTRAL_FLOOR: f64 = 0.85;
