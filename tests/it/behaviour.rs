@@ -130,7 +130,7 @@ use calmline::train::judgement;
 // What the default (`e5-small-q4+soup-20-20s2-28-32+judgement-38`, 2026-12-06) measured on the
 // test splits, less a small margin (models/eval-judgement.md, f32; int8 in
 // models/eval-judgement-int8.md): labels 85.5% (int8 85.4%), actions 86.5% (86.5%) on the
-// suite's 1,830 test cases, neutral turns 88% or more in every language (Spanish 7 of 8),
+// suite's 1,830 test cases, neutral turns 87% or more in every language (Spanish 7 of 8),
 // conversation accuracy 86.1% (86.3%), false alarms 1.6% (8 of 491; int8 6), SET_BOUNDARY or
 // worse right 85% (39 of 46; int8 39 of 45) of the time. judgement-29 measured 85.0% / 86.4%,
 // 85.6%, 0.8% and 86% (44 calls); judgement-22 84.5% / 86.1%, 86.3%, 1.6% and 85% (46 calls);
