@@ -24,3 +24,9 @@ def test_every_gold_action_is_what_the_ladder_gives_from_the_gold_labels():
         replayed = agreement.actions(keys, lambda k: gold[k][1])
         wrong = [k for k in keys if replayed[k] != gold[k][2]]
         assert wrong == [], f"{split}: gold actions the ladder does not give: {wrong[:5]}"
+
+
+def test_the_second_reading_covers_every_customer_turn_once():
+    for split in ("dev", "test"):
+        gold, second = agreement.gold_turns(split), agreement.second_turns(split)
+        assert set(second) == set(gold), split
