@@ -101,7 +101,7 @@ def main():
         if second_actions[k] != gold[k][2]:
             confusions[f"{gold[k][2]} -> {second_actions[k]}"] += 1
     report["action_agreement_by_language"] = {l: round(100 * a / n, 1) for l, (a, n) in sorted(per_lang.items())}
-    report["action_disagreements (gold -> second)"] = dict(confusions.most_common())
+    report["action_disagreements_gold_to_second"] = dict(confusions.most_common())
 
     if args.scores:
         head = json.load(open(args.head))
