@@ -19,7 +19,7 @@ this checks: a gold turn whose action the ladder does not give from its labels i
 import argparse, collections, json, os, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from replay_judgement import LABELS, ROOT, cuts_for, fresh, ladder, read_jsonl  # noqa: E402
+from replay_judgement import LABELS, ROOT, cuts_for, fresh, items, ladder, read_jsonl  # noqa: E402
 
 SECOND = os.path.join(ROOT, "data/conversations/second-reading")
 
@@ -37,18 +37,8 @@ def kappa(pairs):
 
 def gold_turns(split):
     """{(conversation id, customer index): (lang, gold labels, gold action)} in conversation order."""
-    turns = {}
-    for name in sorted(os.listdir(os.path.join(ROOT, "data/conversations"))):
-        if not name.endswith(".jsonl"):
-            continue
-        for conv in read_jsonl(os.path.join(ROOT, "data/conversations", name)):
-            if conv["split"] != split:
-                continue
-            customer = [t for t in conv["turns"] if t["speaker"] == "customer"]
-            for i, t in enumerate(customer):
-                gold = t.get("gold") or {}
-                turns[(conv["id"], i)] = (conv["locale"].split("-")[0], set(gold.get("labels", [])), gold.get("action"))
-    return turns
+    return {(r["conversation"], r["index"]): (r["lang"], set(r["gold"]["labels"]), r["gold"]["action"])
+            for _, _, _, r in items() if r["kind"] == "turn" and r["split"] == split}
 
 
 def second_turns(split):
