@@ -264,3 +264,30 @@ def test_a_soup_merges_to_the_average_of_its_inputs_merged_deltas(tmp_path):
         got = settings["alpha"] / settings["rank"] * merged[f"{name}.lora_b"] @ merged[f"{name}.lora_a"]
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     assert json.loads((out / "soup.json").read_text())["inputs"] == [folder for *_, folder in inputs]
+
+
+def test_a_weighted_soup_merges_to_the_weighted_average_and_refuses_bad_weights(tmp_path):
+    """--weights 1,3: the soup's merged delta is (1 * d0 + 3 * d1) / 4; soup.json records the
+    weights; a wrong count or a non-positive weight is a clear error, not a silent equal average."""
+    import soup
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(5)
+    deltas, folders = [], []
+    for i, (rank, alpha) in enumerate([(2, 4.0), (3, 3.0)]):
+        folder = tmp_path / f"in{i}"
+        folder.mkdir()
+        a = rng.normal(size=(rank, 5)).astype(np.float32)
+        b = rng.normal(size=(6, rank)).astype(np.float32)
+        save_file({"l0.q.lora_a": a, "l0.q.lora_b": b}, str(folder / "adapters.safetensors"))
+        (folder / "adapters.json").write_text(json.dumps({"rank": rank, "alpha": alpha, "first_layer": 0}))
+        deltas.append(alpha / rank * b @ a)
+        folders.append(str(folder))
+    out = tmp_path / "soup"
+    soup.main(["--out", str(out), "--weights", "1,3"] + folders)
+    settings, merged = soup.read_adapters(str(out))
+    got = settings["alpha"] / settings["rank"] * merged["l0.q.lora_b"] @ merged["l0.q.lora_a"]
+    np.testing.assert_allclose(got, (deltas[0] + 3 * deltas[1]) / 4, rtol=1e-5, atol=1e-5)
+    assert json.loads((out / "soup.json").read_text())["weights"] == [1.0, 3.0]
+    for bad in ("1", "1,0", "1,-2", "1,x"):
+        with pytest.raises(SystemExit):
+            soup.main(["--out", str(tmp_path / "bad"), "--weights", bad] + folders)
