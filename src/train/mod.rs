@@ -400,7 +400,11 @@ pub const NEUTRAL_UNION_MAX_LOSS: f64 = 0.05;
 /// first), as long as it costs no more than calibration's exchange rate (`NEUTRAL_PENALTY`)
 /// allows, or beyond it while the language is over `NEUTRAL_UNION_CAP`; never costing a label
 /// more than `NEUTRAL_UNION_MAX_LOSS` in all. Where no single step clears a text (several labels
-/// flag it), a free step of the label with the most wrong flags. Hungarian "neutral" sentences
+/// flag it), a free step of the label with the most wrong flags; free steps that no clearing step
+/// follows are undone. "Free" is measured on the language's own dev F-beta, which can miss what a
+/// step costs elsewhere: a soup's Hebrew rudeness was walked 0.70 → 0.98 in free steps that
+/// cleared no text (another label flagged it too), and the suite's Hebrew test cases lost 26
+/// rudeness flags (model card, experiment 45b). Hungarian "neutral" sentences
 /// such as "Olyan éjfél óta várok" (I've been waiting since midnight) read as complaints: bought
 /// at any price, the budget once cost Hungarian frustration a quarter of its recall on the suite,
 /// and later all of it (hence the loss limit). Severe labels are left as
@@ -439,6 +443,9 @@ fn hold_neutral_union(
         let first = flagged(&thresholds);
         let mut now = first;
         let mut raised = Vec::new();
+        // The hold as it stood after its last step that cleared a text: free steps after it bought
+        // nothing and are undone at the end.
+        let mut kept = (thresholds, raised.len());
         while now as f64 > NEUTRAL_UNION_BUDGET * texts.len() as f64 {
             // Each non-severe label's next step: (label, new threshold, wrong flags, texts cleared, cost).
             let steps: Vec<(Label, f32, usize, usize, f64)> = Label::ALL
@@ -473,8 +480,14 @@ fn hold_neutral_union(
             let Some(&(label, t, ..)) = cheapest.or_else(free) else { break };
             thresholds[label.index()] = t;
             raised.push(label);
-            now = flagged(&thresholds);
+            let after = flagged(&thresholds);
+            if after < now {
+                kept = (thresholds, raised.len());
+            }
+            now = after;
         }
+        (thresholds, _) = kept;
+        raised.truncate(kept.1);
         if now as f64 > NEUTRAL_UNION_BUDGET * texts.len() as f64 {
             let share = 100.0 * now as f64 / texts.len() as f64;
             eprintln!(
@@ -763,6 +776,29 @@ mod tests {
         // Losing 40 of 100 insults costs 0.12 of F0.5: Hebrew keeps the pooled cut and stays over
         // budget (printed), rather than losing its insults.
         assert_eq!(hebrew_insult_cut_after_the_hold(40), None);
+    }
+
+    #[test]
+    fn free_steps_that_clear_no_neutral_text_are_undone() {
+        // Hebrew neutral text: 3 of 100 flagged both rudeness and insult at 0.70 (over the cap).
+        // Insult cannot be raised past them (its Hebrew insults score 0.71: all would be lost);
+        // rudeness has no Hebrew dev data, so raising it looks free but clears nothing.
+        let head = one_feature_head();
+        let mut data = Featurised { examples: Vec::new(), features: Vec::new() };
+        let mut targets = [None; LABEL_COUNT];
+        targets[Label::Rudeness.index()] = Some(false);
+        targets[Label::Insult.index()] = Some(false);
+        for i in 0..100 {
+            data.examples.push(Example { source: "ud_sentences_multi", lang: "he", split: Split::Dev, text: String::new(), targets });
+            data.features.push(vec![logit(if i < 3 { 0.7 } else { 0.1 })]);
+        }
+        let insults: Vec<(f32, bool)> = (0..200).map(|i| if i < 100 { (0.71, true) } else { (0.1, false) }).collect();
+        labelled_dev("calmline_behaviour", "he", Label::Insult, &insults, &mut data);
+        let pooled: BTreeMap<Label, f32> = Label::ALL.into_iter().map(|l| (l, 0.5)).collect();
+        let mut by_language = BTreeMap::new();
+        let groups = dev_groups(&head, &data);
+        hold_neutral_union(&head, &data, &groups, &pooled, &mut by_language);
+        assert!(by_language.get("he").is_none_or(|own| own.is_empty()), "{by_language:?}");
     }
 
     #[test]
