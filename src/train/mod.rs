@@ -534,7 +534,7 @@ impl ThresholdRule {
             "per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): {objective}"
         );
         let hold = format!(
-            "then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, a non-severe label's threshold of its own is raised just above its lowest wrong flag: the one costing least of the language's dev F-beta per neutral text cleared, while that is within the same exchange rate, or whatever it costs while more than {NEUTRAL_UNION_CAP} is flagged, never costing a label more than {NEUTRAL_UNION_MAX_LOSS} of the language's dev F-beta"
+            "then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, a non-severe label's threshold of its own is raised just above its lowest wrong flag: the one costing least of the language's dev F-beta per neutral text cleared, while that is within the same exchange rate, or whatever it costs while more than {NEUTRAL_UNION_CAP} is flagged, never costing a label more than {NEUTRAL_UNION_MAX_LOSS} of the language's dev F-beta; where no single step clears a text, a step that costs nothing, undone unless a clearing step follows"
         );
         match self {
             ThresholdRule::PerLanguage => per_language,
