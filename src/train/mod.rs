@@ -456,6 +456,11 @@ fn hold_neutral_union(
                     let lowest = scores.iter().copied().reduce(f32::min)?;
                     // The grid of `best_threshold`, one step above the lowest wrong flag.
                     let t = (((lowest * 50.0).floor() + 1.0) / 50.0).min(1.0);
+                    // A wrong flag at a score of 1.0 cannot be stepped over: a "step" to where the
+                    // threshold already is would be free and clear nothing, for ever.
+                    if t <= thresholds[l.index()] {
+                        return None;
+                    }
                     let mut next = thresholds;
                     next[l.index()] = t;
                     let cleared = now - flagged(&next);
@@ -799,6 +804,27 @@ mod tests {
         let groups = dev_groups(&head, &data);
         hold_neutral_union(&head, &data, &groups, &pooled, &mut by_language);
         assert!(by_language.get("he").is_none_or(|own| own.is_empty()), "{by_language:?}");
+    }
+
+    #[test]
+    fn a_wrong_flag_at_a_score_of_one_ends_the_hold() {
+        // Polish neutral text: 3 of 100 flagged rudeness at a score of exactly 1.0 (a large logit
+        // saturates the sigmoid in f32), no Polish rudeness dev data: no threshold clears them.
+        let head = one_feature_head();
+        let mut data = Featurised { examples: Vec::new(), features: Vec::new() };
+        let mut targets = [None; LABEL_COUNT];
+        targets[Label::Rudeness.index()] = Some(false);
+        for i in 0..100 {
+            data.examples.push(Example { source: "ud_sentences_multi", lang: "pl", split: Split::Dev, text: String::new(), targets });
+            data.features.push(vec![if i < 3 { 40.0 } else { logit(0.1) }]);
+        }
+        assert_eq!(head.scores(&data.features[0]).get(Label::Rudeness), 1.0);
+        let pooled: BTreeMap<Label, f32> = Label::ALL.into_iter().map(|l| (l, 0.5)).collect();
+        let mut by_language = BTreeMap::new();
+        let groups = dev_groups(&head, &data);
+        hold_neutral_union(&head, &data, &groups, &pooled, &mut by_language);
+        // Raised as far as the grid goes (1.0) would still flag them; what matters is that it ends.
+        assert!(by_language.get("pl").is_none_or(|own| own.values().all(|&t| t <= 1.0)), "{by_language:?}");
     }
 
     #[test]
