@@ -7,9 +7,10 @@
 Each input merges at load as W + (alpha_i / rank_i) * B_i @ A_i. Their average,
 W + (1/n) * sum_i (alpha_i / rank_i) * B_i @ A_i, is itself one low-rank adapter: stack the A_i
 as rows and the B_i as columns, each B_i scaled by (alpha_i / rank_i) / n, and give the stack
-alpha = rank so that its own scale is 1. With --weights the average is weighted: input i's B_i is
-scaled by (alpha_i / rank_i) * w_i / sum(w) instead. calmline merges adapters into the weights when it loads
-them, so the soup serves at exactly the cost of one adapter set; only the file grows (n times).
+alpha = rank so that its own scale is 1. With --weights the average is weighted: input i's B_i
+is scaled by (alpha_i / rank_i) * w_i / sum(w) instead. calmline merges adapters into the weights
+when it loads them, so the soup serves at exactly the cost of one adapter set; only the file grows
+(n times).
 
 Why average: runs of one recipe with different seeds differ by as much as recipes do (model card,
 experiments 20 and 22); averaging fine-tuned weights that share a starting point tends to rank

@@ -712,6 +712,26 @@ mod tests {
         }
     }
 
+    /// Neutral dev text of `lang` (annotated as free of `labels`), one text per feature value.
+    fn neutral_dev(lang: &'static str, labels: &[Label], features: impl IntoIterator<Item = f32>, data: &mut Featurised) {
+        let mut targets = [None; LABEL_COUNT];
+        for label in labels {
+            targets[label.index()] = Some(false);
+        }
+        for feature in features {
+            data.examples.push(Example { source: "ud_sentences_multi", lang, split: Split::Dev, text: String::new(), targets });
+            data.features.push(vec![feature]);
+        }
+    }
+
+    /// The per-language thresholds the neutral hold gives, from pooled cuts of 0.5.
+    fn held(head: &Head, data: &Featurised) -> BTreeMap<String, BTreeMap<Label, f32>> {
+        let pooled: BTreeMap<Label, f32> = Label::ALL.into_iter().map(|l| (l, 0.5)).collect();
+        let mut by_language = BTreeMap::new();
+        hold_neutral_union(head, data, &dev_groups(head, data), &pooled, &mut by_language);
+        by_language
+    }
+
     #[test]
     fn the_pooled_rule_gives_a_language_its_own_threshold_only_where_its_neutral_text_asks() {
         // German insults are best cut above 0.8 on German dev data, English ones under 0.4: the
@@ -762,10 +782,7 @@ mod tests {
             })
             .collect();
         labelled_dev("calmline_behaviour", "he", Label::Insult, &insults, &mut data);
-        let pooled: BTreeMap<Label, f32> = Label::ALL.into_iter().map(|l| (l, 0.5)).collect();
-        let mut by_language = BTreeMap::new();
-        let groups = dev_groups(&head, &data);
-        hold_neutral_union(&head, &data, &groups, &pooled, &mut by_language);
+        let by_language = held(&head, &data);
         by_language.get("he").and_then(|own| own.get(&Label::Insult)).copied()
     }
 
@@ -790,19 +807,10 @@ mod tests {
         // rudeness has no Hebrew dev data, so raising it looks free but clears nothing.
         let head = one_feature_head();
         let mut data = Featurised { examples: Vec::new(), features: Vec::new() };
-        let mut targets = [None; LABEL_COUNT];
-        targets[Label::Rudeness.index()] = Some(false);
-        targets[Label::Insult.index()] = Some(false);
-        for i in 0..100 {
-            data.examples.push(Example { source: "ud_sentences_multi", lang: "he", split: Split::Dev, text: String::new(), targets });
-            data.features.push(vec![logit(if i < 3 { 0.7 } else { 0.1 })]);
-        }
+        neutral_dev("he", &[Label::Rudeness, Label::Insult], (0..100).map(|i| logit(if i < 3 { 0.7 } else { 0.1 })), &mut data);
         let insults: Vec<(f32, bool)> = (0..200).map(|i| if i < 100 { (0.71, true) } else { (0.1, false) }).collect();
         labelled_dev("calmline_behaviour", "he", Label::Insult, &insults, &mut data);
-        let pooled: BTreeMap<Label, f32> = Label::ALL.into_iter().map(|l| (l, 0.5)).collect();
-        let mut by_language = BTreeMap::new();
-        let groups = dev_groups(&head, &data);
-        hold_neutral_union(&head, &data, &groups, &pooled, &mut by_language);
+        let by_language = held(&head, &data);
         assert!(by_language.get("he").is_none_or(|own| own.is_empty()), "{by_language:?}");
     }
 
@@ -810,21 +818,13 @@ mod tests {
     fn a_wrong_flag_at_a_score_of_one_ends_the_hold() {
         // Polish neutral text: 3 of 100 flagged rudeness at a score of exactly 1.0 (a large logit
         // saturates the sigmoid in f32), no Polish rudeness dev data: no threshold clears them.
+        // The hold must end, and leave Polish the pooled cut rather than a useless 1.0.
         let head = one_feature_head();
         let mut data = Featurised { examples: Vec::new(), features: Vec::new() };
-        let mut targets = [None; LABEL_COUNT];
-        targets[Label::Rudeness.index()] = Some(false);
-        for i in 0..100 {
-            data.examples.push(Example { source: "ud_sentences_multi", lang: "pl", split: Split::Dev, text: String::new(), targets });
-            data.features.push(vec![if i < 3 { 40.0 } else { logit(0.1) }]);
-        }
+        neutral_dev("pl", &[Label::Rudeness], (0..100).map(|i| if i < 3 { 40.0 } else { logit(0.1) }), &mut data);
         assert_eq!(head.scores(&data.features[0]).get(Label::Rudeness), 1.0);
-        let pooled: BTreeMap<Label, f32> = Label::ALL.into_iter().map(|l| (l, 0.5)).collect();
-        let mut by_language = BTreeMap::new();
-        let groups = dev_groups(&head, &data);
-        hold_neutral_union(&head, &data, &groups, &pooled, &mut by_language);
-        // Raised as far as the grid goes (1.0) would still flag them; what matters is that it ends.
-        assert!(by_language.get("pl").is_none_or(|own| own.values().all(|&t| t <= 1.0)), "{by_language:?}");
+        let by_language = held(&head, &data);
+        assert!(by_language.get("pl").is_none_or(|own| own.is_empty()), "{by_language:?}");
     }
 
     #[test]
@@ -844,10 +844,7 @@ mod tests {
             }
         }
         let data = Featurised { examples, features };
-        let pooled: BTreeMap<Label, f32> = Label::ALL.into_iter().map(|l| (l, 0.5)).collect();
-        let mut by_language = BTreeMap::new();
-        let groups = dev_groups(&head, &data);
-        hold_neutral_union(&head, &data, &groups, &pooled, &mut by_language);
+        let by_language = held(&head, &data);
 
         assert!(!by_language.contains_key("da"), "{by_language:?}");
         let fr = &by_language["fr"];
