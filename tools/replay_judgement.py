@@ -15,6 +15,10 @@
         # one pooled cut per label chosen on the dev split (suite labels + actions + conversations
         # + 1/4 boundary precision - 2 x false alarms; languages' own cuts kept), then dev and
         # test with HEAD.json's cuts and with these (model card, experiment 36: not adopted)
+    python3 tools/replay_judgement.py missed SCORES.jsonl HEAD.json [--split test] [--labels rudeness]
+        # the figures with HEAD.json's cuts, then again with every gold label of --labels that a
+        # conversation turn misses flagged after all: how much of the ladder's error one label's
+        # misses cause (a missed rudeness puts every later rung one step late). Not a method either.
 
 The ladder below is src/domain/policy/mod.rs `customer_turn` with its settings read from
 models/policy.toml's [ladder] (the gold actions follow the same rules, data/conversations/README.md).
@@ -184,6 +188,26 @@ def fit_dev(args):
     print(json.dumps(report, indent=1))
 
 
+def put_right(rows, head, labels):
+    """The figures with HEAD's cuts, and with every gold label of `labels` a conversation turn
+    misses flagged after all (its cut set to 0 on that turn)."""
+    def cut_of(r):
+        cuts = cuts_for(head, r["thresholds_language"])
+        gold = r["gold"]["labels"] if r["kind"] == "turn" and r["gold"] else []
+        return {**cuts, **{l: 0.0 for l in labels if l in gold}}
+
+    return {"as served": evaluate(rows, lambda r: cuts_for(head, r["thresholds_language"])),
+            f"{','.join(labels)} misses put right": evaluate(rows, cut_of)}
+
+
+def missed(args):
+    labels = args.labels.split(",")
+    unknown = sorted(set(labels) - set(LABELS))
+    if unknown:
+        sys.exit(f"unknown label(s) {', '.join(unknown)}; the labels are {', '.join(LABELS)}")
+    print(json.dumps(put_right(chosen(args), json.load(open(args.head)), labels), indent=1))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -192,14 +216,16 @@ def main():
     d.add_argument("out")
     d.add_argument("--base", default=os.path.join(ROOT, "models/base"))
     d.add_argument("--calmline", default=os.path.join(ROOT, "target/release/calmline"))
-    for name in ("report", "ceiling", "fit-dev"):
+    for name in ("report", "ceiling", "fit-dev", "missed"):
         s = sub.add_parser(name)
         s.add_argument("scores")
         s.add_argument("head")
         if name != "fit-dev":  # it reports dev and test both
             s.add_argument("--split", default="test")
+        if name == "missed":
+            s.add_argument("--labels", default="rudeness", help="comma-separated labels whose misses are put right")
     args = p.parse_args()
-    {"dump": dump, "report": report, "ceiling": ceiling, "fit-dev": fit_dev}[args.command](args)
+    {"dump": dump, "report": report, "ceiling": ceiling, "fit-dev": fit_dev, "missed": missed}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,43 @@
+"""tools/replay_judgement.py (run by `make test` with the trainer's tests): its ladder is the one
+the gold actions follow, and `missed` puts right exactly the misses of the labels it is given."""
+import os, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import replay_judgement as replay  # noqa: E402
+
+HEAD = {"thresholds": {label: 0.5 for label in replay.LABELS}}
+
+
+def turn(conversation, index, scores, gold_labels, gold_action):
+    full = {label: 0.0 for label in replay.LABELS}
+    full.update(scores)
+    return {"kind": "turn", "conversation": conversation, "index": index, "split": "dev", "lang": "en",
+            "thresholds_language": "en", "scores": full, "gold": {"labels": gold_labels, "action": gold_action}}
+
+
+def escalation():
+    """A dig the model misses on the first turn, then two insults it catches: every rung after
+    the miss comes one step late."""
+    return [
+        turn("c1", 0, {"frustration": 0.9, "rudeness": 0.1}, ["frustration", "rudeness"], "LET_IT_PASS"),
+        turn("c1", 1, {"rudeness": 0.9, "insult": 0.9}, ["rudeness", "insult"], "STAY_CALM"),
+        turn("c1", 2, {"rudeness": 0.9, "insult": 0.9}, ["rudeness", "insult"], "SET_BOUNDARY"),
+    ]
+
+
+def test_one_missed_rudeness_makes_every_later_rung_late_and_putting_it_right_mends_them():
+    figures = replay.put_right(escalation(), HEAD, ["rudeness"])
+    assert figures["as served"]["conversations"] == 0.0
+    assert figures["rudeness misses put right"]["conversations"] == 100.0
+    assert figures["rudeness misses put right"]["boundary_calls"] == 1
+
+
+def test_putting_right_another_label_leaves_the_rudeness_miss_alone():
+    figures = replay.put_right(escalation(), HEAD, ["threat"])
+    assert figures["threat misses put right"] == figures["as served"]
+
+
+def test_a_false_flag_is_not_put_right():
+    rows = [turn("c2", 0, {"rudeness": 0.9}, ["frustration"], "ACKNOWLEDGE")]
+    figures = replay.put_right(rows, HEAD, ["rudeness"])
+    assert figures["rudeness misses put right"]["false_alarms"] == 100.0
