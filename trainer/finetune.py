@@ -153,6 +153,22 @@ class Encoder(torch.nn.Module):
         own = torch.einsum("bf,blf->bl", features, self.source_weights[(heads - 1).clamp(min=0)]) + self.source_biases[(heads - 1).clamp(min=0)]
         return torch.where((heads > 0)[:, None], own, main)
 
+    def load_adapters(self, tensors):
+        """Start the adapters from a set in calmline's names (`l10.ao.lora_a`: a soup, or an earlier
+        run): it must hold exactly this model's adapters, shape for shape."""
+        mine = {}
+        for key, value in tensors.items():
+            layer, p, which = key.split(".")
+            mine[f"{layer}_{p}_{which.removeprefix('lora_')}"] = value
+        if set(mine) != set(self.lora.keys()):
+            missing, extra = sorted(set(self.lora.keys()) - set(mine)), sorted(set(mine) - set(self.lora.keys()))
+            raise ValueError(f"the adapter set does not fit this model: missing {missing[:3]}, unexpected {extra[:3]}")
+        with torch.no_grad():
+            for name, value in mine.items():
+                if tuple(value.shape) != tuple(self.lora[name].shape):
+                    raise ValueError(f"{name}: shape {tuple(value.shape)}, the model's is {tuple(self.lora[name].shape)}")
+                self.lora[name].copy_(value.to(self.lora[name].dtype))
+
     def adapters(self):
         """The adapters under calmline's names (`l10.ao.lora_a`), float32 on the CPU."""
         out = {}
@@ -324,12 +340,32 @@ def load_model(args, device, source_heads=0, dropout=0.0):
     cfg, weights = read_blob(os.path.join(args.base, "e5-small-q4.bin"))
     head = load_file(os.path.join(args.init_head, "head.safetensors"))
     model = Encoder(cfg, weights, head["weight"], head["bias"], args.rank, args.alpha, args.first_layer, args.seed, source_heads=source_heads, dropout=dropout)
+    if getattr(args, "init_adapters", None):
+        model.load_adapters(load_file(os.path.join(args.init_adapters, "adapters.safetensors")))
     return model.to_device(device)
+
+
+def adapter_shape(args):
+    """Rank, alpha and first layer: --init-adapters' own (a different one given is an error), else
+    the ones given, else the defaults."""
+    defaults = {"rank": 8, "alpha": 16.0, "first_layer": 6}
+    if not args.init_adapters:
+        for key, value in defaults.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        return
+    with open(os.path.join(args.init_adapters, "adapters.json")) as f:
+        shape = json.load(f)
+    for key in defaults:
+        given = getattr(args, key)
+        if given is not None and given != shape[key]:
+            sys.exit(f"--{key.replace('_', '-')} {given}: the adapters of {args.init_adapters} have {key} {shape[key]}")
+        setattr(args, key, shape[key])
 
 
 def recipe(args, examples_digest, steps):
     """What must not change between a run and its resumption."""
-    keys = ("rank", "alpha", "first_layer", "batch", "learning_rate", "max_tokens", "seed", "repeat", "source_heads", "dropout", "label_smoothing", "precision")
+    keys = ("rank", "alpha", "first_layer", "init_adapters", "batch", "learning_rate", "max_tokens", "seed", "repeat", "source_heads", "dropout", "label_smoothing", "precision")
     return dict({k: getattr(args, k) for k in keys}, examples=examples_digest, steps=steps)
 
 
@@ -361,7 +397,7 @@ def write_outputs(args, model, log):
         "optimiser": f"AdamW lr {args.learning_rate} (5% warm-up, linear decay to a tenth), {log['steps']} steps of {args.batch} texts in length-bucketed batches, texts cut to {args.max_tokens} tokens",
         "regularisation": {"dropout": args.dropout, "label_smoothing": args.label_smoothing},
         "steps_done": log["steps_done"], "epochs": log["epochs"], "repeat": args.repeat,
-        "head_init": head_init, "examples": log["examples"], "source_heads": log["source_heads"],
+        "head_init": head_init, "adapters_init": args.init_adapters, "examples": log["examples"], "source_heads": log["source_heads"],
         "thresholds": "the starting head's; fit the final head and thresholds with `calmline train --adapters`",
     }
     meta["model_version"] = args.version
@@ -379,9 +415,11 @@ def main(argv=None):
     p.add_argument("--base", default="models/base", help="folder with e5-small-q4.bin")
     p.add_argument("--init-head", default="models/baseline", help="folder whose head.safetensors/head.json the head starts from")
     p.add_argument("--out", required=True)
-    p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--alpha", type=float, default=16.0)
-    p.add_argument("--first-layer", type=int, default=6, help="adapters on layers first_layer..12 (0: every layer)")
+    p.add_argument("--init-adapters", help="folder whose adapters.safetensors/adapters.json the adapters start from (a soup, or an earlier run: "
+                   "its rank, alpha and first layer are used), instead of B = 0, where training starts at the base model")
+    p.add_argument("--rank", type=int, help="8 unless --init-adapters gives it")
+    p.add_argument("--alpha", type=float, help="16 unless --init-adapters gives it")
+    p.add_argument("--first-layer", type=int, help="adapters on layers first_layer..12 (0: every layer); 6 unless --init-adapters gives it")
     p.add_argument("--epochs", type=float, default=1.0, help="length of the run in epochs (an epoch counts repeated texts as often as repeated)")
     p.add_argument("--steps", type=int, help="length of the run in steps (overrides --epochs)")
     p.add_argument("--batch", type=int, default=32)
@@ -405,6 +443,7 @@ def main(argv=None):
                         "layer norms stay float32), for CPUs with AVX512_BF16 and GPUs")
     p.add_argument("--version", default="e5-small-q4+lora")
     args = p.parse_args(argv)
+    adapter_shape(args)
     args.repeat = sorted(args.repeat)
     repeats_by_source = parse_repeats(args.repeat)
 

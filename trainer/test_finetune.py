@@ -221,13 +221,8 @@ def test_calmline_scores_the_trained_model_as_the_trainer_does(examples, tmp_pat
     served = [json.loads(line)["scores"] for line in served.splitlines()]
 
     class Args:
-        base, init_head, rank, alpha, first_layer, seed = BASE, str(tmp_path / "model"), 8, 16.0, 8, 1
+        base, init_head, init_adapters, rank, alpha, first_layer, seed = BASE, str(tmp_path / "model"), str(tmp_path / "model"), 8, 16.0, 8, 1
     model = finetune.load_model(Args, torch.device("cpu"))
-    adapters = load_file(tmp_path / "model" / "adapters.safetensors")
-    with torch.no_grad():
-        for key, value in adapters.items():  # l8.q.lora_a -> l8_q_a
-            layer, p, which = key.split(".")
-            model.lora[f"{layer}_{p}_{which[-1]}"].copy_(value)
     tokenizer = __import__("tokenizers").Tokenizer.from_file(os.path.join(BASE, "tokenizer.json"))
     for text, scores in zip(texts, served):
         ids = torch.tensor([tokenizer.encode("query: " + text).ids])
@@ -291,3 +286,33 @@ def test_a_weighted_soup_merges_to_the_weighted_average_and_refuses_bad_weights(
     for bad in ("1", "1,0", "1,-2", "1,x"):
         with pytest.raises(SystemExit):
             soup.main(["--out", str(tmp_path / "bad"), "--weights", bad] + folders)
+
+
+@needs_base
+def test_a_run_started_from_an_adapter_set_starts_where_that_set_is(examples, tmp_path):
+    """--init-adapters (continued training from a soup or an earlier run): the model loads the set
+    exactly, takes its rank, alpha and first layer, and refuses a shape that contradicts them."""
+    first = run_trainer(examples, tmp_path / "first")
+    assert first.wait(timeout=600) == 0, first.stdout.read()
+    trained = load_file(tmp_path / "first" / "adapters.safetensors")
+
+    class Args:
+        base, init_head, init_adapters, rank, alpha, first_layer, seed = BASE, str(tmp_path / "first"), str(tmp_path / "first"), 8, 16.0, 8, 99
+    loaded = finetune.load_model(Args, torch.device("cpu")).adapters()
+    assert loaded.keys() == trained.keys()
+    for key in trained:
+        assert torch.equal(loaded[key], trained[key]), key
+
+    # One step at a negligible learning rate from the set: the adapters written are still the set's
+    # (from B = 0 they would be nowhere near it).
+    args = [sys.executable, os.path.join(ROOT, "trainer", "finetune.py"), "--examples", str(examples), "--base", BASE,
+            "--init-head", str(tmp_path / "first"), "--init-adapters", str(tmp_path / "first"), "--out", str(tmp_path / "again"),
+            "--steps", "1", "--batch", "8", "--threads", "2", "--learning-rate", "1e-12"]
+    subprocess.run(args, check=True, capture_output=True)
+    again = load_file(tmp_path / "again" / "adapters.safetensors")
+    for key in trained:
+        assert torch.allclose(again[key], trained[key], atol=1e-6), key
+    assert json.load(open(tmp_path / "again" / "adapters.json"))["first_layer"] == 8
+
+    refused = subprocess.run(args[:-2] + ["--rank", "4"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "have rank 8" in refused.stderr, refused.stderr
