@@ -1,5 +1,6 @@
-"""tools/replay_judgement.py (run by `make test` with the trainer's tests): its ladder is the one
-the gold actions follow, and `missed` puts right exactly the misses of the labels it is given."""
+"""tools/replay_judgement.py `missed` (run by `make test` with the trainer's tests): it puts right
+exactly the misses of the labels it is given, and nothing else. (That the replayed ladder is the
+one the gold actions follow is tested in test_annotation_agreement.py.)"""
 import os, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

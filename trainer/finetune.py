@@ -470,8 +470,10 @@ def main(argv=None):
     step, texts_seen, losses = 0, 0, []
     if args.resume and os.path.exists(checkpoint_path):
         state = torch.load(checkpoint_path, weights_only=False)
-        if state["recipe"] != recipe_used:
-            sys.exit(f"{checkpoint_path} was made with another recipe or data: {state['recipe']} (now {recipe_used})")
+        # Checkpoints written before --init-adapters existed started from B = 0.
+        saved = {"init_adapters": None, **state["recipe"]}
+        if saved != recipe_used:
+            sys.exit(f"{checkpoint_path} was made with another recipe or data: {saved} (now {recipe_used})")
         with torch.no_grad():
             for name, value in model.named_parameters():
                 value.copy_(state["parameters"][name].to(device))
