@@ -6,7 +6,7 @@
 //! - `convabuse` (the default): ConvAbuse (`../shared/data/convabuse_en`, CC-BY-4.0; no data is
 //!   committed): each row's `prev_agent`, `prev_user`, `agent`, `user` become a four-turn
 //!   conversation. Its turns are short (median 14 characters).
-//! - `support`: the project's gold conversations (`data/conversations/`, six languages, both
+//! - `support`: the project's gold conversations (`data/conversations/`, twelve languages since 2026-12-06, six before; both
 //!   speakers, each with its locale), repeated as often as needed: support-chat turns of one to
 //!   three sentences (median 74 characters), the lengths a contact center sends.
 //!
