@@ -149,7 +149,12 @@ def run_trainer(examples, out, *extra):
     args = [sys.executable, os.path.join(ROOT, "trainer", "finetune.py"), "--examples", str(examples), "--base", BASE,
             "--init-head", os.path.join(ROOT, "models"), "--out", str(out), "--steps", "12", "--batch", "8",
             "--first-layer", "8", "--threads", "2", "--log-every", "1", *extra]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Bitwise equality across processes needs MKL's strict reproducibility mode: without it, its
+    # matrix products may take a path that depends on how a buffer happens to be aligned, and a
+    # resumed run then ends a rounding error away from the uninterrupted one (seen once in a CI run
+    # of 2026-12-06, l10.ao.lora_a; the runs' recipe and data order were the same).
+    env = dict(os.environ, MKL_CBWR="AUTO,STRICT")
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
 @needs_base
