@@ -150,9 +150,10 @@ def run_trainer(examples, out, *extra):
             "--init-head", os.path.join(ROOT, "models"), "--out", str(out), "--steps", "12", "--batch", "8",
             "--first-layer", "8", "--threads", "2", "--log-every", "1", *extra]
     # Bitwise equality across processes needs MKL's strict reproducibility mode: without it, its
-    # matrix products may take a path that depends on how a buffer happens to be aligned, and a
-    # resumed run then ends a rounding error away from the uninterrupted one (seen once in a CI run
-    # of 2026-12-06, l10.ao.lora_a; the runs' recipe and data order were the same).
+    # matrix products may take a path that depends on how a buffer happens to be aligned, so a
+    # resumed run can end slightly away from the uninterrupted one. A CI run of 2026-12-06 saw
+    # l10.ao.lora_a differ after a resume, once in six runs; alignment is the suspected cause, not
+    # a proven one: if it recurs under this mode, the resume itself is to blame.
     env = dict(os.environ, MKL_CBWR="AUTO,STRICT")
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
