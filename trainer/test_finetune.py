@@ -117,6 +117,31 @@ def test_batch_plan_shows_every_text_as_often_as_repeated():
     assert seen == sorted([0, 1, 2, 2, 2, 3, 4, 5, 6, 7])
 
 
+def test_twin_triples_pair_the_cases_of_one_group_whose_label_differs():
+    T, F_, N = True, False, None
+    row = lambda source, group, threat, rudeness: (source, "en", [0, 2], [N, rudeness, N, N, threat, N, N], True, group)
+    rows = [row("calmline_training", "g1", T, N),    # 0: the threat
+            row("calmline_training", "g1", F_, T),   # 1: its twin: lawful pressure, but rude
+            row("calmline_training", "g1", F_, F_),  # 2: and a calm one
+            row("calmline_behaviour", "g1", F_, N),  # 3: another source's group of the same name
+            row("calmline_training", "g2", F_, N),   # 4: another group
+            row("convabuse", None, F_, N)]           # 5: a public text: no group
+    threat, rudeness = finetune.LABELS.index("threat"), finetune.LABELS.index("rudeness")
+    assert finetune.twin_triples(rows) == [(0, 1, threat), (0, 2, threat), (1, 2, rudeness)]
+
+
+def test_twin_loss_is_ranknets_and_falls_as_the_twins_part():
+    a, b = torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 0.0])
+    assert finetune.twin_loss(a, b).item() == pytest.approx((np.log1p(np.exp(-3.0)) + np.log(2.0)) / 2)
+    assert finetune.twin_loss(a + 1, b) < finetune.twin_loss(a, b) < finetune.twin_loss(b, a)
+
+
+def test_twin_plan_draws_every_pair_once_a_pass():
+    plan = finetune.TwinPlan([(i, i + 1, 0) for i in range(10)], pairs=4, seed=5)
+    drawn = plan.next_batch() + plan.next_batch() + plan.next_batch()[:2]
+    assert sorted(drawn) == [(i, i + 1, 0) for i in range(10)]
+
+
 def test_schedule_warms_up_then_decays_to_a_tenth():
     assert finetune.schedule(1, 100) == pytest.approx(0.2)
     assert finetune.schedule(5, 100) == pytest.approx(1.0)
@@ -138,10 +163,15 @@ def examples(tmp_path_factory):
                     "--no-neutral", "--no-indomain", "--no-training", "--no-conversations", "--out", str(path)], check=True, cwd=ROOT)
     rows = [json.loads(line) for line in open(path)]
     assert {r["source"] for r in rows} == {"calmline_behaviour"} and any(r["split"] == "train" for r in rows)
-    # 240 training texts keep each run to seconds; every language of the suite is among them.
+    # 240 training texts keep each run to seconds; every language of the suite is among them, and
+    # the twins of the first ten that have any, for the twin loss.
     small = path.parent / "small.jsonl"
     train = [r for r in rows if r["split"] == "train"]
-    small.write_text("".join(json.dumps(r) + "\n" for r in train[:: max(1, len(train) // 240)][:240]))
+    assert all(r.get("group") for r in train), "the suite's cases are exported with their groups"
+    picked = train[:: max(1, len(train) // 240)][:240]
+    groups = {r["group"] for r in picked[:10]}
+    picked += [r for r in train if r["group"] in groups and r not in picked]
+    small.write_text("".join(json.dumps(r) + "\n" for r in picked))
     return small
 
 
@@ -159,10 +189,11 @@ def run_trainer(examples, out, *extra):
 
 
 @needs_base
-@pytest.mark.parametrize("regularised", [False, True], ids=["plain", "dropout-and-smoothing"])
-def test_a_killed_run_resumed_ends_where_an_uninterrupted_one_does(examples, tmp_path, regularised):
-    # With dropout the run draws random masks: a resumed run must continue the same sequence.
-    recipe = ("--dropout", "0.1", "--label-smoothing", "0.1") if regularised else ()
+@pytest.mark.parametrize("recipe", [(), ("--dropout", "0.1", "--label-smoothing", "0.1"), ("--twin-pairs", "3")],
+                         ids=["plain", "dropout-and-smoothing", "twins"])
+def test_a_killed_run_resumed_ends_where_an_uninterrupted_one_does(examples, tmp_path, recipe):
+    # With dropout the run draws random masks, with twins random pairs: a resumed run must continue
+    # the same sequences.
     straight = run_trainer(examples, tmp_path / "straight", *recipe)
     assert straight.wait(timeout=600) == 0, straight.stdout.read()
     again = run_trainer(examples, tmp_path / "again", *recipe)
@@ -191,6 +222,8 @@ def test_a_killed_run_resumed_ends_where_an_uninterrupted_one_does(examples, tmp
         for key in a:
             assert torch.equal(a[key], b[key]), f"{name}:{key} differs after kill and resume"
     assert log(tmp_path / "straight")["losses"] == log(tmp_path / "killed")["losses"]
+    assert log(tmp_path / "straight")["twin_losses"] == log(tmp_path / "killed")["twin_losses"]
+    assert bool(log(tmp_path / "straight")["twin_losses"]) == ("--twin-pairs" in recipe)
 
 
 @needs_base

@@ -163,10 +163,12 @@ pub fn eval_conduct(args: &EvalConductArgs) -> anyhow::Result<ExitCode> {
 
 pub fn export_examples(args: &ExportExamplesArgs) -> anyhow::Result<ExitCode> {
     let extractor = FeatureExtractor::load(&args.model.base_dir()).context("loading the encoder and its tokenizer")?;
-    let examples = train::load_examples(&train_options(&args.data, 0, 0.0, 0.0))?;
+    let options = train_options(&args.data, 0, 0.0, 0.0);
+    let examples = train::load_examples(&options)?;
+    let groups = train::export::twin_groups(options.behaviour.as_deref(), options.training.as_deref())?;
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    let written = train::export::write_examples(&extractor.tokenizer, &examples, &mut out)?;
+    let written = train::export::write_examples(&extractor.tokenizer, &examples, &groups, &mut out)?;
     std::io::Write::flush(&mut out)?;
     eprintln!("{written} examples written to {}", args.out.display());
     Ok(ExitCode::SUCCESS)
