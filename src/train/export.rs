@@ -38,17 +38,19 @@ struct ExportedExample<'a> {
     group: Option<&'a str>,
 }
 
-/// Twin groups of the project's cases, by source and text.
-pub type TwinGroups = HashMap<(&'static str, String), String>;
+/// Twin groups of the project's cases, by source, language and text.
+pub type TwinGroups = HashMap<(&'static str, String, String), String>;
 
 /// The group of every case of the behaviour suite and of the training turns (the folders given),
-/// keyed by the source its examples carry and its text.
+/// keyed by the source its examples carry, its language and its text. A text written twice in one
+/// language (a bare "ok", an Italian retort in rounds 9 and 27) keeps its first group: the
+/// examples carry no case id to tell the two apart, and the trainer pairs only labels that differ.
 pub fn twin_groups(behaviour: Option<&Path>, training: Option<&Path>) -> Result<TwinGroups> {
     let mut groups = TwinGroups::new();
     for (source, dir) in [(BEHAVIOUR_SOURCE, behaviour), (TRAINING_SOURCE, training)] {
         if let Some(dir) = dir {
             for case in load_cases(dir)? {
-                groups.entry((source, case.text)).or_insert(case.group);
+                groups.entry((source, case.lang, case.text)).or_insert(case.group);
             }
         }
     }
@@ -78,7 +80,7 @@ fn exported<'a>(e: &'a Example, ids: Vec<u32>, groups: &'a TwinGroups) -> Export
         ids,
         targets: e.targets,
         calmline_semantics: calmline_semantics(e.source),
-        group: groups.get(&(e.source, e.text.clone())).map(String::as_str),
+        group: groups.get(&(e.source, e.lang.to_string(), e.text.clone())).map(String::as_str),
     }
 }
 
@@ -107,14 +109,20 @@ mod tests {
         std::fs::write(dir.join("en-r30.jsonl"), lines.join("\n")).unwrap();
         let groups = twin_groups(None, Some(&dir)).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        let example = |source: &'static str, text: &str| Example { source, lang: "en", split: Split::Train, text: text.into(), targets: [None; 7] };
-        let twin = example(TRAINING_SOURCE, "I know where to complain.");
-        let line = serde_json::to_string(&exported(&twin, vec![0, 2], &groups)).unwrap();
+        let example = |source: &'static str, lang: &'static str| Example {
+            source,
+            lang,
+            split: Split::Train,
+            text: "I know where to complain.".into(),
+            targets: [None; 7],
+        };
+        let line = serde_json::to_string(&exported(&example(TRAINING_SOURCE, "en"), vec![0, 2], &groups)).unwrap();
         assert!(line.ends_with(r#""calmline_semantics":true,"group":"en-t30-g001"}"#), "{line}");
-        // The same text in a public set is no one's twin.
-        let public = example("convabuse", "I know where to complain.");
-        let line = serde_json::to_string(&exported(&public, vec![0, 2], &groups)).unwrap();
-        assert!(!line.contains("group"), "{line}");
+        // The same text in a public set, or in another language, is no one's twin.
+        for other in [example("convabuse", "en"), example(TRAINING_SOURCE, "de")] {
+            let line = serde_json::to_string(&exported(&other, vec![0, 2], &groups)).unwrap();
+            assert!(!line.contains("group"), "{line}");
+        }
     }
 
     #[test]
