@@ -4,7 +4,10 @@
 //!
 //! ```json
 //! {"source": "convabuse", "lang": "en", "split": "train", "ids": [0, 41, ...],
-//!  "targets": [null, true, false, ...], "calmline_semantics": false, "group": "en-t10-g004"}
+//!  "targets": [null, true, false, ...], "calmline_semantics": false}
+//! {"source": "calmline_training", "lang": "en", "split": "train", "ids": [0, 87, ...],
+//!  "targets": [null, false, null, null, true, null, null], "calmline_semantics": true,
+//!  "group": "en-t10-g004"}
 //! ```
 //! `ids` is the text's first window (`<s> query: text </s>`, at most the encoder's 512
 //! positions); `targets` follows `labels::Label`'s order, `null` where the source does not
