@@ -1,6 +1,7 @@
 """Tests of the fine-tuning trainer (run by `make test`): gradients against finite differences, a
 fixed-seed run that reproduces itself, bfloat16 products that train what float32 does, a run killed with SIGKILL and resumed that ends exactly where
-an uninterrupted one does, and the trained adapters and head scoring in calmline as they do here."""
+an uninterrupted one does (twin pairs included), the twin loss's pairs, formula and plan, and the
+trained adapters and head scoring in calmline as they do here."""
 import json, os, signal, subprocess, sys, time
 
 import numpy as np
