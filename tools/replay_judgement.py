@@ -19,6 +19,10 @@
         # the figures with HEAD.json's cuts, then again with every gold label of --labels that a
         # conversation turn misses flagged after all: how much of the ladder's error one label's
         # misses cause (a missed rudeness puts every later rung one step late). Not a method either.
+    python3 tools/replay_judgement.py oracle SCORES.jsonl HEAD.json [--split test]
+        # the figures with one label's (or one group's) flags on conversation turns made exactly
+        # gold, misses and false flags both: which label's errors cost the most accuracy, boundary
+        # precision or false alarms (experiment 64). Not a method either.
 
 The ladder below is src/domain/policy/mod.rs `customer_turn` with its settings read from
 models/policy.toml's [ladder] (the gold actions follow the same rules, data/conversations/README.md).
@@ -200,6 +204,30 @@ def put_right(rows, head, labels):
             f"{','.join(labels)} misses put right": evaluate(rows, cut_of)}
 
 
+def gold_flags(rows, head, labels):
+    """The figures with HEAD's cuts, except that on conversation turns each of `labels` is flagged
+    exactly when the gold has it (its cut set to 0 where gold has it, above any score where not)."""
+    def cut_of(r):
+        cuts = cuts_for(head, r["thresholds_language"])
+        if r["kind"] != "turn" or not r["gold"]:
+            return cuts
+        return {**cuts, **{l: 0.0 if l in r["gold"]["labels"] else 2.0 for l in labels}}
+
+    return evaluate(rows, cut_of)
+
+
+# The groups the ladder treats alike (models/policy.toml [ladder]), beside each label alone.
+ORACLE_GROUPS = [[l] for l in LABELS] + [sorted(ABUSE), sorted(HARM), LABELS]
+
+
+def oracle(args):
+    rows, head = chosen(args), json.load(open(args.head))
+    report = {"as served": evaluate(rows, lambda r: cuts_for(head, r["thresholds_language"]))}
+    for labels in ORACLE_GROUPS:
+        report[f"{','.join(labels)} as gold"] = gold_flags(rows, head, labels)
+    print(json.dumps(report, indent=1))
+
+
 def missed(args):
     labels = args.labels.split(",")
     unknown = sorted(set(labels) - set(LABELS))
@@ -216,7 +244,7 @@ def main():
     d.add_argument("out")
     d.add_argument("--base", default=os.path.join(ROOT, "models/base"))
     d.add_argument("--calmline", default=os.path.join(ROOT, "target/release/calmline"))
-    for name in ("report", "ceiling", "fit-dev", "missed"):
+    for name in ("report", "ceiling", "fit-dev", "missed", "oracle"):
         s = sub.add_parser(name)
         s.add_argument("scores")
         s.add_argument("head")
@@ -225,7 +253,7 @@ def main():
         if name == "missed":
             s.add_argument("--labels", default="rudeness", help="comma-separated labels whose misses are put right")
     args = p.parse_args()
-    {"dump": dump, "report": report, "ceiling": ceiling, "fit-dev": fit_dev, "missed": missed}[args.command](args)
+    {"dump": dump, "report": report, "ceiling": ceiling, "fit-dev": fit_dev, "missed": missed, "oracle": oracle}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""tools/replay_judgement.py `missed` (run by `make test` with the trainer's tests): it puts right
-exactly the misses of the labels it is given, and nothing else. (That the replayed ladder is the
+"""tools/replay_judgement.py `missed` and `oracle` (run by `make test` with the trainer's tests):
+`missed` puts right exactly the misses of the labels it is given, and nothing else; `oracle` makes
+the given labels' flags exactly gold, false flags included. (That the replayed ladder is the
 one the gold actions follow is tested in test_annotation_agreement.py.)"""
 import os, sys
 
@@ -42,3 +43,19 @@ def test_a_false_flag_is_not_put_right():
     rows = [turn("c2", 0, {"rudeness": 0.9}, ["frustration"], "ACKNOWLEDGE")]
     figures = replay.put_right(rows, HEAD, ["rudeness"])
     assert figures["rudeness misses put right"]["false_alarms"] == 100.0
+
+
+def test_oracle_puts_right_false_flags_as_well_as_misses():
+    rows = escalation() + [turn("c2", 0, {"rudeness": 0.9}, ["frustration"], "ACKNOWLEDGE")]
+    assert replay.gold_flags(rows, HEAD, ["rudeness"])["conversations"] == 75.0  # c2's frustration is still missed
+    assert replay.gold_flags(rows, HEAD, ["rudeness", "frustration"])["conversations"] == 100.0
+    assert replay.gold_flags(rows, HEAD, ["rudeness"])["false_alarms"] == 0.0
+
+
+def test_oracle_leaves_the_other_labels_and_the_suite_alone():
+    case = {"kind": "case", "split": "dev", "lang": "en", "thresholds_language": "en",
+            "scores": {label: 0.0 for label in replay.LABELS}, "must": ["frustration"], "must_not": [], "actions": ["ACKNOWLEDGE"]}
+    rows = escalation() + [case]
+    figures = replay.gold_flags(rows, HEAD, ["threat"])
+    assert figures == replay.evaluate(rows, lambda r: HEAD["thresholds"])
+    assert replay.gold_flags(rows, HEAD, ["frustration"])["suite_labels"] == 0.0
