@@ -205,18 +205,20 @@ def put_right(rows, head, labels):
 
 
 def gold_flags(rows, head, labels):
-    """The figures with HEAD's cuts, except that on conversation turns each of `labels` is flagged
-    exactly when the gold has it (its cut set to 0 where gold has it, above any score where not)."""
+    """The figures with HEAD's cuts, except that on conversation turns with gold each of `labels` is
+    flagged exactly when the gold has it (its cut 0 where gold has it, infinite where not). Turns
+    without gold (none today) keep their served flags, which still move the ladder."""
     def cut_of(r):
         cuts = cuts_for(head, r["thresholds_language"])
         if r["kind"] != "turn" or not r["gold"]:
             return cuts
-        return {**cuts, **{l: 0.0 if l in r["gold"]["labels"] else 2.0 for l in labels}}
+        return {**cuts, **{l: 0.0 if l in r["gold"]["labels"] else float("inf") for l in labels}}
 
     return evaluate(rows, cut_of)
 
 
-# The groups the ladder treats alike (models/policy.toml [ladder]), beside each label alone.
+# Each label alone, the groups the ladder treats alike (models/policy.toml [ladder]), and all seven
+# (a sanity check: every conversation figure perfect).
 ORACLE_GROUPS = [[l] for l in LABELS] + [sorted(ABUSE), sorted(HARM), LABELS]
 
 

@@ -1,6 +1,6 @@
 """tools/replay_judgement.py `missed` and `oracle` (run by `make test` with the trainer's tests):
-`missed` puts right exactly the misses of the labels it is given, and nothing else; `oracle` makes
-the given labels' flags exactly gold, false flags included. (That the replayed ladder is the
+`missed` puts right exactly the misses of the labels it is given, and nothing else; `oracle`'s
+`gold_flags` makes the given labels' flags exactly gold, false flags included. (That the replayed ladder is the
 one the gold actions follow is tested in test_annotation_agreement.py.)"""
 import os, sys
 
@@ -56,6 +56,13 @@ def test_oracle_leaves_the_other_labels_and_the_suite_alone():
     case = {"kind": "case", "split": "dev", "lang": "en", "thresholds_language": "en",
             "scores": {label: 0.0 for label in replay.LABELS}, "must": ["frustration"], "must_not": [], "actions": ["ACKNOWLEDGE"]}
     rows = escalation() + [case]
-    figures = replay.gold_flags(rows, HEAD, ["threat"])
+    figures = replay.gold_flags(rows, HEAD, ["threat"])  # threat is neither scored nor gold here
     assert figures == replay.evaluate(rows, lambda r: HEAD["thresholds"])
     assert replay.gold_flags(rows, HEAD, ["frustration"])["suite_labels"] == 0.0
+
+
+def test_oracle_leaves_a_turn_without_gold_as_served():
+    rows = [turn("c3", 0, {"rudeness": 0.9}, [], "NONE"), turn("c3", 1, {"rudeness": 0.9}, ["rudeness"], "STAY_CALM")]
+    rows[0]["gold"] = None
+    # The first turn's served rudeness still counts on the ladder: the second is the second abusive turn.
+    assert replay.gold_flags(rows, HEAD, ["rudeness"])["conversations"] == 100.0
