@@ -1,7 +1,7 @@
 """tools/replay_judgement.py `missed` and `oracle` (run by `make test` with the trainer's tests):
 `missed` puts right exactly the misses of the labels it is given, and nothing else; `oracle`'s
-`gold_flags` makes the given labels' flags exactly gold, false flags included. (That the replayed ladder is the
-one the gold actions follow is tested in test_annotation_agreement.py.)"""
+`gold_flags` makes the given labels' flags exactly gold, false flags included. (That the
+replayed ladder is the one the gold actions follow is tested in test_annotation_agreement.py.)"""
 import os, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
