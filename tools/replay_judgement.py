@@ -192,29 +192,30 @@ def fit_dev(args):
     print(json.dumps(report, indent=1))
 
 
-def put_right(rows, head, labels):
-    """The figures with HEAD's cuts, and with every gold label of `labels` a conversation turn
-    misses flagged after all (its cut set to 0 on that turn)."""
-    def cut_of(r):
-        cuts = cuts_for(head, r["thresholds_language"])
-        gold = r["gold"]["labels"] if r["kind"] == "turn" and r["gold"] else []
-        return {**cuts, **{l: 0.0 for l in labels if l in gold}}
-
-    return {"as served": evaluate(rows, lambda r: cuts_for(head, r["thresholds_language"])),
-            f"{','.join(labels)} misses put right": evaluate(rows, cut_of)}
-
-
-def gold_flags(rows, head, labels):
-    """The figures with HEAD's cuts, except that on conversation turns with gold each of `labels` is
-    flagged exactly when the gold has it (its cut 0 where gold has it, infinite where not). Turns
-    without gold (none today) keep their served flags, which still move the ladder."""
+def gold_cuts(head, labels, clear_false_flags):
+    """cut_of(row) with HEAD's cuts, except on conversation turns with gold: each of `labels` the
+    gold has is flagged (cut 0), and, with `clear_false_flags`, each it lacks is not (cut infinite).
+    Turns without gold (none today) keep their served flags, which still move the ladder."""
     def cut_of(r):
         cuts = cuts_for(head, r["thresholds_language"])
         if r["kind"] != "turn" or not r["gold"]:
             return cuts
-        return {**cuts, **{l: 0.0 if l in r["gold"]["labels"] else float("inf") for l in labels}}
+        gold = r["gold"]["labels"]
+        return {**cuts, **{l: 0.0 if l in gold else float("inf") for l in labels if l in gold or clear_false_flags}}
 
-    return evaluate(rows, cut_of)
+    return cut_of
+
+
+def put_right(rows, head, labels):
+    """The figures with HEAD's cuts, and with every gold label of `labels` a conversation turn
+    misses flagged after all."""
+    return {"as served": evaluate(rows, lambda r: cuts_for(head, r["thresholds_language"])),
+            f"{','.join(labels)} misses put right": evaluate(rows, gold_cuts(head, labels, clear_false_flags=False))}
+
+
+def gold_flags(rows, head, labels):
+    """The figures with each of `labels` flagged on conversation turns exactly when the gold has it."""
+    return evaluate(rows, gold_cuts(head, labels, clear_false_flags=True))
 
 
 # Each label alone, the groups the ladder treats alike (models/policy.toml [ladder]), and all seven
