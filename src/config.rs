@@ -512,6 +512,9 @@ pub enum ThresholdRuleChoice {
     /// One threshold per label for every language; a language gets its own only where its
     /// neutral dev text is flagged over the budget.
     PooledNeutralUnion,
+    /// `pooled-neutral-union`, with a data set's languages that have only a few positives of a
+    /// label (one language's gold conversations and its two threats) counted as one group.
+    PooledJoinedNeutralUnion,
 }
 
 impl From<ThresholdRuleChoice> for crate::train::ThresholdRule {
@@ -523,6 +526,7 @@ impl From<ThresholdRuleChoice> for crate::train::ThresholdRule {
             ThresholdRuleChoice::PerLanguage => ThresholdRule::PerLanguage,
             ThresholdRuleChoice::PerLanguageNeutralUnion => ThresholdRule::PerLanguageNeutralUnion,
             ThresholdRuleChoice::PooledNeutralUnion => ThresholdRule::PooledNeutralUnion,
+            ThresholdRuleChoice::PooledJoinedNeutralUnion => ThresholdRule::PooledJoinedNeutralUnion,
         }
     }
 }

@@ -272,12 +272,16 @@ pub enum ThresholdRule {
     /// the model card: fitting each language's F-beta on its few hundred dev turns chose cuts
     /// that cost the behaviour suite and the conversations more than they saved).
     PooledNeutralUnion,
+    /// `PooledNeutralUnion` with a data set's languages that have fewer than `MIN_CLASS`
+    /// positives of a label joined into one group for its pooled cut (`join_small_groups`;
+    /// experiments 51c and 67 in the model card).
+    PooledJoinedNeutralUnion,
 }
 
 /// The head with thresholds chosen on the dev splits by `rule`.
 pub fn apply_threshold_rule(head: Head, data: &Featurised, rule: ThresholdRule) -> Result<Head> {
     Ok(match rule {
-        ThresholdRule::PerLanguage | ThresholdRule::PerLanguageNeutralUnion | ThresholdRule::PooledNeutralUnion => {
+        ThresholdRule::PerLanguage | ThresholdRule::PerLanguageNeutralUnion | ThresholdRule::PooledNeutralUnion | ThresholdRule::PooledJoinedNeutralUnion => {
             let (pooled, by_language) = calibrate(&head, data, rule);
             head.with_calibration(pooled, by_language)?
         }
@@ -311,7 +315,11 @@ pub fn tune_thresholds(head: &Head, data: &Featurised, rule: ThresholdRule) -> B
     for (label, groups) in Label::ALL.into_iter().zip(dev_groups(head, data)) {
         let best = match rule {
             ThresholdRule::MeanOverSources => metrics::best_mean_f1_threshold(&groups.into_values().collect::<Vec<_>>()),
-            ThresholdRule::Pooled | ThresholdRule::PerLanguage | ThresholdRule::PerLanguageNeutralUnion | ThresholdRule::PooledNeutralUnion => {
+            ThresholdRule::Pooled
+            | ThresholdRule::PerLanguage
+            | ThresholdRule::PerLanguageNeutralUnion
+            | ThresholdRule::PooledNeutralUnion
+            | ThresholdRule::PooledJoinedNeutralUnion => {
                 let (scores, truth): (Vec<f32>, Vec<bool>) = groups.into_values().flat_map(|(s, t)| s.into_iter().zip(t)).unzip();
                 best_f1_threshold(&scores, &truth)
             }
@@ -339,7 +347,8 @@ pub const MIN_CLASS: usize = 15;
 /// penalty for every point the groups without positives (neutral text) are flagged over
 /// `NEUTRAL_BUDGET`. A language gets its own threshold where its dev data has
 /// `MIN_LANGUAGE_DEV` annotated examples with `MIN_CLASS` of each class; elsewhere the pooled one
-/// holds. `PooledNeutralUnion` skips the per-language fits; both `…NeutralUnion` rules then hold
+/// holds. The `Pooled…` rules skip the per-language fits (`PooledJoinedNeutralUnion` joins a data
+/// set's small groups first); the `…NeutralUnion` rules then hold
 /// each language's neutral text to its budget.
 pub fn calibrate(head: &Head, data: &Featurised, rule: ThresholdRule) -> (BTreeMap<Label, f32>, BTreeMap<String, BTreeMap<Label, f32>>) {
     let mut pooled = BTreeMap::new();
@@ -347,9 +356,15 @@ pub fn calibrate(head: &Head, data: &Featurised, rule: ThresholdRule) -> (BTreeM
     let groups_by_label = dev_groups(head, data);
     for (label, groups) in Label::ALL.into_iter().zip(&groups_by_label) {
         let beta = if judgement::ABUSE.contains(&label) { ABUSE_BETA } else { 1.0 };
-        let all: Vec<&metrics::Scored> = groups.values().collect();
+        let joined;
+        let all: Vec<&metrics::Scored> = if rule == ThresholdRule::PooledJoinedNeutralUnion {
+            joined = join_small_groups(groups);
+            joined.iter().collect()
+        } else {
+            groups.values().collect()
+        };
         pooled.insert(label, metrics::best_budgeted_threshold(&all, NEUTRAL_BUDGET, beta).unwrap_or(0.5));
-        if rule == ThresholdRule::PooledNeutralUnion {
+        if matches!(rule, ThresholdRule::PooledNeutralUnion | ThresholdRule::PooledJoinedNeutralUnion) {
             continue;
         }
         let mut languages: Vec<&str> = groups.keys().map(|(_, l)| *l).collect();
@@ -368,10 +383,36 @@ pub fn calibrate(head: &Head, data: &Featurised, rule: ThresholdRule) -> (BTreeM
             }
         }
     }
-    if matches!(rule, ThresholdRule::PerLanguageNeutralUnion | ThresholdRule::PooledNeutralUnion) {
+    if matches!(rule, ThresholdRule::PerLanguageNeutralUnion | ThresholdRule::PooledNeutralUnion | ThresholdRule::PooledJoinedNeutralUnion) {
         hold_neutral_union(head, data, &groups_by_label, &pooled, &mut by_language);
     }
     (pooled, by_language)
+}
+
+/// The groups a pooled threshold is chosen over: a data set's languages with at least
+/// `MIN_CLASS` positives keep a group each, and its languages with fewer (but some) are joined
+/// into one group of that data set; groups without positives (neutral text) stay as they are.
+/// The F-beta of a group with one to three positives jumps between 0 and 1 as the cut passes a
+/// single text, and the mean over groups gave each such group the say of a whole data set: the
+/// twelve languages' conversations, with one to three threats each, pulled the threat cut of
+/// every refitted head up to 0.82-0.88 (model card, experiments 53-58). Joined, those groups
+/// lose the say that bought the refitted heads their boundary precision: a trade, measured in
+/// experiments 51c and 67, not a fix.
+fn join_small_groups(groups: &BTreeMap<(&str, &str), metrics::Scored>) -> Vec<metrics::Scored> {
+    let mut out = Vec::new();
+    let mut small: BTreeMap<&str, metrics::Scored> = BTreeMap::new();
+    for ((source, _), (scores, truth)) in groups {
+        let positives = truth.iter().filter(|&&t| t).count();
+        if positives == 0 || positives >= MIN_CLASS {
+            out.push((scores.clone(), truth.clone()));
+        } else {
+            let joined = small.entry(source).or_default();
+            joined.0.extend_from_slice(scores);
+            joined.1.extend_from_slice(truth);
+        }
+    }
+    out.extend(small.into_values());
+    out
 }
 
 /// The share of a language's neutral dev text that may carry any wrong flag (the judgement
@@ -545,6 +586,9 @@ impl ThresholdRule {
             ThresholdRule::PerLanguage => per_language,
             ThresholdRule::PerLanguageNeutralUnion => format!("{per_language}; {hold}"),
             ThresholdRule::PooledNeutralUnion => format!("per label, one for every language: {objective}; {hold}"),
+            ThresholdRule::PooledJoinedNeutralUnion => format!(
+                "per label, one for every language: {objective}, a data set's languages with fewer than {MIN_CLASS} positives counting as one group; {hold}"
+            ),
             other => format!("per label on the dev splits, rule {other:?}"),
         }
     }
@@ -761,6 +805,32 @@ mod tests {
         let (pooled, by_language) = calibrate(&head, &data, ThresholdRule::PooledNeutralUnion);
         assert_eq!(by_language.keys().collect::<Vec<_>>(), ["fr"], "{by_language:?}");
         assert!(by_language["fr"][&Label::Insult] > 0.7 && pooled[&Label::Insult] <= 0.7, "{pooled:?} {by_language:?}");
+    }
+
+    #[test]
+    fn the_joined_rule_counts_languages_with_a_few_positives_as_one_group() {
+        // A public set's threats score 0.6. Six languages' conversations have one threat each
+        // (0.95) and one ordinary turn at 0.7: alone, each would rather cut above 0.7 (its F-beta
+        // jumps from 0.56 to 1), and as six groups they outvote the public set. Joined, they are
+        // one group of six threats, and the public set's threats stay flagged.
+        let head = one_feature_head();
+        let mut data = Featurised { examples: Vec::new(), features: Vec::new() };
+        let public: Vec<(f32, bool)> = (0..400).map(|i| if i < 100 { (0.6, true) } else { (0.1, false) }).collect();
+        labelled_dev("olah450_taxonomy_he", "he", Label::Threat, &public, &mut data);
+        for lang in ["fr", "it", "pl", "tr", "ar", "ru"] {
+            let turns: Vec<(f32, bool)> = (0..50)
+                .map(|i| match i {
+                    0 => (0.95, true),
+                    1 => (0.7, false),
+                    _ => (0.1, false),
+                })
+                .collect();
+            labelled_dev("calmline_conversations", lang, Label::Threat, &turns, &mut data);
+        }
+        let (separate, _) = calibrate(&head, &data, ThresholdRule::PooledNeutralUnion);
+        assert!(separate[&Label::Threat] > 0.7, "{separate:?}");
+        let (joined, _) = calibrate(&head, &data, ThresholdRule::PooledJoinedNeutralUnion);
+        assert!(joined[&Label::Threat] <= 0.6, "{joined:?}");
     }
 
     /// Hebrew neutral dev text: 3 of 100 flagged insult (at 0.60, 0.62, 0.64: 3%, over the cap);
