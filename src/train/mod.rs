@@ -274,7 +274,7 @@ pub enum ThresholdRule {
     PooledNeutralUnion,
     /// `PooledNeutralUnion` with a data set's languages that have fewer than `MIN_CLASS`
     /// positives of a label joined into one group for its pooled cut (`join_small_groups`;
-    /// experiments 51c and 67 in the model card).
+    /// experiments 51c and 69 in the model card).
     PooledJoinedNeutralUnion,
 }
 
@@ -397,7 +397,7 @@ pub fn calibrate(head: &Head, data: &Featurised, rule: ThresholdRule) -> (BTreeM
 /// twelve languages' conversations, with one to three threats each, pulled the threat cut of
 /// every refitted head up to 0.82-0.88 (model card, experiments 53-58). Joined, those groups
 /// lose the say that bought the refitted heads their boundary precision: a trade, measured in
-/// experiments 51c and 67, not a fix.
+/// experiments 51c and 69, not a fix.
 fn join_small_groups(groups: &BTreeMap<(&str, &str), metrics::Scored>) -> Vec<metrics::Scored> {
     let mut out = Vec::new();
     let mut small: BTreeMap<&str, metrics::Scored> = BTreeMap::new();
