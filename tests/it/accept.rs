@@ -2,17 +2,11 @@
 //! instead of spinning on a core, says so in its log, keeps serving the connections it has, and
 //! accepts again once descriptors free up (issue 17, item 4).
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use calmline::grpc::pb;
 
-use crate::common::TriageClient;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::common::{ServeProcess, TriageClient};
 
 /// User plus system CPU time of a process so far (`/proc/<pid>/stat`, in clock ticks of 10 ms).
 fn cpu_time(pid: u32) -> Duration {
@@ -37,34 +31,17 @@ async fn answers(port: u16) -> bool {
 
 #[tokio::test]
 async fn out_of_file_descriptors_the_accept_loop_pauses_and_recovers() {
-    let port = free_port();
     // The limit leaves room for the model's files and the runtime, not for 200 connections.
-    let mut server = Command::new("bash")
-        .args(["-c", "ulimit -n 128 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_calmline"), "serve"])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-        .env("CALMLINE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = server.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let started = Instant::now();
-    while !answers(port).await {
-        assert!(started.elapsed() < Duration::from_secs(120), "the server never became ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut server = ServeProcess::spawn(&[], "info", Some(128));
+    server.ready().await;
+    let (port, pid) = (server.port, server.child.id());
 
     // 200 connections that never speak: the server runs out of descriptors accepting them.
     let silent: Vec<std::net::TcpStream> = (0..200).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (cpu_before, wall) = (cpu_time(server.id()), Instant::now());
+    let (cpu_before, wall) = (cpu_time(pid), Instant::now());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let cores = (cpu_time(server.id()) - cpu_before).as_secs_f64() / wall.elapsed().as_secs_f64();
+    let cores = (cpu_time(pid) - cpu_before).as_secs_f64() / wall.elapsed().as_secs_f64();
     assert!(cores < 0.3, "the accept loop spins: {cores:.2} cores while out of descriptors");
 
     // Descriptors free up: new connections are accepted and answered again.
@@ -75,8 +52,7 @@ async fn out_of_file_descriptors_the_accept_loop_pauses_and_recovers() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    server.kill().unwrap();
-    server.wait().unwrap();
-    let log = log.join().unwrap();
+    server.child.kill().unwrap();
+    let (_, log) = server.finish();
     assert!(log.contains("accepting a connection failed"), "nothing was logged: {}", &log[log.len().saturating_sub(2000)..]);
 }

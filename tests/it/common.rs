@@ -109,3 +109,120 @@ pub fn agent(text: &str) -> pb::Turn {
 pub fn action_of(a: &pb::Assessment) -> pb::Action {
     pb::Action::try_from(a.guidance.as_ref().expect("customer turns carry guidance").action).unwrap()
 }
+
+/// The real binary, `calmline serve`, on ports the system picks, its JSON log kept for the test.
+/// A port a test picks and frees for the server to bind again can be taken in between by a test
+/// running beside it; the server then exits and the test waits for nothing (a CI failure).
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub metrics_port: u16,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServeProcess {
+    /// Starts `calmline serve` with `extra` arguments, logging at `level` ("info" or more verbose:
+    /// the ports are read from the log), under `ulimit -n fd_limit` when given. Returns once it
+    /// listens; [`ServeProcess::ready`] waits for the model.
+    pub fn spawn(extra: &[&str], level: &str, fd_limit: Option<u32>) -> ServeProcess {
+        use std::io::BufRead;
+        let binary = env!("CARGO_BIN_EXE_calmline");
+        let mut command = match fd_limit {
+            Some(limit) => {
+                let mut bash = std::process::Command::new("bash");
+                bash.args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\""), binary]);
+                bash
+            }
+            None => std::process::Command::new(binary),
+        };
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(extra)
+            .env("CALMLINE_LOG", level)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let reader = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            })
+        };
+        let mut server = ServeProcess { child, port: 0, metrics_port: 0, log, reader: Some(reader) };
+        let started = std::time::Instant::now();
+        loop {
+            if let (Some(port), Some(metrics_port)) = (server.logged_port("listening"), server.logged_port("metrics at")) {
+                (server.port, server.metrics_port) = (port, metrics_port);
+                return server;
+            }
+            server.assert_running("before listening");
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "not listening after 60 s:\n{}", server.log_tail());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the server answers GetInfo with a model, failing at once if it exits.
+    pub async fn ready(&mut self) -> TriageClient<Channel> {
+        let started = std::time::Instant::now();
+        loop {
+            let endpoint = Channel::from_shared(format!("http://127.0.0.1:{}", self.port)).unwrap();
+            if let Ok(channel) = endpoint.connect().await {
+                let mut client = TriageClient::new(channel);
+                if client.get_info(pb::GetInfoRequest {}).await.is_ok_and(|r| !r.into_inner().model_version.is_empty()) {
+                    return client;
+                }
+            }
+            self.assert_running("before it served");
+            assert!(started.elapsed() < std::time::Duration::from_secs(120), "never ready in 120 s:\n{}", self.log_tail());
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits for the process to exit and returns its whole log.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        self.reader.take().unwrap().join().unwrap();
+        (status, self.log())
+    }
+
+    fn assert_running(&mut self, when: &str) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            self.reader.take().unwrap().join().unwrap();
+            panic!("the server exited {when} ({status}):\n{}", self.log_tail());
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        log[log.floor_char_boundary(log.len().saturating_sub(3000))..].to_string()
+    }
+
+    /// The port in the `address` field of the first log line whose message starts with `message`.
+    fn logged_port(&self, message: &str) -> Option<u16> {
+        self.log().lines().find_map(|line| {
+            let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+            let fields = &entry["fields"];
+            fields["message"].as_str()?.starts_with(message).then_some(())?;
+            fields["address"].as_str()?.parse::<SocketAddr>().ok().map(|a| a.port())
+        })
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

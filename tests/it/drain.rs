@@ -3,60 +3,34 @@
 
 use crate::common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::TriageClient;
+use crate::common::{ServeProcess, TriageClient};
 use calmline::grpc::pb;
 use tokio::io::AsyncWriteExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The server, and a client once it answers with a model.
+async fn serve(drain_timeout_s: u64) -> (ServeProcess, u16, TriageClient<tonic::transport::Channel>) {
+    let mut server = ServeProcess::spawn(&["--drain-timeout-s", &drain_timeout_s.to_string()], "info", None);
+    let client = server.ready().await;
+    let port = server.port;
+    (server, port, client)
 }
 
-/// The server on a free port, and a client once it answers with a model.
-#[expect(clippy::zombie_processes, reason = "the child goes to the caller, which waits for it (or kills and waits)")]
-async fn serve(drain_timeout_s: u64) -> (Child, u16, TriageClient<tonic::transport::Channel>) {
-    let port = free_port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_calmline"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--drain-timeout-s", &drain_timeout_s.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        if let Ok(ch) = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await {
-            let mut c = TriageClient::new(ch);
-            if c.get_info(pb::GetInfoRequest {}).await.map(|r| !r.into_inner().model_version.is_empty()).unwrap_or(false) {
-                return (server, port, c);
-            }
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = server.kill();
-            let _ = server.wait();
-            panic!("server never became ready");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn signal(server: &Child) {
-    assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap().success());
+fn signal(server: &ServeProcess) {
+    assert!(Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap().success());
 }
 
 /// Waits for the process to exit, at most `limit`; its status code and when it exited.
-async fn exit_within(server: &mut Child, limit: Duration) -> (Option<i32>, Duration) {
+async fn exit_within(server: &mut ServeProcess, limit: Duration) -> (Option<i32>, Duration) {
     let started = Instant::now();
     loop {
-        if let Some(status) = server.try_wait().unwrap() {
+        if let Some(status) = server.child.try_wait().unwrap() {
             return (status.code(), started.elapsed());
         }
         if started.elapsed() > limit {
-            let _ = server.kill();
-            let _ = server.wait();
             panic!("the server was still running {limit:?} after SIGTERM");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

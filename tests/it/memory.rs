@@ -6,17 +6,12 @@
 //! far ahead of inference waits alone instead of closing its connection (item 5).
 
 use std::future::poll_fn;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::common::TriageClient;
+use crate::common::{ServeProcess, TriageClient};
 use calmline::grpc::pb;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// Resident memory of a process, in MB.
 fn rss_mb(pid: u32) -> f64 {
@@ -25,39 +20,11 @@ fn rss_mb(pid: u32) -> f64 {
     kb / 1024.0
 }
 
-struct Server {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(extra: &[&str]) -> Server {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_calmline"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(extra)
-        .env("CALMLINE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server { child, port };
-    let started = Instant::now();
-    loop {
-        assert!(started.elapsed() < Duration::from_secs(120), "the server never became ready");
-        if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await
-            && TriageClient::new(channel).get_info(pb::GetInfoRequest {}).await.is_ok_and(|r| !r.into_inner().model_version.is_empty())
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+/// The real binary (its memory is what is measured), ready to answer.
+async fn serve(extra: &[&str]) -> ServeProcess {
+    let mut server = ServeProcess::spawn(extra, "info", None);
+    server.ready().await;
+    server
 }
 
 /// An HTTP/2 connection speaking raw frames, as a hostile client would.

@@ -4,19 +4,13 @@
 
 use crate::common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use crate::common::TriageClient;
+use crate::common::ServeProcess;
 use calmline::grpc::pb;
 use tokio_stream::wrappers::ReceiverStream;
 
 const CANARY: &str = "Zorblaxian";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn turn(customer: bool, text: &str) -> pb::Turn {
     let text = format!("{text} {CANARY}");
@@ -25,34 +19,12 @@ fn turn(customer: bool, text: &str) -> pb::Turn {
 
 #[test]
 fn no_text_reaches_logs_or_metrics_at_trace_level() {
-    let (port, metrics_port) = (free_port(), free_port());
-    let mut server = Command::new(env!("CARGO_BIN_EXE_calmline"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", &format!("127.0.0.1:{metrics_port}"), "--log-format", "json"])
-        .env("CALMLINE_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = server.stderr.take().unwrap();
-    let log_reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        stderr.read_to_string(&mut log).unwrap();
-        log
-    });
+    let mut server = ServeProcess::spawn(&[], "trace", None);
+    let metrics_port = server.metrics_port;
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let metrics = runtime.block_on(async {
-        let started = Instant::now();
-        let mut client = loop {
-            if let Ok(ch) = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await {
-                let mut c = TriageClient::new(ch);
-                if c.get_info(pb::GetInfoRequest {}).await.map(|r| !r.into_inner().model_version.is_empty()).unwrap_or(false) {
-                    break c;
-                }
-            }
-            assert!(started.elapsed() < Duration::from_secs(120), "server never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let mut client = server.ready().await;
         // Analyze: good, an insult (guidance, detections), and refused inputs that echo nothing.
         for text in ["Where is my parcel?", "You are a useless idiot."] {
             client.analyze(pb::AnalyzeRequest { turn: Some(turn(true, text)), locale: "hu".into(), ..Default::default() }).await.unwrap();
@@ -86,9 +58,9 @@ fn no_text_reaches_logs_or_metrics_at_trace_level() {
         tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_string(&mut body)).await.expect("the scrape ends").unwrap();
         body
     });
-    Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
-    assert!(server.wait().unwrap().success());
-    let log = log_reader.join().unwrap();
+    Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    let (status, log) = server.finish();
+    assert!(status.success());
 
     assert!(log.contains("\"level\":\"TRACE\""), "trace logging was not on");
     assert!(log.contains("SERVING"));
