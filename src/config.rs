@@ -515,9 +515,6 @@ pub enum ThresholdRuleChoice {
     /// `pooled-neutral-union`, with a data set's languages that have only a few positives of a
     /// label (one language's gold conversations and its two threats) counted as one group.
     PooledJoinedNeutralUnion,
-    /// `pooled-joined-neutral-union`, with threat, identity attack and sexual harassment cut
-    /// where they are found most completely (F1) rather than most surely (F0.5).
-    PooledJoinedSevereF1,
 }
 
 impl From<ThresholdRuleChoice> for crate::train::ThresholdRule {
@@ -530,7 +527,6 @@ impl From<ThresholdRuleChoice> for crate::train::ThresholdRule {
             ThresholdRuleChoice::PerLanguageNeutralUnion => ThresholdRule::PerLanguageNeutralUnion,
             ThresholdRuleChoice::PooledNeutralUnion => ThresholdRule::PooledNeutralUnion,
             ThresholdRuleChoice::PooledJoinedNeutralUnion => ThresholdRule::PooledJoinedNeutralUnion,
-            ThresholdRuleChoice::PooledJoinedSevereF1 => ThresholdRule::PooledJoinedSevereF1,
         }
     }
 }

@@ -276,22 +276,12 @@ pub enum ThresholdRule {
     /// positives of a label joined into one group for its pooled cut (`join_small_groups`;
     /// experiments 51c and 69 in the model card).
     PooledJoinedNeutralUnion,
-    /// `PooledJoinedNeutralUnion` with the severe labels' cuts (threat, identity attack, sexual
-    /// harassment) at the max of F1 rather than F0.5. Missing one leaves the agent alone with a
-    /// threat or a sexual remark; flagging one wrongly costs a manager a look. The F0.5 cuts lost
-    /// a sixth of the behaviour suite's threats and sexual remarks (model card, experiments 70
-    /// and 74).
-    PooledJoinedSevereF1,
 }
 
 /// The head with thresholds chosen on the dev splits by `rule`.
 pub fn apply_threshold_rule(head: Head, data: &Featurised, rule: ThresholdRule) -> Result<Head> {
     Ok(match rule {
-        ThresholdRule::PerLanguage
-        | ThresholdRule::PerLanguageNeutralUnion
-        | ThresholdRule::PooledNeutralUnion
-        | ThresholdRule::PooledJoinedNeutralUnion
-        | ThresholdRule::PooledJoinedSevereF1 => {
+        ThresholdRule::PerLanguage | ThresholdRule::PerLanguageNeutralUnion | ThresholdRule::PooledNeutralUnion | ThresholdRule::PooledJoinedNeutralUnion => {
             let (pooled, by_language) = calibrate(&head, data, rule);
             head.with_calibration(pooled, by_language)?
         }
@@ -329,8 +319,7 @@ pub fn tune_thresholds(head: &Head, data: &Featurised, rule: ThresholdRule) -> B
             | ThresholdRule::PerLanguage
             | ThresholdRule::PerLanguageNeutralUnion
             | ThresholdRule::PooledNeutralUnion
-            | ThresholdRule::PooledJoinedNeutralUnion
-            | ThresholdRule::PooledJoinedSevereF1 => {
+            | ThresholdRule::PooledJoinedNeutralUnion => {
                 let (scores, truth): (Vec<f32>, Vec<bool>) = groups.into_values().flat_map(|(s, t)| s.into_iter().zip(t)).unzip();
                 best_f1_threshold(&scores, &truth)
             }
@@ -366,16 +355,16 @@ pub fn calibrate(head: &Head, data: &Featurised, rule: ThresholdRule) -> (BTreeM
     let mut by_language: BTreeMap<String, BTreeMap<Label, f32>> = BTreeMap::new();
     let groups_by_label = dev_groups(head, data);
     for (label, groups) in Label::ALL.into_iter().zip(&groups_by_label) {
-        let beta = rule.beta(label);
+        let beta = if judgement::ABUSE.contains(&label) { ABUSE_BETA } else { 1.0 };
         let joined;
-        let all: Vec<&metrics::Scored> = if matches!(rule, ThresholdRule::PooledJoinedNeutralUnion | ThresholdRule::PooledJoinedSevereF1) {
+        let all: Vec<&metrics::Scored> = if rule == ThresholdRule::PooledJoinedNeutralUnion {
             joined = join_small_groups(groups);
             joined.iter().collect()
         } else {
             groups.values().collect()
         };
         pooled.insert(label, metrics::best_budgeted_threshold(&all, NEUTRAL_BUDGET, beta).unwrap_or(0.5));
-        if matches!(rule, ThresholdRule::PooledNeutralUnion | ThresholdRule::PooledJoinedNeutralUnion | ThresholdRule::PooledJoinedSevereF1) {
+        if matches!(rule, ThresholdRule::PooledNeutralUnion | ThresholdRule::PooledJoinedNeutralUnion) {
             continue;
         }
         let mut languages: Vec<&str> = groups.keys().map(|(_, l)| *l).collect();
@@ -394,14 +383,8 @@ pub fn calibrate(head: &Head, data: &Featurised, rule: ThresholdRule) -> (BTreeM
             }
         }
     }
-    if matches!(
-        rule,
-        ThresholdRule::PerLanguageNeutralUnion
-            | ThresholdRule::PooledNeutralUnion
-            | ThresholdRule::PooledJoinedNeutralUnion
-            | ThresholdRule::PooledJoinedSevereF1
-    ) {
-        hold_neutral_union(head, data, rule, &groups_by_label, &pooled, &mut by_language);
+    if matches!(rule, ThresholdRule::PerLanguageNeutralUnion | ThresholdRule::PooledNeutralUnion | ThresholdRule::PooledJoinedNeutralUnion) {
+        hold_neutral_union(head, data, &groups_by_label, &pooled, &mut by_language);
     }
     (pooled, by_language)
 }
@@ -471,7 +454,6 @@ pub const NEUTRAL_UNION_MAX_LOSS: f64 = 0.05;
 fn hold_neutral_union(
     head: &Head,
     data: &Featurised,
-    rule: ThresholdRule,
     groups_by_label: &[BTreeMap<(&str, &str), metrics::Scored>],
     pooled: &BTreeMap<Label, f32>,
     by_language: &mut BTreeMap<String, BTreeMap<Label, f32>>,
@@ -487,7 +469,7 @@ fn hold_neutral_union(
     for (lang, texts) in texts_by_language {
         // The language's own dev F-beta of a label at a threshold (mean over its groups with positives).
         let quality = |label: Label, t: f32| -> f64 {
-            let beta = rule.beta(label);
+            let beta = if judgement::ABUSE.contains(&label) { ABUSE_BETA } else { 1.0 };
             let own: Vec<&metrics::Scored> =
                 groups_by_label[label.index()].iter().filter(|((_, l), g)| *l == lang && g.1.contains(&true)).map(|(_, g)| g).collect();
             own.iter().map(|(s, truth)| metrics::f_beta(&binary_metrics(s, truth, t), beta)).sum::<f64>() / own.len().max(1) as f64
@@ -588,17 +570,6 @@ pub fn measured_languages(data: &Featurised) -> Vec<String> {
 }
 
 impl ThresholdRule {
-    /// The beta of the F-beta a label's threshold maximises.
-    fn beta(self, label: Label) -> f64 {
-        if self == ThresholdRule::PooledJoinedSevereF1 && label.is_severe() {
-            1.0
-        } else if judgement::ABUSE.contains(&label) {
-            ABUSE_BETA
-        } else {
-            1.0
-        }
-    }
-
     /// How head.json describes thresholds chosen by this rule.
     pub fn describe(self) -> String {
         let objective = format!(
@@ -617,9 +588,6 @@ impl ThresholdRule {
             ThresholdRule::PooledNeutralUnion => format!("per label, one for every language: {objective}; {hold}"),
             ThresholdRule::PooledJoinedNeutralUnion => format!(
                 "per label, one for every language: {objective}, a data set's languages with fewer than {MIN_CLASS} positives counting as one group; {hold}"
-            ),
-            ThresholdRule::PooledJoinedSevereF1 => format!(
-                "per label, one for every language: {objective}, except beta 1 for the severe labels (threat, identity_attack, sexual_harassment), a data set's languages with fewer than {MIN_CLASS} positives counting as one group; {hold}"
             ),
             other => format!("per label on the dev splits, rule {other:?}"),
         }
@@ -804,7 +772,7 @@ mod tests {
     fn held(head: &Head, data: &Featurised) -> BTreeMap<String, BTreeMap<Label, f32>> {
         let pooled: BTreeMap<Label, f32> = Label::ALL.into_iter().map(|l| (l, 0.5)).collect();
         let mut by_language = BTreeMap::new();
-        hold_neutral_union(head, data, ThresholdRule::PooledNeutralUnion, &dev_groups(head, data), &pooled, &mut by_language);
+        hold_neutral_union(head, data, &dev_groups(head, data), &pooled, &mut by_language);
         by_language
     }
 
@@ -863,29 +831,6 @@ mod tests {
         assert!(separate[&Label::Threat] > 0.7, "{separate:?}");
         let (joined, _) = calibrate(&head, &data, ThresholdRule::PooledJoinedNeutralUnion);
         assert!(joined[&Label::Threat] <= 0.6, "{joined:?}");
-    }
-
-    #[test]
-    fn the_severe_f1_rule_cuts_threats_lower_and_leaves_the_other_labels() {
-        // Half the threats score 0.9, half 0.6 beside 30 ordinary turns: F0.5 keeps only the sure
-        // half (0.83 against 0.81), F1 takes both (0.87 against 0.67). Rudeness, scored the same
-        // way, is not severe and keeps its F0.5 cut under both rules.
-        let head = one_feature_head();
-        let mut data = Featurised { examples: Vec::new(), features: Vec::new() };
-        let turns: Vec<(f32, bool)> = (0..300)
-            .map(|i| match i {
-                0..50 => (0.9, true),
-                50..100 => (0.6, true),
-                100..130 => (0.6, false),
-                _ => (0.1, false),
-            })
-            .collect();
-        labelled_dev("calmline_behaviour", "en", Label::Threat, &turns, &mut data);
-        labelled_dev("calmline_behaviour", "en", Label::Rudeness, &turns, &mut data);
-        let (precise, _) = calibrate(&head, &data, ThresholdRule::PooledJoinedNeutralUnion);
-        let (severe_f1, _) = calibrate(&head, &data, ThresholdRule::PooledJoinedSevereF1);
-        assert!(precise[&Label::Threat] > 0.6 && severe_f1[&Label::Threat] <= 0.6, "{precise:?} {severe_f1:?}");
-        assert!(precise[&Label::Rudeness] > 0.6 && severe_f1[&Label::Rudeness] == precise[&Label::Rudeness], "{precise:?} {severe_f1:?}");
     }
 
     /// Hebrew neutral dev text: 3 of 100 flagged insult (at 0.60, 0.62, 0.64: 3%, over the cap);
