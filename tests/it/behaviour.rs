@@ -127,26 +127,22 @@ use calmline::domain::policy::Policy;
 use calmline::train::datasets::Split;
 use calmline::train::judgement;
 
-// What the default (`e5-small-q4+soup-20-20s2-28-32+judgement-38`, 2026-12-06) measured on the
-// test splits, less a small margin (models/eval-judgement.md, f32; int8 in
-// models/eval-judgement-int8.md): labels 85.5% (int8 85.4%), actions 86.5% (86.5%) on the
-// suite's 1,830 test cases, neutral turns 87% or more in every language (Spanish 7 of 8),
-// conversation accuracy 86.1% (86.3%), false alarms 1.6% (8 of 491; int8 6), SET_BOUNDARY or
-// worse right 85% (39 of 46; int8 39 of 45) of the time on the first six languages' 604 test
-// turns. Since the conversations of six more languages (fr, it, pl, tr, ar, ru; written blind,
-// 2026-12-06) the test split has 1,156 turns, and the same model measures 85.7% (int8 85.9%),
-// false alarms 3.6% (34 of 952; int8 3.3%), SET_BOUNDARY or worse 81% (77 of 95; int8 82%):
-// the floors below are those figures less a margin, not a loosening (the bars are 90%,
-// 2% and 90%). judgement-29 measured 85.0% / 86.4%,
-// 85.6%, 0.8% and 86% (44 calls); judgement-22 84.5% / 86.1%, 86.3%, 1.6% and 85% (46 calls);
-// judgement-19 82.7% / 84.8%, 84.9%, 1.8% and 79%; judgement-18 80.3% / 82.5%, 82.3%, 1.8% and
-// 79%; judgement-6 76.6% / 79.7%, 82.5%, 2.0% and 79%; judgement-2 57.4% / 63.1% on the same cases.
+// What the default (`e5-small-q4+soup-38-49w11+judgement-93`, 2026-12-07) measured on the test
+// splits, less a small margin (models/eval-judgement.md, f32; int8 in
+// models/eval-judgement-int8.md): labels 84.8% (int8 84.9%), actions 86.8% (86.9%) on the suite's
+// 1,830 test cases, neutral turns 87% or more in every language (Spanish 7 of 8); on the twelve
+// languages' 1,156 conversation turns accuracy 87.1% (87.1%), false alarms 2.2% (21 of 952; int8
+// 2.3%), SET_BOUNDARY or worse right 88.8% (79 of 89; int8 the same) of the time. The bars
+// are 95%, 90%, 2% and 90%. judgement-38 measured 85.5% / 86.5%, 85.7%, 3.6% and 81% (95 calls)
+// on the same cases and turns; judgement-29 85.0% / 86.4%; judgement-22 84.5% / 86.1%;
+// judgement-19 82.7% / 84.8%; judgement-18 80.3% / 82.5%; judgement-6 76.6% / 79.7%; judgement-2
+// 57.4% / 63.1% on the same cases.
 const SUITE_LABEL_FLOOR: f64 = 0.84;
-const SUITE_ACTION_FLOOR: f64 = 0.85;
+const SUITE_ACTION_FLOOR: f64 = 0.86;
 const NEUTRAL_FLOOR: f64 = 0.85;
-const CONVERSATION_ACCURACY_FLOOR: f64 = 0.84;
-const CONVERSATION_FALSE_ALARM_CEILING: f64 = 0.04;
-const BOUNDARY_PRECISION_FLOOR: f64 = 0.78;
+const CONVERSATION_ACCURACY_FLOOR: f64 = 0.86;
+const CONVERSATION_FALSE_ALARM_CEILING: f64 = 0.03;
+const BOUNDARY_PRECISION_FLOOR: f64 = 0.86;
 
 fn suite() -> judgement::SuiteReport {
     let cases = judgement::load_cases(Path::new("data/behaviour")).expect("data/behaviour");
