@@ -72,12 +72,12 @@ pub async fn run(
     let policy = Arc::new(crate::domain::policy::Policy::load_or_embedded(args.policy.policy.as_deref())?);
     let handle = m::install();
     metrics::gauge!(m::READY).set(0.0);
-    // Aborted when `run` returns, on every path (a bad TLS file or a model that fails to load
-    // included): a library caller (the tests, the Python package) must not keep a stray listener.
     if let Some(address) = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()? {
         // The bound address, not the asked one: `--metrics-listen 127.0.0.1:0` picks a free port.
         tracing::info!(%address, "metrics at http://{address}/metrics");
     }
+    // Aborted when `run` returns, on every path (a bad TLS file or a model that fails to load
+    // included): a library caller (the tests, the Python package) must not keep a stray listener.
     let _metrics_task =
         metrics_listener.map(|l| AbortOnDropHandle::new(tokio::spawn(crate::http::metrics::serve(Guarded::new(l, METRICS_CONNECTIONS), handle))));
 
