@@ -4,9 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use calmline::grpc::pb;
-
-use crate::common::{ServeProcess, TriageClient};
+use crate::common::{ServeProcess, answering_client};
 
 /// User plus system CPU time of a process so far (`/proc/<pid>/stat`, in clock ticks of 10 ms).
 fn cpu_time(pid: u32) -> Duration {
@@ -15,18 +13,6 @@ fn cpu_time(pid: u32) -> Duration {
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     Duration::from_millis(ticks * 10)
-}
-
-async fn answers(port: u16) -> bool {
-    let endpoint = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
-    let Ok(Ok(channel)) = tokio::time::timeout(Duration::from_secs(2), endpoint.connect()).await else {
-        return false;
-    };
-    let mut client = TriageClient::new(channel);
-    match tokio::time::timeout(Duration::from_secs(5), client.get_info(pb::GetInfoRequest {})).await {
-        Ok(Ok(response)) => !response.into_inner().model_version.is_empty(),
-        _ => false,
-    }
 }
 
 #[tokio::test]
@@ -47,7 +33,7 @@ async fn out_of_file_descriptors_the_accept_loop_pauses_and_recovers() {
     // Descriptors free up: new connections are accepted and answered again.
     drop(silent);
     let freed = Instant::now();
-    while !answers(port).await {
+    while answering_client(port).await.is_none() {
         assert!(freed.elapsed() < Duration::from_secs(20), "no answer 20 s after the descriptors were freed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

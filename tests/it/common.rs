@@ -172,17 +172,18 @@ impl ServeProcess {
     pub async fn ready(&mut self) -> TriageClient<Channel> {
         let started = std::time::Instant::now();
         loop {
-            let endpoint = Channel::from_shared(format!("http://127.0.0.1:{}", self.port)).unwrap();
-            if let Ok(channel) = endpoint.connect().await {
-                let mut client = TriageClient::new(channel);
-                if client.get_info(pb::GetInfoRequest {}).await.is_ok_and(|r| !r.into_inner().model_version.is_empty()) {
-                    return client;
-                }
+            if let Some(client) = answering_client(self.port).await {
+                return client;
             }
             self.assert_running("before it served");
             assert!(started.elapsed() < std::time::Duration::from_secs(120), "never ready in 120 s:\n{}", self.log_tail());
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the server would.
+    pub fn terminate(&self) {
+        assert!(std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success());
     }
 
     /// The log so far.
@@ -218,6 +219,17 @@ impl ServeProcess {
             fields["address"].as_str()?.parse::<SocketAddr>().ok().map(|a| a.port())
         })
     }
+}
+
+/// A client of the server on `port` once it answers GetInfo with a model, or `None` if it does not
+/// within a few seconds (it may be loading, or out of descriptors).
+pub async fn answering_client(port: u16) -> Option<TriageClient<Channel>> {
+    use std::time::Duration;
+    let endpoint = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
+    let channel = tokio::time::timeout(Duration::from_secs(2), endpoint.connect()).await.ok()?.ok()?;
+    let mut client = TriageClient::new(channel);
+    let info = tokio::time::timeout(Duration::from_secs(5), client.get_info(pb::GetInfoRequest {})).await.ok()?.ok()?;
+    (!info.into_inner().model_version.is_empty()).then_some(client)
 }
 
 impl Drop for ServeProcess {

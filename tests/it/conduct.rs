@@ -16,9 +16,10 @@ fn conduct_flags_hold_up_on_the_held_out_agent_turns() {
     let f1 = |kind: ConductKind| counts[&("all".to_string(), kind)].f1();
     // Recognised by example: canned replies are reliable, blaming others less so since the
     // encoder's adapters were trained on all twelve layers (conduct-6 with judgement-93 and with
-    // judgement-38: 0.80 on 12 test positives, macro F1 0.738 in f32 and int8; conduct-5 with judgement-29 0.75 and
-    // 0.705; conduct-4 with judgement-22 0.67 and 0.68, with judgement-19 0.73 and 0.65 / 0.70;
-    // conduct-3 with judgement-18 0.67, with judgement-6 0.80; docs/AGENT-CONDUCT.md).
+    // judgement-38: 0.80 on 12 test positives, macro F1 0.738 in f32 and int8; conduct-5 with
+    // judgement-29 0.75 and 0.705; conduct-4 with judgement-22 0.67 and 0.68, with judgement-19
+    // 0.73 and 0.65 / 0.70; conduct-3 with judgement-18 0.67, with judgement-6 0.80;
+    // docs/AGENT-CONDUCT.md).
     assert!(f1(ConductKind::BlamesOthers) >= 0.6, "{}", evaluation::markdown(&counts));
     assert!(f1(ConductKind::CannedReply) >= 0.8, "{}", evaluation::markdown(&counts));
     assert!(evaluation::macro_f1(&counts) >= 0.6, "{}", evaluation::markdown(&counts));

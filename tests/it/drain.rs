@@ -3,7 +3,6 @@
 
 use crate::common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::{ServeProcess, TriageClient};
@@ -12,15 +11,10 @@ use tokio::io::AsyncWriteExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// The server, and a client once it answers with a model.
-async fn serve(drain_timeout_s: u64) -> (ServeProcess, u16, TriageClient<tonic::transport::Channel>) {
+async fn serve(drain_timeout_s: u64) -> (ServeProcess, TriageClient<tonic::transport::Channel>) {
     let mut server = ServeProcess::spawn(&["--drain-timeout-s", &drain_timeout_s.to_string()], "info", None);
     let client = server.ready().await;
-    let port = server.port;
-    (server, port, client)
-}
-
-fn signal(server: &ServeProcess) {
-    assert!(Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap().success());
+    (server, client)
 }
 
 /// Waits for the process to exit, at most `limit`; its status code and when it exited.
@@ -39,7 +33,8 @@ async fn exit_within(server: &mut ServeProcess, limit: Duration) -> (Option<i32>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_streams_with_a_status_and_exits_within_the_drain_timeout() {
-    let (mut server, port, mut client) = serve(2).await;
+    let (mut server, mut client) = serve(2).await;
+    let port = server.port;
     // A live conversation that answered one turn and now waits for the next.
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(pb::ConverseRequest { turn: Some(common::customer("Where is my parcel?")), locale: "en".into() }).await.unwrap();
@@ -50,7 +45,7 @@ async fn sigterm_ends_streams_with_a_status_and_exits_within_the_drain_timeout()
     let mut preface_only = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     preface_only.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
 
-    signal(&server);
+    server.terminate();
     let sent = Instant::now();
     let ended = tokio::time::timeout(Duration::from_secs(3), replies.message()).await.expect("the stream ends after SIGTERM");
     let status = ended.expect_err("the stream ends with a status, not a clean end");
@@ -65,14 +60,15 @@ async fn sigterm_ends_streams_with_a_status_and_exits_within_the_drain_timeout()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once() {
-    let (mut server, port, _client) = serve(60).await;
+    let (mut server, _client) = serve(60).await;
+    let port = server.port;
     // A peer that sent only the HTTP/2 preface holds the drain open (a silent one no longer
     // does: with HTTP/1.1 served too, a connection that never sent a request is closed at once).
     let mut preface_only = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     preface_only.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
-    signal(&server);
+    server.terminate();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    signal(&server);
+    server.terminate();
     let (code, after) = exit_within(&mut server, Duration::from_secs(5)).await;
     assert_eq!(code, Some(130));
     assert!(after < Duration::from_secs(2), "exit took {after:?} after the second signal");

@@ -58,7 +58,7 @@ fn no_text_reaches_logs_or_metrics_at_trace_level() {
         tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_string(&mut body)).await.expect("the scrape ends").unwrap();
         body
     });
-    Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    server.terminate();
     let (status, log) = server.finish();
     assert!(status.success());
 
