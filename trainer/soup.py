@@ -19,6 +19,13 @@ Why weight: an equal average of many encoders dilutes what only the newest was t
 experiment 43d: bare one-word insults the newest encoder scores 0.6-0.98 fall to 0.03-0.4 in a
 five-way soup), while the older encoders are what keeps ordinary conversation turns right.
 
+Why --max-rank: a soup's rank is the sum of its inputs' ranks, so each round of "fine-tune from the
+soup, soup again" would double the committed file. Runs that start from one soup change it
+little, so the averaged delta is nearly low-rank (judgement-93's rank-128 soup keeps all but
+0.004% of each projection's energy at rank 64). --max-rank R replaces each projection's delta by
+its best rank-R approximation (truncated SVD, Eckart-Young) and records in soup.json the largest
+share of a projection's energy (squared Frobenius norm) that the truncation dropped.
+
 Only the adapters are written (and soup.json, what went in): `calmline train --adapters OUT` fits
 the served head and thresholds on the soup's own features.
 """
@@ -61,10 +68,33 @@ def soup(adapter_sets, weights=None):
     return {"rank": rank, "alpha": float(rank), "first_layer": first_layers.pop()}, out
 
 
+def truncate(settings, tensors, max_rank):
+    """The best rank-max_rank adapter for each projection of a scale-1 adapter set (alpha = rank,
+    as soup() writes). Returns (settings, tensors, largest share of a delta's energy dropped)."""
+    if max_rank < 1:
+        raise SystemExit(f"--max-rank must be at least 1, got {max_rank}")
+    if max_rank >= settings["rank"]:
+        return settings, tensors, 0.0
+    out, dropped = {}, 0.0
+    for a_name in sorted(k for k in tensors if k.endswith(".lora_a")):
+        b_name = a_name[: -len("lora_a")] + "lora_b"
+        delta = tensors[b_name].astype(np.float64) @ tensors[a_name].astype(np.float64)
+        u, s, vt = np.linalg.svd(delta, full_matrices=False)
+        energy = float(np.sum(s**2))
+        if energy > 0:
+            dropped = max(dropped, float(np.sum(s[max_rank:] ** 2)) / energy)
+        # Split each singular value evenly between the factors so that A and B keep similar scales.
+        root = np.sqrt(s[:max_rank])
+        out[a_name] = np.ascontiguousarray((root[:, None] * vt[:max_rank]).astype(np.float32))
+        out[b_name] = np.ascontiguousarray((u[:, :max_rank] * root[None, :]).astype(np.float32))
+    return {**settings, "rank": max_rank, "alpha": float(max_rank)}, out, dropped
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="folder to write adapters.safetensors, adapters.json and soup.json")
     p.add_argument("--weights", help="comma-separated positive weights, one per input (default: all equal)")
+    p.add_argument("--max-rank", type=int, help="keep each projection's best rank-R approximation (truncated SVD) instead of the stacked rank")
     p.add_argument("inputs", nargs="+", help="folders written by trainer/finetune.py")
     args = p.parse_args(argv)
     if len(args.inputs) < 2:
@@ -74,6 +104,9 @@ def main(argv=None):
     except ValueError:
         raise SystemExit(f"--weights: not a comma-separated list of numbers: {args.weights!r}")
     settings, tensors = soup([read_adapters(folder) for folder in args.inputs], weights)
+    dropped = None
+    if args.max_rank is not None:
+        settings, tensors, dropped = truncate(settings, tensors, args.max_rank)
     os.makedirs(args.out, exist_ok=True)
     save_file(tensors, os.path.join(args.out, "adapters.safetensors"))
     with open(os.path.join(args.out, "adapters.json"), "w") as f:
@@ -83,9 +116,13 @@ def main(argv=None):
         record = {"inputs": args.inputs, "rank": settings["rank"]}
         if weights is not None:
             record["weights"] = weights
+        if dropped is not None:
+            record["max_rank"] = args.max_rank
+            record["largest_energy_dropped"] = dropped
         json.dump(record, f, indent=2)
         f.write("\n")
-    print(f"{len(args.inputs)} adapter sets averaged into {args.out} (rank {settings['rank']})", file=sys.stderr)
+    truncated = "" if dropped is None else f"; at most {dropped:.2e} of a projection's energy dropped"
+    print(f"{len(args.inputs)} adapter sets averaged into {args.out} (rank {settings['rank']}{truncated})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -328,6 +328,41 @@ def test_a_weighted_soup_merges_to_the_weighted_average_and_refuses_bad_weights(
             soup.main(["--out", str(tmp_path / "bad"), "--weights", bad] + folders)
 
 
+def test_a_soup_cut_to_a_max_rank_is_exact_above_the_true_rank_and_the_best_approximation_below(tmp_path):
+    """--max-rank: two rank-3 inputs that share one rank-2 part average to a delta of rank 4; cut to
+    rank 4 the soup merges to that average exactly, cut to rank 2 to its best rank-2 approximation,
+    and soup.json records the share of energy the cut dropped (zero, then the truncated SVD's)."""
+    import soup
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(11)
+    shared_a, shared_b = rng.normal(size=(2, 9)), rng.normal(size=(8, 2))
+    deltas, folders = [], []
+    for i in range(2):
+        a = np.concatenate([shared_a, rng.normal(size=(1, 9))]).astype(np.float32)
+        b = np.concatenate([shared_b, rng.normal(size=(8, 1))], axis=1).astype(np.float32)
+        folder = tmp_path / f"in{i}"
+        folder.mkdir()
+        save_file({"l0.q.lora_a": a, "l0.q.lora_b": b}, str(folder / "adapters.safetensors"))
+        (folder / "adapters.json").write_text(json.dumps({"rank": 3, "alpha": 3.0, "first_layer": 0}))
+        deltas.append(b.astype(np.float64) @ a.astype(np.float64))
+        folders.append(str(folder))
+    average = np.mean(deltas, axis=0)
+    u, s, vt = np.linalg.svd(average)
+    for max_rank, expected in ((4, average), (2, (u[:, :2] * s[:2]) @ vt[:2])):
+        out = tmp_path / f"soup{max_rank}"
+        soup.main(["--out", str(out), "--max-rank", str(max_rank)] + folders)
+        settings, merged = soup.read_adapters(str(out))
+        assert settings == {"rank": max_rank, "alpha": float(max_rank), "first_layer": 0}
+        assert merged["l0.q.lora_a"].shape == (max_rank, 9) and merged["l0.q.lora_b"].shape == (8, max_rank)
+        np.testing.assert_allclose(merged["l0.q.lora_b"] @ merged["l0.q.lora_a"], expected, rtol=1e-4, atol=1e-4)
+        record = json.loads((out / "soup.json").read_text())
+        assert record["max_rank"] == max_rank
+        assert record["largest_energy_dropped"] == pytest.approx(np.sum(s[max_rank:] ** 2) / np.sum(s**2), abs=1e-6)
+    assert record["largest_energy_dropped"] > 0.01
+    with pytest.raises(SystemExit):
+        soup.main(["--out", str(tmp_path / "bad"), "--max-rank", "0"] + folders)
+
+
 @needs_base
 def test_a_run_started_from_an_adapter_set_starts_where_that_set_is(examples, tmp_path):
     """--init-adapters (continued training from a soup or an earlier run): the model loads the set
