@@ -115,7 +115,7 @@ test:
 	$(MAKE) --jobs=12 --output-sync=target test-needs
 	$(TRAIN_VENV)/bin/python tools/training_overlap.py
 	CALMLINE_CHROMIUM=$(CHROMIUM) $(CARGO) test --locked
-	CALMLINE_BIN=target/debug/calmline $(TRAIN_VENV)/bin/python -m pytest -q trainer tools/test_training_overlap.py tools/test_annotation_agreement.py tools/test_replay_judgement.py
+	CALMLINE_BIN=target/debug/calmline $(TRAIN_VENV)/bin/python -m pytest -q trainer tools/test_training_overlap.py tools/test_annotation_agreement.py tools/test_replay_judgement.py tools/test_label_cues.py
 	$(MAKE) python-test
 	./deploy/validate.sh
 
