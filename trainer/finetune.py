@@ -30,7 +30,7 @@ epsilon; features are the L2-normalised mean-pooled last layer followed by the L
 mean-pooled average of layers 9-11 (UPPER below). The layers below the first adapter run once per
 text without gradients and are kept in memory.
 """
-import argparse, hashlib, json, math, os, resource, signal, sys, time
+import argparse, hashlib, json, math, os, re, resource, signal, sys, time
 
 import numpy as np
 import torch
@@ -308,14 +308,28 @@ def twin_triples(rows):
             for label in range(len(LABELS)) if rows[i][3][label] is True and rows[j][3][label] is False]
 
 
-def parse_repeats(items):
+def parse_repeats(items, what="SOURCE"):
     repeats = {}
     for item in items:
-        source, _, times = item.partition("=")
-        if not times.isdigit() or int(times) < 1:
-            sys.exit(f"--repeat wants SOURCE=N with N >= 1, got {item!r}")
-        repeats[source] = int(times)
+        key, _, times = item.partition("=")
+        if not key or not times.isdigit() or int(times) < 1:
+            sys.exit(f"--repeat{'-round' if what == 'ROUND' else ''} wants {what}=N with N >= 1, got {item!r}")
+        repeats[key] = int(times)
     return repeats
+
+
+def round_of(group):
+    """The training round a project case's twin group names (`en-t33-g004` -> "33", `en-t26b-g004`
+    -> "26b"; round 1's `en-t-g004` -> "1"), None for the suite's groups (`en-g017`) and for texts
+    without one. A twin written into an earlier round's group (round 32's) counts as that round."""
+    match = re.fullmatch(r"[a-z]{2,3}-t(\d*[a-z]?)-g\d+", group or "")
+    return (match.group(1) or "1") if match else None
+
+
+def example_repeats(rows, by_source, by_round):
+    """How often an epoch shows each row: its source's --repeat times its round's --repeat-round,
+    so a round written against one shortcut can be weighted to match the imbalance it corrects."""
+    return [by_source.get(r[0], 1) * by_round.get(round_of(r[5]), 1) for r in rows]
 
 
 def file_digest(path):
@@ -409,7 +423,7 @@ def adapter_shape(args):
 def recipe(args, examples_digest, steps):
     """What must not change between a run and its resumption."""
     keys = ("rank", "alpha", "first_layer", "init_adapters", "batch", "learning_rate", "max_tokens", "seed", "repeat", "source_heads", "dropout", "label_smoothing", "precision",
-            "twin_pairs", "twin_weight")
+            "twin_pairs", "twin_weight", "repeat_round")
     return dict({k: getattr(args, k) for k in keys}, examples=examples_digest, steps=steps)
 
 
@@ -441,7 +455,7 @@ def write_outputs(args, model, log):
         "optimiser": f"AdamW lr {args.learning_rate} (5% warm-up, linear decay to a tenth), {log['steps']} steps of {args.batch} texts in length-bucketed batches, texts cut to {args.max_tokens} tokens",
         "regularisation": {"dropout": args.dropout, "label_smoothing": args.label_smoothing},
         "twins": {"pairs_per_step": args.twin_pairs, "weight": args.twin_weight, "pairs": log["twin_pairs"]} if args.twin_pairs else None,
-        "steps_done": log["steps_done"], "epochs": log["epochs"], "repeat": args.repeat,
+        "steps_done": log["steps_done"], "epochs": log["epochs"], "repeat": args.repeat, "repeat_round": args.repeat_round,
         "head_init": head_init, "adapters_init": args.init_adapters, "examples": log["examples"], "source_heads": log["source_heads"],
         "thresholds": "the starting head's; fit the final head and thresholds with `calmline train --adapters`",
     }
@@ -478,6 +492,8 @@ def main(argv=None):
                    "label differ (the same moment abusive and only angry), the one with the label to score above the other (0: none)")
     p.add_argument("--twin-weight", type=float, default=1.0, help="weight of the twin loss against the cross-entropy")
     p.add_argument("--repeat", action="append", default=[], metavar="SOURCE=N", help="see SOURCE's texts N times per epoch (e.g. calmline_indomain=3)")
+    p.add_argument("--repeat-round", action="append", default=[], metavar="ROUND=N",
+                   help="see the training turns of data/training's round ROUND (their twin groups `<lang>-tROUND-g…`; 1 for `<lang>-t-g…`) N times as often again, on top of --repeat (e.g. 33=4)")
     p.add_argument("--time-limit-minutes", type=float, help="stop the steps after this long, checkpoint and write what was learnt")
     p.add_argument("--stop-after-steps", type=int, help="stop after this step (checkpointed), as a time limit would")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
@@ -496,6 +512,8 @@ def main(argv=None):
     adapter_shape(args)
     args.repeat = sorted(args.repeat)
     repeats_by_source = parse_repeats(args.repeat)
+    args.repeat_round = sorted(args.repeat_round)
+    repeats_by_round = parse_repeats(args.repeat_round, "ROUND")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -506,7 +524,10 @@ def main(argv=None):
     rows = read_examples(args.examples, "train", args.max_tokens)
     if not rows:
         sys.exit(f"{args.examples}: no training examples")
-    repeats = [repeats_by_source.get(r[0], 1) for r in rows]
+    repeats = example_repeats(rows, repeats_by_source, repeats_by_round)
+    for tag in repeats_by_round:
+        if not any(round_of(r[5]) == tag for r in rows):
+            sys.exit(f"--repeat-round {tag}: {args.examples} has no training turn of round {tag}")
     epoch_texts = sum(repeats)
     steps = args.steps or max(1, math.ceil(args.epochs * epoch_texts / args.batch))
     recipe_used = recipe(args, file_digest(args.examples), steps)
@@ -525,8 +546,8 @@ def main(argv=None):
     step, texts_seen, losses, twin_losses = 0, 0, [], []
     if args.resume and os.path.exists(checkpoint_path):
         state = torch.load(checkpoint_path, weights_only=False)
-        # Checkpoints written before --init-adapters or --twin-pairs existed had neither.
-        saved = {"init_adapters": None, "twin_pairs": 0, "twin_weight": 1.0, **state["recipe"]}
+        # Checkpoints written before --init-adapters, --twin-pairs or --repeat-round existed had none of them.
+        saved = {"init_adapters": None, "twin_pairs": 0, "twin_weight": 1.0, "repeat_round": [], **state["recipe"]}
         if saved != recipe_used:
             sys.exit(f"{checkpoint_path} was made with another recipe or data: {saved} (now {recipe_used})")
         with torch.no_grad():

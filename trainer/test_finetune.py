@@ -118,6 +118,19 @@ def test_batch_plan_shows_every_text_as_often_as_repeated():
     assert seen == sorted([0, 1, 2, 2, 2, 3, 4, 5, 6, 7])
 
 
+def test_a_rounds_repeat_multiplies_its_sources_for_that_rounds_turns_only():
+    row = lambda source, group: (source, "en", [0, 2], [None] * 7, True, group)
+    rows = [row("calmline_training", "en-t33-g004"),   # round 33
+            row("calmline_training", "en-t3-g004"),    # round 3: not 33's prefix
+            row("calmline_training", "en-t-g001"),     # round 1
+            row("calmline_behaviour", "en-g017"),      # the suite: no round
+            row("convabuse", None)]                    # a public text
+    assert [finetune.round_of(r[5]) for r in rows] == ["33", "3", "1", None, None]
+    assert finetune.round_of("he-t26b-g002") == "26b"
+    repeats = finetune.example_repeats(rows, {"calmline_training": 6, "convabuse": 2}, {"33": 4, "1": 2})
+    assert repeats == [24, 6, 12, 1, 2]
+
+
 def test_twin_triples_pair_the_cases_of_one_group_whose_label_differs():
     T, F_, N = True, False, None
     row = lambda source, group, threat, rudeness: (source, "en", [0, 2], [N, rudeness, N, N, threat, N, N], True, group)
