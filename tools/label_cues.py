@@ -59,10 +59,20 @@ def label_cues(known: list[tuple[str, bool]], min_count: int, min_rate: float) -
     return sorted(found, key=lambda c: (-c[2], -c[1], c[0]))
 
 
-def training_cases(lang: str) -> list[dict]:
+def file_round(path: pathlib.Path) -> int:
+    """The round a training file holds: `<lang>.jsonl` is round 1, `<lang>-r26b.jsonl` round 26."""
+    stem = path.name.split(".")[0]
+    return int(re.match(r"[a-z]+-r(\d+)", stem).group(1)) if "-r" in stem else 1
+
+
+def training_cases(lang: str, before_round: int | None = None) -> list[dict]:
+    """The training turns of `lang`, only those of rounds below `before_round` when given (to list
+    the cues a model was trained on before the rounds written against them)."""
     cases = []
     for path in sorted(TRAINING.glob(f"{lang}*.jsonl")):
         if path.name.split(".")[0].split("-")[0] != lang:
+            continue
+        if before_round is not None and file_round(path) >= before_round:
             continue
         cases += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return cases

@@ -23,6 +23,11 @@
         # the figures with one label's (or one group's) flags on conversation turns made exactly
         # gold, misses and false flags both: which label's errors cost the most accuracy, boundary
         # precision or false alarms (experiment 64). Not a method either.
+    python3 tools/replay_judgement.py cue-gap SCORES.jsonl HEAD.json [--label frustration] [--before-round 33]
+        # the label's false flags on calm conversation turns and suite cases (the label not gold /
+        # in must_not) that carry one of their language's cue words (tools/label_cues.py, from the
+        # training rounds below --before-round) or, for frustration, a digit, against those that do
+        # not; and the recall on each side (model card, experiment 76)
 
 The ladder below is src/domain/policy/mod.rs `customer_turn` with its settings read from
 models/policy.toml's [ladder] (the gold actions follow the same rules, data/conversations/README.md).
@@ -239,6 +244,53 @@ def missed(args):
     print(json.dumps(put_right(chosen(args), json.load(open(args.head)), labels), indent=1))
 
 
+def cue_gap_counts(rows, head, label, has_cue):
+    """{(kind, with a cue): [calm, calm flagged, with the label, with the label flagged]} over the
+    rows' suite cases and gold conversation turns; `has_cue(row)` says whether its text has a cue."""
+    counts = {}
+    for r in rows:
+        if r["kind"] == "turn":
+            if r["gold"] is None:
+                continue
+            positive = label in r["gold"]["labels"]
+            negative = not positive
+        else:
+            positive, negative = label in r["must"], label in r["must_not"]
+            if not (positive or negative):
+                continue
+        flagged = r["scores"][label] >= cuts_for(head, r["thresholds_language"])[label]
+        c = counts.setdefault((r["kind"], has_cue(r)), [0, 0, 0, 0])
+        c[0 if negative else 2] += 1
+        c[1 if negative else 3] += flagged
+    return counts
+
+
+def cue_gap(args):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import label_cues
+    head = json.load(open(args.head))
+    text = {key: t for key, t, _, _ in items()}
+    cues = {}
+
+    def has_cue(r):
+        lang = r["lang"]
+        if lang not in cues:
+            known = label_cues.targets(label_cues.training_cases(lang, args.before_round), args.label)
+            cues[lang] = {c for c, _, _ in label_cues.label_cues(known, 5, 0.9)} if known else set()
+        t = text[r["id"]]
+        return bool(label_cues.cues_of(t) & cues[lang]) or (args.label == "frustration" and any(ch.isdigit() for ch in t))
+
+    rows = read_jsonl(args.scores)
+    pct = lambda a, b: round(100.0 * a / b, 1) if b else None
+    report = {}
+    for split in ("dev", "test"):
+        counts = cue_gap_counts([r for r in rows if r["split"] == split], head, args.label, has_cue)
+        for (kind, cue), (calm, false_flags, positive, hits) in sorted(counts.items()):
+            report[f"{split} {kind}s {'with' if cue else 'without'} a cue"] = {
+                "calm": calm, "calm flagged %": pct(false_flags, calm), f"with {args.label}": positive, "recall %": pct(hits, positive)}
+    print(json.dumps(report, indent=1))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -255,8 +307,13 @@ def main():
             s.add_argument("--split", default="test")
         if name == "missed":
             s.add_argument("--labels", default="rudeness", help="comma-separated labels whose misses are put right")
+    g = sub.add_parser("cue-gap")
+    g.add_argument("scores")
+    g.add_argument("head")
+    g.add_argument("--label", default="frustration", choices=LABELS)
+    g.add_argument("--before-round", type=int, default=33, help="cue lists from the training rounds below this one")
     args = p.parse_args()
-    {"dump": dump, "report": report, "ceiling": ceiling, "fit-dev": fit_dev, "missed": missed, "oracle": oracle}[args.command](args)
+    {"cue-gap": cue_gap, "dump": dump, "report": report, "ceiling": ceiling, "fit-dev": fit_dev, "missed": missed, "oracle": oracle}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -28,3 +28,13 @@ def test_every_language_of_the_training_turns_has_frustration_cues():
         known = label_cues.targets(label_cues.training_cases(lang), "frustration")
         assert len(known) > 500, lang
         assert label_cues.label_cues(known, 5, 0.9), lang
+
+
+def test_a_files_round_is_read_from_its_name_and_bounds_the_cases_read():
+    import pathlib
+    assert label_cues.file_round(pathlib.Path("en.jsonl")) == 1
+    assert label_cues.file_round(pathlib.Path("de-r26b.jsonl")) == 26
+    assert label_cues.file_round(pathlib.Path("ru-r33.jsonl")) == 33
+    before = label_cues.training_cases("ru", before_round=33)
+    assert not any("-t33-" in c["group"] for c in before)
+    assert len(before) < len(label_cues.training_cases("ru"))

@@ -66,3 +66,15 @@ def test_oracle_leaves_a_turn_without_gold_as_served():
     rows[0]["gold"] = None
     # The first turn's served rudeness still counts on the ladder: the second is the second abusive turn.
     assert replay.gold_flags(rows, HEAD, ["rudeness"])["conversations"] == 100.0
+
+
+def test_cue_gap_counts_calm_flags_and_recall_apart_for_texts_with_and_without_a_cue():
+    rows = [turn("c1", 0, {"frustration": 0.9}, [], "NONE"),                 # calm, flagged, a cue
+            turn("c1", 1, {"frustration": 0.1}, [], "NONE"),                 # calm, not flagged, no cue
+            turn("c1", 2, {"frustration": 0.9}, ["frustration"], "ACKNOWLEDGE"),  # a hit, a cue
+            {**turn("c1", 3, {}, [], "NONE"), "gold": None}]                 # no gold: left out
+    case = {"kind": "case", "split": "dev", "lang": "en", "thresholds_language": "en", "must": [], "must_not": ["frustration"],
+            "scores": {label: (0.7 if label == "frustration" else 0.0) for label in replay.LABELS}}
+    has_cue = lambda r: r.get("index") in (0, 2)
+    counts = replay.cue_gap_counts(rows + [case], HEAD, "frustration", has_cue)
+    assert counts == {("turn", True): [1, 1, 1, 1], ("turn", False): [1, 0, 0, 0], ("case", False): [1, 1, 0, 0]}

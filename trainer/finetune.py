@@ -308,12 +308,12 @@ def twin_triples(rows):
             for label in range(len(LABELS)) if rows[i][3][label] is True and rows[j][3][label] is False]
 
 
-def parse_repeats(items, what="SOURCE"):
+def parse_repeats(items, option="--repeat", key_name="SOURCE"):
     repeats = {}
     for item in items:
         key, _, times = item.partition("=")
         if not key or not times.isdigit() or int(times) < 1:
-            sys.exit(f"--repeat{'-round' if what == 'ROUND' else ''} wants {what}=N with N >= 1, got {item!r}")
+            sys.exit(f"{option} wants {key_name}=N with N >= 1, got {item!r}")
         repeats[key] = int(times)
     return repeats
 
@@ -513,7 +513,7 @@ def main(argv=None):
     args.repeat = sorted(args.repeat)
     repeats_by_source = parse_repeats(args.repeat)
     args.repeat_round = sorted(args.repeat_round)
-    repeats_by_round = parse_repeats(args.repeat_round, "ROUND")
+    repeats_by_round = parse_repeats(args.repeat_round, "--repeat-round", "ROUND")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
