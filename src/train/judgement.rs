@@ -316,11 +316,32 @@ impl TurnTally {
     }
 }
 
+/// One label's flags on the customer turns against their gold labels: what a platform sees in
+/// an answer's `labels` (profanity and frustration move no rung of the ladder, so the action
+/// figures alone never show their false flags).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct LabelTally {
+    pub gold: usize,
+    pub flagged: usize,
+    pub flagged_and_gold: usize,
+}
+
+impl LabelTally {
+    pub fn precision(&self) -> Option<f64> {
+        (self.flagged > 0).then(|| self.flagged_and_gold as f64 / self.flagged as f64)
+    }
+    pub fn recall(&self) -> Option<f64> {
+        (self.gold > 0).then(|| self.flagged_and_gold as f64 / self.gold as f64)
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ConversationReport {
     /// By language and "all"; and by kind.
     pub by_language: BTreeMap<String, TurnTally>,
     pub by_kind: BTreeMap<String, TurnTally>,
+    /// Per label (its name), over all languages.
+    pub labels: BTreeMap<String, LabelTally>,
     /// (gold, predicted) → count, over all languages.
     pub confusion: BTreeMap<String, usize>,
     pub failures: Vec<(String, usize, Action, Action)>,
@@ -358,6 +379,13 @@ pub fn run_conversations(classifier: &Classifier, policy: &Policy, conversations
             let action = policy.customer_turn(&mut state, &flags, severity, &c.locale).action;
             let Some(gold) = &turn.gold else { continue };
             let abusive = gold.labels.iter().any(|l| ABUSE.contains(l));
+            for label in Label::ALL {
+                let t = report.labels.entry(label.name().into()).or_default();
+                let (is_gold, is_flagged) = (gold.labels.contains(&label), flags.contains(&label));
+                t.gold += is_gold as usize;
+                t.flagged += is_flagged as usize;
+                t.flagged_and_gold += (is_gold && is_flagged) as usize;
+            }
             count(report.by_language.entry(lang.clone()).or_default(), gold, abusive, action);
             count(report.by_language.entry("all".into()).or_default(), gold, abusive, action);
             count(report.by_kind.entry(c.kind.clone()).or_default(), gold, abusive, action);
@@ -445,6 +473,13 @@ pub fn markdown(suite: &SuiteReport, conversations: &ConversationReport, neutral
             t.no_abuse_alarmed,
             t.no_abuse
         );
+    }
+    s += "\nLabels on the same turns, all languages (flags against the gold labels):\n\n| label | gold turns | flagged | precision | recall |\n|---|---:|---:|---:|---:|\n";
+    let ratio = |r: Option<f64>| r.map(|r| format!("{r:.2}")).unwrap_or_else(|| "–".into());
+    for label in Label::ALL {
+        if let Some(t) = conversations.labels.get(label.name()) {
+            s += &format!("| {} | {} | {} | {} | {} |\n", label.name(), t.gold, t.flagged, ratio(t.precision()), ratio(t.recall()));
+        }
     }
     s += "\nGold → predicted action (all languages, where they differ):\n\n";
     for (k, n) in &conversations.confusion {
@@ -544,6 +579,18 @@ mod tests {
             r#"{{"id": "en-t0001", "lang": "en", "functionality": "neutral", "group": "en-t-g001", "split": "{split}", "text": "ok, done", "must": [], "must_not": ["rudeness"], "actions": ["NONE"]}}"#
         );
         std::fs::write(dir.join("en.jsonl"), line + "\n").unwrap();
+    }
+
+    #[test]
+    fn the_report_shows_each_labels_false_flags_on_the_conversations() {
+        let mut conversations = ConversationReport::default();
+        // Profanity flagged on five turns, one of them sworn on; frustration never flagged.
+        conversations.labels.insert("profanity".into(), LabelTally { gold: 2, flagged: 5, flagged_and_gold: 1 });
+        conversations.labels.insert("frustration".into(), LabelTally { gold: 3, flagged: 0, flagged_and_gold: 0 });
+        let md = markdown(&SuiteReport::default(), &conversations, &BTreeMap::new());
+        assert!(md.contains("| profanity | 2 | 5 | 0.20 | 0.50 |"), "{md}");
+        assert!(md.contains("| frustration | 3 | 0 | – | 0.00 |"), "{md}");
+        assert!(!md.contains("| insult |"), "{md}");
     }
 
     #[test]
