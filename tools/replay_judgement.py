@@ -6,7 +6,8 @@
         # --jsonl --precision f32` (the case's language, or the conversation's locale, as hint)
     python3 tools/replay_judgement.py report SCORES.jsonl HEAD.json [--split test]
         # suite labels/actions, conversation accuracy, SET_BOUNDARY+ precision and false alarms
-        # with HEAD.json's thresholds: the same figures eval-judgement gives
+        # with HEAD.json's thresholds, and each label's precision and recall on the conversation
+        # turns: the same figures eval-judgement gives
     python3 tools/replay_judgement.py ceiling SCORES.jsonl HEAD.json [--split test]
         # one cut per label chosen on the split itself (coordinate ascent): an upper bound on
         # what any single set of thresholds could give this encoder, to compare encoders
@@ -153,9 +154,26 @@ def chosen(args):
     return [r for r in read_jsonl(args.scores) if r["split"] == args.split]
 
 
+def label_figures(rows, cut_of):
+    """Each label's flags on the gold conversation turns against their gold labels, as
+    eval-judgement's "Labels on the same turns" table: {label: {gold, flagged, precision, recall}}."""
+    out = {}
+    for label in LABELS:
+        gold = flagged = both = 0
+        for r in rows:
+            if r["kind"] != "turn" or r["gold"] is None:
+                continue
+            g, f = label in r["gold"]["labels"], r["scores"][label] >= cut_of(r)[label]
+            gold, flagged, both = gold + g, flagged + f, both + (g and f)
+        out[label] = {"gold": gold, "flagged": flagged, "precision": round(both / flagged, 3) if flagged else None,
+                      "recall": round(both / gold, 3) if gold else None}
+    return out
+
+
 def report(args):
     head = json.load(open(args.head))
-    print(json.dumps(evaluate(chosen(args), lambda r: cuts_for(head, r["thresholds_language"])), indent=1))
+    rows, cut_of = chosen(args), lambda r: cuts_for(head, r["thresholds_language"])
+    print(json.dumps({**evaluate(rows, cut_of), "labels": label_figures(rows, cut_of)}, indent=1))
 
 
 def ascend(rows, cuts, cut_of, objective, grid, passes):

@@ -78,3 +78,11 @@ def test_cue_gap_counts_calm_flags_and_recall_apart_for_texts_with_and_without_a
     has_cue = lambda r: r.get("index") in (0, 2)
     counts = replay.cue_gap_counts(rows + [case], HEAD, "frustration", has_cue)
     assert counts == {("turn", True): [1, 1, 1, 1], ("turn", False): [1, 0, 0, 0], ("case", False): [1, 1, 0, 0]}
+
+
+def test_label_figures_count_each_labels_false_flags_against_the_gold():
+    rows = escalation() + [turn("c2", 0, {"rudeness": 0.9, "profanity": 0.9}, ["frustration"], "ACKNOWLEDGE")]
+    figures = replay.label_figures(rows, lambda r: HEAD["thresholds"])
+    assert figures["rudeness"] == {"gold": 3, "flagged": 3, "precision": 0.667, "recall": 0.667}
+    assert figures["profanity"] == {"gold": 0, "flagged": 1, "precision": 0.0, "recall": None}
+    assert figures["frustration"]["recall"] == 0.5  # c2's frustration is scored 0
