@@ -20,6 +20,10 @@
         # the figures with HEAD.json's cuts, then again with every gold label of --labels that a
         # conversation turn misses flagged after all: how much of the ladder's error one label's
         # misses cause (a missed rudeness puts every later rung one step late). Not a method either.
+    python3 tools/replay_judgement.py false-flags SCORES.jsonl HEAD.json [--split test] [--labels insult]
+        # the same with every false flag of --labels on a conversation turn cleared instead (its
+        # misses left alone): how much of the boundary calls and false alarms one label's false
+        # flags cause (model card, experiment 77: insult). Not a method either.
     python3 tools/replay_judgement.py oracle SCORES.jsonl HEAD.json [--split test]
         # the figures with one label's (or one group's) flags on conversation turns made exactly
         # gold, misses and false flags both: which label's errors cost the most accuracy, boundary
@@ -215,16 +219,19 @@ def fit_dev(args):
     print(json.dumps(report, indent=1))
 
 
-def gold_cuts(head, labels, clear_false_flags):
-    """cut_of(row) with HEAD's cuts, except on conversation turns with gold: each of `labels` the
-    gold has is flagged (cut 0), and, with `clear_false_flags`, each it lacks is not (cut infinite).
-    Turns without gold (none today) keep their served flags, which still move the ladder."""
+def gold_cuts(head, labels, clear_false_flags, put_misses_right=True):
+    """cut_of(row) with HEAD's cuts, except on conversation turns with gold: with
+    `put_misses_right`, each of `labels` the gold has is flagged (cut 0), and, with
+    `clear_false_flags`, each it lacks is not (cut infinite). Turns without gold (none today) keep
+    their served flags, which still move the ladder."""
     def cut_of(r):
         cuts = cuts_for(head, r["thresholds_language"])
         if r["kind"] != "turn" or not r["gold"]:
             return cuts
         gold = r["gold"]["labels"]
-        return {**cuts, **{l: 0.0 if l in gold else float("inf") for l in labels if l in gold or clear_false_flags}}
+        fixed = {l: 0.0 for l in labels if l in gold and put_misses_right}
+        fixed.update({l: float("inf") for l in labels if l not in gold and clear_false_flags})
+        return {**cuts, **fixed}
 
     return cut_of
 
@@ -234,6 +241,13 @@ def put_right(rows, head, labels):
     misses flagged after all."""
     return {"as served": evaluate(rows, lambda r: cuts_for(head, r["thresholds_language"])),
             f"{','.join(labels)} misses put right": evaluate(rows, gold_cuts(head, labels, clear_false_flags=False))}
+
+
+def cleared(rows, head, labels):
+    """The figures with HEAD's cuts, and with every false flag of `labels` on the conversation
+    turns cleared (their misses left as they are)."""
+    return {"as served": evaluate(rows, lambda r: cuts_for(head, r["thresholds_language"])),
+            f"{','.join(labels)} false flags cleared": evaluate(rows, gold_cuts(head, labels, clear_false_flags=True, put_misses_right=False))}
 
 
 def gold_flags(rows, head, labels):
@@ -259,7 +273,8 @@ def missed(args):
     unknown = sorted(set(labels) - set(LABELS))
     if unknown:
         sys.exit(f"unknown label(s) {', '.join(unknown)}; the labels are {', '.join(LABELS)}")
-    print(json.dumps(put_right(chosen(args), json.load(open(args.head)), labels), indent=1))
+    mend = cleared if args.command == "false-flags" else put_right
+    print(json.dumps(mend(chosen(args), json.load(open(args.head)), labels), indent=1))
 
 
 def cue_gap_counts(rows, head, label, has_cue):
@@ -317,21 +332,21 @@ def main():
     d.add_argument("out")
     d.add_argument("--base", default=os.path.join(ROOT, "models/base"))
     d.add_argument("--calmline", default=os.path.join(ROOT, "target/release/calmline"))
-    for name in ("report", "ceiling", "fit-dev", "missed", "oracle"):
+    for name in ("report", "ceiling", "fit-dev", "missed", "false-flags", "oracle"):
         s = sub.add_parser(name)
         s.add_argument("scores")
         s.add_argument("head")
         if name != "fit-dev":  # it reports dev and test both
             s.add_argument("--split", default="test")
-        if name == "missed":
-            s.add_argument("--labels", default="rudeness", help="comma-separated labels whose misses are put right")
+        if name in ("missed", "false-flags"):
+            s.add_argument("--labels", default="rudeness", help="comma-separated labels whose misses are put right (missed) or false flags cleared (false-flags)")
     g = sub.add_parser("cue-gap")
     g.add_argument("scores")
     g.add_argument("head")
     g.add_argument("--label", default="frustration", choices=LABELS)
     g.add_argument("--before-round", type=int, default=33, help="cue lists from the training rounds below this one")
     args = p.parse_args()
-    {"cue-gap": cue_gap, "dump": dump, "report": report, "ceiling": ceiling, "fit-dev": fit_dev, "missed": missed, "oracle": oracle}[args.command](args)
+    {"cue-gap": cue_gap, "dump": dump, "report": report, "ceiling": ceiling, "fit-dev": fit_dev, "missed": missed, "false-flags": missed, "oracle": oracle}[args.command](args)
 
 
 if __name__ == "__main__":

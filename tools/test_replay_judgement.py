@@ -86,3 +86,11 @@ def test_label_figures_count_each_labels_false_flags_against_the_gold():
     assert figures["rudeness"] == {"gold": 3, "flagged": 3, "precision": 0.667, "recall": 0.667}
     assert figures["profanity"] == {"gold": 0, "flagged": 1, "precision": 0.0, "recall": None}
     assert figures["frustration"]["recall"] == 0.5  # c2's frustration is scored 0
+
+
+def test_clearing_false_flags_leaves_the_misses_alone():
+    rows = escalation() + [turn("c2", 0, {"rudeness": 0.9}, ["frustration"], "ACKNOWLEDGE")]
+    figures = replay.cleared(rows, HEAD, ["rudeness"])["rudeness false flags cleared"]
+    assert figures["false_alarms"] == 0.0  # c2's false rudeness is gone
+    assert figures["conversations"] == 0.0  # c1's missed dig still makes every rung late; c2's frustration is scored 0
+    assert replay.cleared(escalation(), HEAD, ["rudeness"])["rudeness false flags cleared"] == replay.evaluate(escalation(), lambda r: HEAD["thresholds"])
