@@ -7,7 +7,7 @@
     python3 tools/replay_judgement.py report SCORES.jsonl HEAD.json [--split test]
         # suite labels/actions, conversation accuracy, SET_BOUNDARY+ precision and false alarms
         # with HEAD.json's thresholds, and each label's precision and recall on the conversation
-        # turns: the same figures eval-judgement gives
+        # turns (and its scores' AUC there): the same figures eval-judgement gives
     python3 tools/replay_judgement.py ceiling SCORES.jsonl HEAD.json [--split test]
         # one cut per label chosen on the split itself (coordinate ascent): an upper bound on
         # what any single set of thresholds could give this encoder, to compare encoders
@@ -158,19 +158,38 @@ def chosen(args):
     return [r for r in read_jsonl(args.scores) if r["split"] == args.split]
 
 
+def auc(positives, negatives):
+    """ROC AUC of scores (ties counted half): the ranking, whatever the cut. None without both classes."""
+    if not positives or not negatives:
+        return None
+    ranked = sorted([(x, True) for x in positives] + [(x, False) for x in negatives])
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j + 1 < len(ranked) and ranked[j + 1][0] == ranked[i][0]:
+            j += 1
+        rank_sum += (i + j + 2) / 2 * sum(1 for k in range(i, j + 1) if ranked[k][1])
+        i = j + 1
+    p = len(positives)
+    return (rank_sum - p * (p + 1) / 2) / (p * len(negatives))
+
+
 def label_figures(rows, cut_of):
     """Each label's flags on the gold conversation turns against their gold labels, as
-    eval-judgement's "Labels on the same turns" table: {label: {gold, flagged, precision, recall}}."""
+    eval-judgement's "Labels on the same turns" table, and its scores' AUC there:
+    {label: {gold, flagged, flagged_and_gold, precision, recall, auc}}."""
     out = {}
+    turns = [r for r in rows if r["kind"] == "turn" and r["gold"] is not None]
     for label in LABELS:
         gold = flagged = both = 0
-        for r in rows:
-            if r["kind"] != "turn" or r["gold"] is None:
-                continue
+        for r in turns:
             g, f = label in r["gold"]["labels"], r["scores"][label] >= cut_of(r)[label]
             gold, flagged, both = gold + g, flagged + f, both + (g and f)
-        out[label] = {"gold": gold, "flagged": flagged, "precision": round(both / flagged, 3) if flagged else None,
-                      "recall": round(both / gold, 3) if gold else None}
+        area = auc([r["scores"][label] for r in turns if label in r["gold"]["labels"]],
+                   [r["scores"][label] for r in turns if label not in r["gold"]["labels"]])
+        out[label] = {"gold": gold, "flagged": flagged, "flagged_and_gold": both,
+                      "precision": round(both / flagged, 3) if flagged else None,
+                      "recall": round(both / gold, 3) if gold else None, "auc": round(area, 3) if area is not None else None}
     return out
 
 
@@ -339,7 +358,7 @@ def main():
         if name != "fit-dev":  # it reports dev and test both
             s.add_argument("--split", default="test")
         if name in ("missed", "false-flags"):
-            s.add_argument("--labels", default="rudeness", help="comma-separated labels whose misses are put right (missed) or false flags cleared (false-flags)")
+            s.add_argument("--labels", default="rudeness" if name == "missed" else "insult", help="comma-separated labels whose misses are put right (missed) or false flags cleared (false-flags)")
     g = sub.add_parser("cue-gap")
     g.add_argument("scores")
     g.add_argument("head")

@@ -1,6 +1,7 @@
-"""tools/replay_judgement.py `missed` and `oracle` (run by `make test` with the trainer's tests):
-`missed` puts right exactly the misses of the labels it is given, and nothing else; `oracle`'s
-`gold_flags` makes the given labels' flags exactly gold, false flags included. (That the
+"""tools/replay_judgement.py `missed`, `false-flags`, `oracle` and `report`'s label figures (run by
+`make test` with the trainer's tests): `missed` puts right exactly the misses of the labels it is
+given, and nothing else; `false-flags` clears exactly their false flags; `oracle`'s `gold_flags`
+makes the given labels' flags exactly gold, false flags included. (That the
 replayed ladder is the one the gold actions follow is tested in test_annotation_agreement.py.)"""
 import os, sys
 
@@ -83,8 +84,9 @@ def test_cue_gap_counts_calm_flags_and_recall_apart_for_texts_with_and_without_a
 def test_label_figures_count_each_labels_false_flags_against_the_gold():
     rows = escalation() + [turn("c2", 0, {"rudeness": 0.9, "profanity": 0.9}, ["frustration"], "ACKNOWLEDGE")]
     figures = replay.label_figures(rows, lambda r: HEAD["thresholds"])
-    assert figures["rudeness"] == {"gold": 3, "flagged": 3, "precision": 0.667, "recall": 0.667}
-    assert figures["profanity"] == {"gold": 0, "flagged": 1, "precision": 0.0, "recall": None}
+    # AUC: two of the three digs tie with c2's false 0.9 (half a pair each), the third scores below it.
+    assert figures["rudeness"] == {"gold": 3, "flagged": 3, "flagged_and_gold": 2, "precision": 0.667, "recall": 0.667, "auc": 0.333}
+    assert figures["profanity"] == {"gold": 0, "flagged": 1, "flagged_and_gold": 0, "precision": 0.0, "recall": None, "auc": None}
     assert figures["frustration"]["recall"] == 0.5  # c2's frustration is scored 0
 
 
@@ -93,4 +95,8 @@ def test_clearing_false_flags_leaves_the_misses_alone():
     figures = replay.cleared(rows, HEAD, ["rudeness"])["rudeness false flags cleared"]
     assert figures["false_alarms"] == 0.0  # c2's false rudeness is gone
     assert figures["conversations"] == 0.0  # c1's missed dig still makes every rung late; c2's frustration is scored 0
-    assert replay.cleared(escalation(), HEAD, ["rudeness"])["rudeness false flags cleared"] == replay.evaluate(escalation(), lambda r: HEAD["thresholds"])
+
+
+def test_auc_counts_ties_as_half():
+    assert replay.auc([0.9, 0.5], [0.5, 0.1]) == 0.875
+    assert replay.auc([0.9], []) is None
