@@ -127,12 +127,12 @@ use calmline::domain::policy::Policy;
 use calmline::train::datasets::Split;
 use calmline::train::judgement;
 
-// What the default (`e5-small-q4+soup-38-49w11+judgement-104`, 2026-12-07; judgement-93 with
-// profanity annotated on every training turn, every other figure as judgement-93's) measured on the test
+// What the default (`e5-small-q4+soup-38-49w11+judgement-104`, 2026-12-07; judgement-93's encoder,
+// the head refitted with profanity annotated on every training turn) measured on the test
 // splits, less a small margin (models/eval-judgement.md, f32; int8 in
-// models/eval-judgement-int8.md): labels 84.8% (int8 84.9%), actions 86.8% (86.9%) on the suite's
+// models/eval-judgement-int8.md): labels 84.9% (int8 84.9%), actions 86.8% (86.9%) on the suite's
 // 1,830 test cases, neutral turns 87% or more in every language (Spanish 7 of 8); on the twelve
-// languages' 1,156 conversation turns accuracy 87.1% (87.1%), false alarms 2.2% (21 of 952; int8
+// languages' 1,156 conversation turns accuracy 87.2% (87.2%), false alarms 2.2% (21 of 952; int8
 // 2.3%), SET_BOUNDARY or worse right 88.8% (79 of 89; int8 the same) of the time, profanity right
 // on 40% of the turns it flags (int8 41%; judgement-93: 23%, 45 of 195). The issue's bars
 // are 95%, 90%, 2% and 90%. judgement-38 measured 85.5% / 86.5%, 85.7%, 3.6% and 81% (95 calls)
@@ -178,8 +178,9 @@ fn conversations_hold_their_measured_floor() {
     // Wrong escalations are what costs an agent's trust most (the judgement issue).
     let precision = all.boundary_precision().expect("some turns warrant SET_BOUNDARY or worse");
     assert!(precision >= BOUNDARY_PRECISION_FLOOR, "SET_BOUNDARY or worse right on {precision:.3} of {} calls", all.boundary_or_worse);
-    // A label moves no rung yet is read in every answer: profanity once sat on a fifth of the
-    // customers' heated complaints and clean insults (data/training/README.md).
+    // A label that moves no rung is still read in every answer: profanity was once right on only
+    // about a fifth of the turns it flagged, mostly heated complaints and clean insults
+    // (precision 0.20 dev / 0.23 test; data/training/README.md).
     let profanity = report.labels["profanity"];
     let precision = profanity.precision().expect("profanity is flagged on some turns");
     assert!(precision >= PROFANITY_PRECISION_FLOOR, "profanity right on {precision:.3} of {} flags", profanity.flagged);

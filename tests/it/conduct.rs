@@ -15,7 +15,7 @@ fn conduct_flags_hold_up_on_the_held_out_agent_turns() {
     let counts = evaluation::count(&examples, &model, "test", model.thresholds());
     let f1 = |kind: ConductKind| counts[&("all".to_string(), kind)].f1();
     // Recognised by example: canned replies are reliable, blaming others less so since the
-    // encoder's adapters were trained on all twelve layers (conduct-6 with judgement-93 and with
+    // encoder's adapters were trained on all twelve layers (conduct-6 with judgement-104, judgement-93 and
     // judgement-38: 0.80 on 12 test positives, macro F1 0.738 in f32 and int8; conduct-5 with
     // judgement-29 0.75 and 0.705; conduct-4 with judgement-22 0.67 and 0.68, with judgement-19
     // 0.73 and 0.65 / 0.70; conduct-3 with judgement-18 0.67, with judgement-6 0.80;
@@ -26,7 +26,7 @@ fn conduct_flags_hold_up_on_the_held_out_agent_turns() {
 }
 
 /// The gold conversations' agents are professional: a QA report must not accuse them. Measured
-/// with conduct-6 on `e5-small-q4+soup-38-49w11+judgement-93`: 11 of the twelve languages' 955
+/// with conduct-6 on `e5-small-q4+soup-38-49w11+judgement-104` (and judgement-93, the same): 11 of the twelve languages' 955
 /// test replies (1.2%; int8 12), 3 of them Arabic rude_to_customer; on
 /// `e5-small-q4+soup-20-20s2-28-32+judgement-38`: 8 of the six languages' 495 (1.6%;
 /// int8 7), 3 of them rude_to_customer (the classifier's rudeness on apologies, all Hebrew);
