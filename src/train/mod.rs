@@ -426,11 +426,18 @@ pub const NEUTRAL_UNION_BUDGET: f64 = 0.02;
 pub const NEUTRAL_UNION_CAP: f64 = 0.025;
 
 /// What the hold may cost one label of one language at most, in that language's own dev F-beta,
-/// over the cap or not. Without a limit, a head trained with round 13 of the training turns had
+/// while the language is within the cap (`NEUTRAL_UNION_CAP_MAX_LOSS` over it). Without a limit, a head trained with round 13 of the training turns had
 /// Hungarian frustration raised 0.52 → 1.00 (never flagged) to clear a few grammar-book sentences
 /// that read as complaints: the suite's Hungarian complaints lost their ACKNOWLEDGE. A language
 /// the limit leaves over its budget is printed, and the neutral figures report it.
 pub const NEUTRAL_UNION_MAX_LOSS: f64 = 0.05;
+
+/// What the hold may cost a label while the language is still over `NEUTRAL_UNION_CAP`: over
+/// the cap, a language's test text can be over the 3% bar (judgement-103's Hebrew: 2.8%
+/// of its neutral dev text, 3.1% on test, when every further step cost a label more than 0.05;
+/// judgement-107's: 4.1% and 3.6%; model card, experiment 78). Under the cap the tighter limit
+/// stands, so the hold cannot buy a language's last points with its recall.
+pub const NEUTRAL_UNION_CAP_MAX_LOSS: f64 = 0.10;
 
 /// Holds each language's neutral dev text to `NEUTRAL_UNION_BUDGET` for all labels together.
 /// Each label's threshold keeps its own budget, but those add up: French neutral text carried a
@@ -440,7 +447,8 @@ pub const NEUTRAL_UNION_MAX_LOSS: f64 = 0.05;
 /// label the language has no labelled dev data for costs nothing to measure, and is taken
 /// first), as long as it costs no more than calibration's exchange rate (`NEUTRAL_PENALTY`)
 /// allows, or beyond it while the language is over `NEUTRAL_UNION_CAP`; never costing a label
-/// more than `NEUTRAL_UNION_MAX_LOSS` in all. Where no single step clears a text (several labels
+/// more than `NEUTRAL_UNION_MAX_LOSS` in all (`NEUTRAL_UNION_CAP_MAX_LOSS` while the language is
+/// over the cap). Where no single step clears a text (several labels
 /// flag it), a free step of the label with the most wrong flags; free steps that no clearing step
 /// follows are undone. "Free" is measured on the language's own dev F-beta, which can miss what a
 /// step costs elsewhere: a soup's Hebrew rudeness was walked 0.70 → 0.98 in free steps that
@@ -488,6 +496,8 @@ fn hold_neutral_union(
         // nothing and are undone at the end.
         let mut kept = (thresholds, raised.len());
         while now as f64 > NEUTRAL_UNION_BUDGET * texts.len() as f64 {
+            let over_cap = now as f64 > NEUTRAL_UNION_CAP * texts.len() as f64;
+            let max_loss = if over_cap { NEUTRAL_UNION_CAP_MAX_LOSS } else { NEUTRAL_UNION_MAX_LOSS };
             // Each non-severe label's next step: (label, new threshold, wrong flags, texts cleared, cost).
             let steps: Vec<(Label, f32, usize, usize, f64)> = Label::ALL
                 .into_iter()
@@ -506,20 +516,13 @@ fn hold_neutral_union(
                     next[l.index()] = t;
                     let cleared = now - flagged(&next);
                     let after = quality(l, t);
-                    (calibrated[l.index()] - after <= NEUTRAL_UNION_MAX_LOSS).then_some((
-                        l,
-                        t,
-                        scores.len(),
-                        cleared,
-                        quality(l, thresholds[l.index()]) - after,
-                    ))
+                    (calibrated[l.index()] - after <= max_loss).then_some((l, t, scores.len(), cleared, quality(l, thresholds[l.index()]) - after))
                 })
                 .collect();
             // A step is worth taking at the exchange rate calibration uses: a text cleared is
             // worth NEUTRAL_PENALTY / n F-beta points. One that clears no text on its own (another
             // label flags it too) is taken only when it costs nothing.
             let worth = metrics::NEUTRAL_PENALTY / texts.len() as f64;
-            let over_cap = now as f64 > NEUTRAL_UNION_CAP * texts.len() as f64;
             let cheapest =
                 steps.iter().filter(|s| s.3 > 0 && (over_cap || s.4 <= worth * s.3 as f64)).min_by(|a, b| (a.4 / a.3 as f64).total_cmp(&(b.4 / b.3 as f64)));
             let free = || steps.iter().filter(|s| s.4 <= 0.0).max_by_key(|s| s.2);
@@ -537,7 +540,7 @@ fn hold_neutral_union(
         if now as f64 > NEUTRAL_UNION_BUDGET * texts.len() as f64 {
             let share = 100.0 * now as f64 / texts.len() as f64;
             eprintln!(
-                "{lang}: neutral dev text still {share:.1}% flagged: every further step costs a label more than {NEUTRAL_UNION_MAX_LOSS} of its dev F-beta"
+                "{lang}: neutral dev text still {share:.1}% flagged: every further step costs a label more than {NEUTRAL_UNION_MAX_LOSS} of its dev F-beta ({NEUTRAL_UNION_CAP_MAX_LOSS} while over {NEUTRAL_UNION_CAP})"
             );
         }
         if raised.is_empty() {
@@ -580,7 +583,7 @@ impl ThresholdRule {
             "per label and per language where its dev data has >= {MIN_LANGUAGE_DEV} annotated examples with >= {MIN_CLASS} of each class (else pooled): {objective}"
         );
         let hold = format!(
-            "then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, a non-severe label's threshold of its own is raised just above its lowest wrong flag: the one costing least of the language's dev F-beta per neutral text cleared, while that is within the same exchange rate, or whatever it costs while more than {NEUTRAL_UNION_CAP} is flagged, never costing a label more than {NEUTRAL_UNION_MAX_LOSS} of the language's dev F-beta; where no single step clears a text, a step that costs nothing, undone unless a clearing step follows"
+            "then, per language, while more than {NEUTRAL_UNION_BUDGET} of its neutral dev text carries any wrong flag, a non-severe label's threshold of its own is raised just above its lowest wrong flag: the one costing least of the language's dev F-beta per neutral text cleared, while that is within the same exchange rate, or whatever it costs while more than {NEUTRAL_UNION_CAP} is flagged, never costing a label more than {NEUTRAL_UNION_MAX_LOSS} of the language's dev F-beta ({NEUTRAL_UNION_CAP_MAX_LOSS} while more than {NEUTRAL_UNION_CAP} is flagged); where no single step clears a text, a step that costs nothing, undone unless a clearing step follows"
         );
         match self {
             ThresholdRule::PerLanguage => per_language,
@@ -868,6 +871,31 @@ mod tests {
         // Losing 40 of 100 insults costs 0.12 of F0.5: Hebrew keeps the pooled cut and stays over
         // budget (printed), rather than losing its insults.
         assert_eq!(hebrew_insult_cut_after_the_hold(40), None);
+    }
+
+    #[test]
+    fn over_the_cap_the_hold_may_cost_a_label_more() {
+        // Hebrew neutral text: 4 of 100 flagged insult (over the 2.5% cap); losing 25 of 100
+        // insults costs 0.0625 of F0.5, over the loss limit but within the limit over the cap.
+        let head = one_feature_head();
+        let mut data = Featurised { examples: Vec::new(), features: Vec::new() };
+        let neutral: Vec<(f32, bool)> = (0..100).map(|i| (if i < 4 { 0.6 + 0.02 * i as f32 } else { 0.1 }, false)).collect();
+        labelled_dev("ud_sentences_multi", "he", Label::Insult, &neutral, &mut data);
+        let insults: Vec<(f32, bool)> = (0..200)
+            .map(|i| {
+                if i < 25 {
+                    (0.61, true)
+                } else if i < 100 {
+                    (0.9, true)
+                } else {
+                    (0.1, false)
+                }
+            })
+            .collect();
+        labelled_dev("calmline_behaviour", "he", Label::Insult, &insults, &mut data);
+        let by_language = held(&head, &data);
+        let cut = by_language.get("he").and_then(|own| own.get(&Label::Insult)).copied();
+        assert!(cut.is_some_and(|t| t > 0.61), "{by_language:?}");
     }
 
     #[test]
