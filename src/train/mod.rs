@@ -426,10 +426,11 @@ pub const NEUTRAL_UNION_BUDGET: f64 = 0.02;
 pub const NEUTRAL_UNION_CAP: f64 = 0.025;
 
 /// What the hold may cost one label of one language at most, in that language's own dev F-beta,
-/// while the language is within the cap (`NEUTRAL_UNION_CAP_MAX_LOSS` over it). Without a limit, a head trained with round 13 of the training turns had
-/// Hungarian frustration raised 0.52 → 1.00 (never flagged) to clear a few grammar-book sentences
-/// that read as complaints: the suite's Hungarian complaints lost their ACKNOWLEDGE. A language
-/// the limit leaves over its budget is printed, and the neutral figures report it.
+/// while the language is within the cap (`NEUTRAL_UNION_CAP_MAX_LOSS` over it). Without a limit,
+/// a head trained with round 13 of the training turns had Hungarian frustration raised 0.52 →
+/// 1.00 (never flagged) to clear a few grammar-book sentences that read as complaints: the
+/// suite's Hungarian complaints lost their ACKNOWLEDGE. A language the limit leaves over its
+/// budget is printed, and the neutral figures report it.
 pub const NEUTRAL_UNION_MAX_LOSS: f64 = 0.05;
 
 /// What the hold may cost a label while the language is still over `NEUTRAL_UNION_CAP`: over
@@ -448,9 +449,9 @@ pub const NEUTRAL_UNION_CAP_MAX_LOSS: f64 = 0.10;
 /// first), as long as it costs no more than calibration's exchange rate (`NEUTRAL_PENALTY`)
 /// allows, or beyond it while the language is over `NEUTRAL_UNION_CAP`; never costing a label
 /// more than `NEUTRAL_UNION_MAX_LOSS` in all (`NEUTRAL_UNION_CAP_MAX_LOSS` while the language is
-/// over the cap). Where no single step clears a text (several labels
-/// flag it), a free step of the label with the most wrong flags; free steps that no clearing step
-/// follows are undone. "Free" is measured on the language's own dev F-beta, which can miss what a
+/// over the cap). Where no single step clears a text (several labels flag it), a free step of
+/// the label with the most wrong flags; free steps that no clearing step follows are undone.
+/// "Free" is measured on the language's own dev F-beta, which can miss what a
 /// step costs elsewhere: a soup's Hebrew rudeness was walked 0.70 → 0.98 in free steps that
 /// cleared no text (another label flagged it too), and the suite's Hebrew test cases lost 26
 /// rudeness flags (model card, experiment 45b). Hungarian "neutral" sentences
@@ -868,8 +869,8 @@ mod tests {
 
     #[test]
     fn the_hold_never_costs_a_label_more_than_the_loss_limit() {
-        // Losing 40 of 100 insults costs 0.12 of F0.5: Hebrew keeps the pooled cut and stays over
-        // budget (printed), rather than losing its insults.
+        // Losing 40 of 100 insults costs 0.12 of F0.5, over both limits: Hebrew keeps the pooled
+        // cut and stays over budget (printed), rather than losing its insults.
         assert_eq!(hebrew_insult_cut_after_the_hold(40), None);
     }
 
