@@ -420,7 +420,7 @@ fn join_small_groups(groups: &BTreeMap<(&str, &str), metrics::Scored>) -> Vec<me
 pub const NEUTRAL_UNION_BUDGET: f64 = 0.02;
 
 /// Over this share the budget is no longer a trade: the cheapest step is taken beyond the
-/// exchange rate, up to `NEUTRAL_UNION_MAX_LOSS` (the 3% is a bar every language must
+/// exchange rate, up to `NEUTRAL_UNION_CAP_MAX_LOSS` (the 3% is a bar every language must
 /// pass; Hebrew's neutral text stayed at 3.1% on dev and 3.2% on test when every further step cost
 /// more than the exchange rate).
 pub const NEUTRAL_UNION_CAP: f64 = 0.025;
@@ -436,8 +436,9 @@ pub const NEUTRAL_UNION_MAX_LOSS: f64 = 0.05;
 /// What the hold may cost a label while the language is still over `NEUTRAL_UNION_CAP`: over
 /// the cap, a language's test text can be over the 3% bar (judgement-103's Hebrew: 2.8%
 /// of its neutral dev text, 3.1% on test, when every further step cost a label more than 0.05;
-/// judgement-107's: 4.1% and 3.6%; model card, experiment 78). Under the cap the tighter limit
-/// stands, so the hold cannot buy a language's last points with its recall.
+/// 2.7% on test with this limit; model card, experiment 78). Under the cap the exchange rate
+/// binds first (a step may cost at most `NEUTRAL_PENALTY` / n a text it clears) and the tighter
+/// limit stands, so the hold cannot buy a language's last points with its recall.
 pub const NEUTRAL_UNION_CAP_MAX_LOSS: f64 = 0.10;
 
 /// Holds each language's neutral dev text to `NEUTRAL_UNION_BUDGET` for all labels together.
@@ -876,27 +877,9 @@ mod tests {
 
     #[test]
     fn over_the_cap_the_hold_may_cost_a_label_more() {
-        // Hebrew neutral text: 4 of 100 flagged insult (over the 2.5% cap); losing 25 of 100
-        // insults costs 0.0625 of F0.5, over the loss limit but within the limit over the cap.
-        let head = one_feature_head();
-        let mut data = Featurised { examples: Vec::new(), features: Vec::new() };
-        let neutral: Vec<(f32, bool)> = (0..100).map(|i| (if i < 4 { 0.6 + 0.02 * i as f32 } else { 0.1 }, false)).collect();
-        labelled_dev("ud_sentences_multi", "he", Label::Insult, &neutral, &mut data);
-        let insults: Vec<(f32, bool)> = (0..200)
-            .map(|i| {
-                if i < 25 {
-                    (0.61, true)
-                } else if i < 100 {
-                    (0.9, true)
-                } else {
-                    (0.1, false)
-                }
-            })
-            .collect();
-        labelled_dev("calmline_behaviour", "he", Label::Insult, &insults, &mut data);
-        let by_language = held(&head, &data);
-        let cut = by_language.get("he").and_then(|own| own.get(&Label::Insult)).copied();
-        assert!(cut.is_some_and(|t| t > 0.61), "{by_language:?}");
+        // Losing 25 of 100 insults costs 0.0625 of F0.5: over `NEUTRAL_UNION_MAX_LOSS`, within
+        // the limit over the cap (Hebrew's neutral text is at 3%, over the 2.5% cap).
+        assert!(hebrew_insult_cut_after_the_hold(25).is_some_and(|t| t > 0.61));
     }
 
     #[test]
