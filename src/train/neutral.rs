@@ -93,14 +93,30 @@ fn ud_sentences(dir: &Path) -> Result<Vec<Example>> {
         }
         for row in csv_rows(&path, b'\t', true)? {
             let (Some(lang), Some(treebank), Some(text)) = (row.get(0).and_then(lang_code), row.get(1), row.get(5)) else { continue };
-            // Social posts and stock tweets may swear, debates and reviews may be heated: only
-            // abuse is negative there. Encyclopedia, news, fiction and grammar are calm.
-            let heated = treebank.contains("Taiga") || treebank.contains("DANTEStocks") || treebank.contains("knesset") || treebank.contains("Tourism");
-            let targets = if heated { not_abusive() } else { calm() };
-            out.push(example("ud_sentences_multi", lang, text, text.to_string(), targets));
+            out.push(example("ud_sentences_multi", lang, text, text.to_string(), ud_targets(treebank)));
         }
     }
     Ok(out)
+}
+
+/// Encyclopedia, news, fiction and grammar are calm. Social posts, stock tweets, parliamentary
+/// debates and reviews are people talking to and about each other, and nobody read them for
+/// rudeness: scored by judgement-104, a sample of 250 Russian Taiga posts holds "Ты то позер самый
+/// обычный" and "Мудачьё.", 250 Knesset sentences "רגע, גברת, … ואת כבר מתחילה עם שאלות?" —
+/// rudeness and insult by calmline's own definitions. Counted as negatives for them, such texts
+/// pushed Russian's and Hebrew's own rudeness cuts up by the neutral hold (model card, experiment
+/// 79). There only the severe harms are negative; rudeness, insult, profanity and frustration are
+/// left open.
+fn ud_targets(treebank: &str) -> Targets {
+    let unscreened = ["Taiga", "DANTEStocks", "knesset", "Tourism"].iter().any(|t| treebank.contains(t));
+    if !unscreened {
+        return calm();
+    }
+    let mut targets = not_abusive();
+    for label in [Label::Rudeness, Label::Insult, Label::Profanity] {
+        targets[label.index()] = None;
+    }
+    targets
 }
 
 fn xsid(dir: &Path) -> Result<Vec<Example>> {
@@ -278,9 +294,24 @@ mod tests {
     use crate::train::judgement::ABUSE;
 
     #[test]
+    fn social_posts_and_debates_leave_rudeness_open_and_rule_out_the_severe_harms() {
+        let taiga = ud_targets("UD_Russian-Taiga");
+        for label in [Label::Rudeness, Label::Insult, Label::Profanity, Label::Frustration] {
+            assert_eq!(taiga[label.index()], None, "{label:?}");
+        }
+        for label in [Label::Threat, Label::IdentityAttack, Label::SexualHarassment] {
+            assert_eq!(taiga[label.index()], Some(false), "{label:?}");
+        }
+        assert_eq!(ud_targets("UD_Russian-GSD"), calm());
+    }
+
+    #[test]
     fn every_neutral_text_is_clean_and_the_languages_are_there() {
         let examples = load_neutral(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")).unwrap();
-        assert!(examples.iter().all(|e| ABUSE.iter().all(|l| e.targets[l.index()] == Some(false)) && !e.text.trim().is_empty()));
+        let severe = [Label::Threat, Label::IdentityAttack, Label::SexualHarassment];
+        assert!(examples.iter().all(|e| severe.iter().all(|l| e.targets[l.index()] == Some(false)) && !e.text.trim().is_empty()));
+        let clean = examples.iter().filter(|e| ABUSE.iter().all(|l| e.targets[l.index()] == Some(false))).count();
+        assert!(clean * 10 > examples.len() * 9, "{clean} of {} neutral texts clean of every abuse label", examples.len());
         for lang in ["en", "hu", "he", "de", "pt", "es", "fr", "tr", "ar", "ru", "it", "pl"] {
             let test = examples.iter().filter(|e| e.lang == lang && e.split == Split::Test).count();
             assert!(test >= 200, "{lang}: {test} neutral test texts");
